@@ -1,0 +1,40 @@
+# Everything a fresh machine with only Python needs: `make test`, `make devnet`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SRC := muxernode consensus storage p2p devnet bench tests
+
+.PHONY: install lint test cov devnet bench fmt clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -U pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/mypy $(SRC)
+
+test: lint
+	$(BIN)/python -m pytest -p no:cacheprovider --cov=muxernode --cov=consensus --cov=storage --cov=p2p --cov-report= $(PYTEST_ARGS)
+	@echo "== ledger line coverage (target >= 90%) =="
+	$(BIN)/python -m coverage report --include='muxernode/ledger.py,muxernode/ops.py,muxernode/state.py' --fail-under=90
+	@echo "== whole project coverage =="
+	$(BIN)/python -m coverage report --skip-covered --skip-empty | tail -n 1
+
+devnet: $(STAMP)
+	$(BIN)/python -m devnet up $(DEVNET_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/ledger.py
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix $(SRC)
+	$(BIN)/ruff format $(SRC)
+
+clean:
+	rm -rf $(VENV) .devnet build *.egg-info .coverage

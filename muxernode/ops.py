@@ -1,0 +1,318 @@
+"""The nine MUXER operations (protocol section 3) and society rules (section 4.1).
+
+An op travels as an array, opcode first. ``decode_op`` turns it into a typed, immutable
+object after the static checks that need no chain state (lengths, bounds, the society id
+alphabet, rule bounds); each failure raises ``Rejected`` with the reason code of section 9.
+Stateful rules (membership, balances, karma, ...) belong to the ledger.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+from consensus.crypto import address_to_text
+from consensus.errors import Rejected
+
+__all__ = [
+    "DEFAULT_RULES",
+    "OP_NAMES",
+    "RULE_NAMES",
+    "Claim",
+    "CreateSociety",
+    "Give",
+    "Join",
+    "Op",
+    "Pledge",
+    "RegisterWitness",
+    "Rules",
+    "Transfer",
+    "Vote",
+    "VoteWitness",
+    "decode_op",
+    "op_to_json",
+]
+
+MAX_AMOUNT = 2**63 - 1
+MAX_TTL = 31_536_000
+SOCIETY_ID = re.compile(r"[a-z0-9-]{3,32}")
+MAX_APPROVALS = 30
+
+OP_TRANSFER = 1
+OP_CREATE_SOCIETY = 2
+OP_JOIN = 3
+OP_PLEDGE = 4
+OP_CLAIM = 5
+OP_VOTE = 6
+OP_GIVE = 7
+OP_REGISTER_WITNESS = 8
+OP_VOTE_WITNESS = 9
+
+RULE_NAMES = (
+    "decay_period_s",
+    "decay_ppm",
+    "approval_bp",
+    "observation_s",
+    "waiting_s",
+    "claim_ttl_s",
+    "benefit_ratio",
+    "claim_bond",
+    "min_pledge",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    decay_period_s: int
+    decay_ppm: int
+    approval_bp: int
+    observation_s: int
+    waiting_s: int
+    claim_ttl_s: int
+    benefit_ratio: int
+    claim_bond: int
+    min_pledge: int
+
+    def as_list(self) -> list[int]:
+        return [getattr(self, n) for n in RULE_NAMES]
+
+    def as_json(self) -> dict[str, int]:
+        return {n: getattr(self, n) for n in RULE_NAMES}
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> Rules:
+        if type(obj) is not list or len(obj) != len(RULE_NAMES):
+            raise Rejected("bad_rules", f"rules are an array of {len(RULE_NAMES)} integers")
+        for name, v in zip(RULE_NAMES, obj, strict=True):
+            if type(v) is not int or not 0 <= v <= MAX_AMOUNT:
+                raise Rejected("bad_rules", f"{name} must be an integer in [0, 2**63-1]")
+        rules = cls(*obj)
+        rules.check()
+        return rules
+
+    def check(self) -> None:
+        if self.decay_period_s < 1:
+            raise Rejected("bad_rules", "decay_period_s must be at least 1")
+        if not 0 <= self.decay_ppm < 1_000_000:
+            raise Rejected("bad_rules", "decay_ppm must be in [0, 999999]")
+        if not 1 <= self.approval_bp <= 10_000:
+            raise Rejected("bad_rules", "approval_bp must be in [1, 10000]")
+        if not 0 <= self.waiting_s < self.claim_ttl_s <= MAX_TTL:
+            raise Rejected("bad_rules", "need 0 <= waiting_s < claim_ttl_s <= 31536000")
+        if not 1 <= self.benefit_ratio <= 1000:
+            raise Rejected("bad_rules", "benefit_ratio must be in [1, 1000]")
+        if self.min_pledge < 1:
+            raise Rejected("bad_rules", "min_pledge must be at least 1")
+
+
+DEFAULT_RULES = Rules(86400, 3844, 300, 7776000, 259200, 2592000, 10, 10000000, 100000)
+
+
+# --- field checks -----------------------------------------------------------------------
+
+
+def _amount(v: Any, what: str = "amount") -> int:
+    if type(v) is not int or not 0 < v <= MAX_AMOUNT:
+        raise Rejected("bad_op", f"{what} must be an integer in [1, 2**63-1]")
+    return v
+
+
+def _text(v: Any, limit: int, what: str) -> str:
+    if type(v) is not str:
+        raise Rejected("bad_op", f"{what} must be a string")
+    if len(v) > limit and len(v.encode()) > limit:  # chars <= bytes: skip encoding short ones
+        raise Rejected("bad_op", f"{what} is longer than {limit} bytes")
+    return v
+
+
+def _bin(v: Any, size: int, what: str) -> bytes:
+    if type(v) is not bytes or len(v) != size:
+        raise Rejected("bad_op", f"{what} must be {size} bytes")
+    return v
+
+
+def _society(v: Any) -> str:
+    if type(v) is not str or SOCIETY_ID.fullmatch(v) is None:
+        raise Rejected("bad_society_id", f"society id {str(v)[:40]!r} is not 3-32 of a-z 0-9 -")
+    return v
+
+
+# --- operations -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    to: bytes
+    amount: int
+    memo: str
+    OPCODE = OP_TRANSFER
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSociety:
+    society: str
+    name: str
+    purpose: str
+    rules: Rules
+    OPCODE = OP_CREATE_SOCIETY
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    society: str
+    identity: str
+    OPCODE = OP_JOIN
+
+
+@dataclass(frozen=True, slots=True)
+class Pledge:
+    society: str
+    amount: int
+    OPCODE = OP_PLEDGE
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    society: str
+    amount: int
+    karma: int
+    subject: str
+    details: str
+    evidence: bytes
+    OPCODE = OP_CLAIM
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    claim_id: bytes
+    stance: int
+    OPCODE = OP_VOTE
+
+
+@dataclass(frozen=True, slots=True)
+class Give:
+    claim_id: bytes
+    amount: int
+    OPCODE = OP_GIVE
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterWitness:
+    signing_key: bytes
+    url: str
+    OPCODE = OP_REGISTER_WITNESS
+
+
+@dataclass(frozen=True, slots=True)
+class VoteWitness:
+    witnesses: tuple[bytes, ...]
+    OPCODE = OP_VOTE_WITNESS
+
+
+Op = Transfer | CreateSociety | Join | Pledge | Claim | Vote | Give | RegisterWitness | VoteWitness
+
+OP_NAMES = {
+    OP_TRANSFER: "transfer",
+    OP_CREATE_SOCIETY: "create_society",
+    OP_JOIN: "join",
+    OP_PLEDGE: "pledge",
+    OP_CLAIM: "claim",
+    OP_VOTE: "vote",
+    OP_GIVE: "give",
+    OP_REGISTER_WITNESS: "register_witness",
+    OP_VOTE_WITNESS: "vote_witness",
+}
+_ARITY = {
+    OP_TRANSFER: 3,
+    OP_CREATE_SOCIETY: 4,
+    OP_JOIN: 2,
+    OP_PLEDGE: 2,
+    OP_CLAIM: 6,
+    OP_VOTE: 2,
+    OP_GIVE: 2,
+    OP_REGISTER_WITNESS: 2,
+    OP_VOTE_WITNESS: 1,
+}
+
+
+def decode_op(obj: Any) -> Op:
+    """Statically validate an op array and return its typed form (raises Rejected)."""
+    if type(obj) is not list or not obj or type(obj[0]) is not int:
+        raise Rejected("bad_op", "an op is an array whose first item is an opcode")
+    code = obj[0]
+    arity = _ARITY.get(code)
+    if arity is None:
+        raise Rejected("bad_op", f"unknown opcode {code}")
+    if len(obj) != arity + 1:
+        raise Rejected("bad_op", f"{OP_NAMES[code]} takes {arity} fields, got {len(obj) - 1}")
+    f = obj
+    if code == OP_TRANSFER:
+        return Transfer(_bin(f[1], 20, "to"), _amount(f[2]), _text(f[3], 256, "memo"))
+    if code == OP_PLEDGE:
+        return Pledge(_society(f[1]), _amount(f[2]))
+    if code == OP_VOTE:
+        if type(f[2]) is not int or f[2] not in (-1, 0, 1):
+            raise Rejected("bad_op", "stance must be -1 (reject), 0 (withdraw) or 1 (approve)")
+        return Vote(_bin(f[1], 32, "claim_id"), f[2])
+    if code == OP_GIVE:
+        return Give(_bin(f[1], 32, "claim_id"), _amount(f[2]))
+    if code == OP_JOIN:
+        return Join(_society(f[1]), _text(f[2], 256, "identity"))
+    if code == OP_CLAIM:
+        return Claim(
+            _society(f[1]),
+            _amount(f[2]),
+            _amount(f[3], "karma"),
+            _text(f[4], 80, "subject"),
+            _text(f[5], 4096, "details"),
+            _bin(f[6], 32, "evidence"),
+        )
+    if code == OP_CREATE_SOCIETY:
+        return CreateSociety(
+            _society(f[1]),
+            _text(f[2], 64, "name"),
+            _text(f[3], 1024, "purpose"),
+            Rules.from_obj(f[4]),
+        )
+    if code == OP_REGISTER_WITNESS:
+        return RegisterWitness(_bin(f[1], 32, "signing_key"), _text(f[2], 256, "url"))
+    # OP_VOTE_WITNESS
+    ws = f[1]
+    if type(ws) is not list or len(ws) > MAX_APPROVALS:
+        raise Rejected("bad_op", f"witnesses must be an array of at most {MAX_APPROVALS}")
+    addrs = tuple(_bin(w, 20, "witness address") for w in ws)
+    if len(set(addrs)) != len(addrs):
+        raise Rejected("bad_op", "witness approvals must be distinct")
+    return VoteWitness(addrs)
+
+
+def encode_op(op: Op) -> list[Any]:
+    """The array form of a typed op (inverse of decode_op)."""
+    out: list[Any] = [op.OPCODE]
+    for fld in fields(op):
+        v = getattr(op, fld.name)
+        if isinstance(v, Rules):
+            v = v.as_list()
+        elif isinstance(v, tuple):
+            v = list(v)
+        out.append(v)
+    return out
+
+
+_ADDRESS_FIELDS = {"to"}
+
+
+def op_to_json(op: Op) -> dict[str, Any]:
+    """The RPC form: {"type": name, field: value}; bin in hex, addresses in mx form."""
+    out: dict[str, Any] = {"type": OP_NAMES[op.OPCODE]}
+    for fld in fields(op):
+        v = getattr(op, fld.name)
+        if isinstance(v, Rules):
+            v = v.as_json()
+        elif isinstance(v, tuple):
+            v = [address_to_text(a) for a in v]
+        elif isinstance(v, bytes):
+            v = address_to_text(v) if fld.name in _ADDRESS_FIELDS else v.hex()
+        out[fld.name] = v
+    return out
