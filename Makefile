@@ -30,7 +30,7 @@ devnet: $(STAMP)
 	$(BIN)/python -m devnet up $(DEVNET_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/ledger.py
+	$(BIN)/python -m bench.ledger
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix $(SRC)
