@@ -276,7 +276,7 @@ class Ledger:
         """Change an account's balance by delta (either sign), keeping witness votes live."""
         st = self.state
         key = account_key(address)
-        acct = st.touch(key)
+        acct: list[Any] | None = st.touch(key)
         if acct is None:
             acct = [0, 0, [], []]
             st.put(key, acct)

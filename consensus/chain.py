@@ -1,0 +1,352 @@
+"""The chain: blocks applied through the Application, stored in one batch each.
+
+Rules (protocol section 6, and architecture "Storage"):
+- A block extends the head only if its parent is the head, its slot is later than the
+  parent's, its witness is the slot's scheduled witness and signed it, its roots match
+  (checked when decoded), every tx applies in order (claim closings first, done by the
+  application's begin_block), and the state digest matches the recomputed one.
+- Each block commits in ONE atomic write batch: the state changes, the block, its undo
+  record, the height and tx indices, and the head pointer; sync=True. A kill at any
+  instant leaves the last committed block, and a restart serves at once with no replay.
+- pop_block undoes the head with its undo record, again in one batch.
+- switch_to pops to the common ancestor and applies the other branch; if any block of
+  the new branch fails, the old branch is re-applied, so a failed switch changes nothing.
+- Undo records below the final block are pruned: nothing final is ever popped.
+The chain reads no clock: "not more than 1 s ahead of the local clock" is the node's check.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from consensus.app import Application, BlockContext
+from consensus.block import Block, decode_block
+from consensus.errors import Rejected
+from consensus.genesis import Genesis
+from consensus.tx import SignedTx
+from storage import schema
+from storage.kv import KVStore
+
+__all__ = ["BlockRef", "Chain", "ChainError"]
+
+log = logging.getLogger("muxer.chain")
+
+
+class ChainError(Exception):
+    """A block that cannot extend the chain; ``reason`` says why (for scores and logs)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    height: int
+    id: bytes
+    timestamp: int
+    slot: int
+
+
+def _pack(obj: Any) -> bytes:
+    # Local records (not consensus objects) may hold None: plain msgpack is right here.
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _unpack(raw: bytes) -> Any:
+    return msgpack.unpackb(raw, raw=False)
+
+
+class Chain:
+    """The main chain over one KVStore, driving one Application (the chain's own view)."""
+
+    def __init__(
+        self,
+        store: KVStore,
+        app: Application,
+        genesis: Genesis,
+        witness_for_slot: Callable[[int], bytes],
+    ) -> None:
+        self.store = store
+        self.app = app
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.params = genesis.params
+        self.witness_for_slot = witness_for_slot
+        raw = store.get(schema.META_HEAD)
+        if raw is None:
+            raise ChainError("not_initialized", "the data directory holds no chain; run init")
+        self.head = BlockRef(*_unpack(raw))
+        raw_final = store.get(schema.META_FINAL)
+        self.final = BlockRef(*_unpack(raw_final)) if raw_final else self.genesis_ref
+        # recent height -> id on the main chain, for TaPoS without a store read per tx
+        self._ids: dict[int, bytes] = {}
+        self.on_commit: list[Callable[[Block, BlockRef], None]] = []
+
+    # --- set-up -----------------------------------------------------------------------
+
+    @property
+    def genesis_ref(self) -> BlockRef:
+        return BlockRef(0, self.chain_id, self.genesis.genesis_time, 0)
+
+    @staticmethod
+    def initialize(store: KVStore, app: Any, genesis: Genesis) -> None:
+        """Write genesis state and pointers (app must offer init_genesis)."""
+        if store.get(schema.META_HEAD) is not None:
+            raise ChainError("already_initialized", "the data directory already holds a chain")
+        result = app.init_genesis(genesis)
+        ref = [0, genesis.chain_id, genesis.genesis_time, 0]
+        batch: dict[bytes, bytes | None] = dict(result.changes)
+        batch[schema.height_key(0)] = genesis.chain_id
+        batch[schema.META_HEAD] = _pack(ref)
+        batch[schema.META_FINAL] = _pack(ref)
+        batch[schema.META_CHAIN_ID] = genesis.chain_id
+        store.write(batch, sync=True)
+
+    # --- reads --------------------------------------------------------------------------
+
+    def slot_of(self, timestamp: int) -> int:
+        return (timestamp - self.genesis.genesis_time) // self.params.block_interval_s
+
+    def block_id_at(self, height: int) -> bytes | None:
+        if height < 0 or height > self.head.height:
+            return None
+        bid = self._ids.get(height)
+        if bid is None:
+            bid = self.store.get(schema.height_key(height))
+            if bid is not None and height > self.head.height - 70000:
+                self._ids[height] = bid
+        return bid
+
+    def get_block(self, block_id: bytes) -> Block | None:
+        raw = self.store.get(schema.block_key(block_id))
+        return None if raw is None else decode_block(raw, self.params.max_block_bytes)
+
+    def get_block_raw(self, block_id: bytes) -> bytes | None:
+        return self.store.get(schema.block_key(block_id))
+
+    def tx_height(self, tx_id: bytes) -> int | None:
+        raw = self.store.get(schema.tx_index_key(tx_id))
+        return None if raw is None else schema.from_u64(raw)
+
+    def tapos_for(self, parent_height: int) -> Callable[[int], int | None]:
+        """TaPoS lookup for a block whose parent is at parent_height on the main chain."""
+
+        def tapos(num: int) -> int | None:
+            h = parent_height - ((parent_height - num) & 0xFFFF)
+            if h < 0:
+                return None
+            bid = self.block_id_at(h)
+            return None if bid is None else int.from_bytes(bid[:4], "big")
+
+        return tapos
+
+    def context_for(self, timestamp: int, producer: bytes) -> BlockContext:
+        return BlockContext(self.head.height + 1, timestamp, producer,
+                            self.tapos_for(self.head.height))
+
+    # --- extending ------------------------------------------------------------------------
+
+    def validate_header(self, block: Block) -> None:
+        """Checks that need the parent (the head) but no state."""
+        head = self.head
+        if block.previous_id != head.id:
+            raise ChainError("not_head_child", "the block's parent is not the head")
+        if block.height != head.height + 1:
+            raise ChainError("bad_height", f"height {block.height}, expected {head.height + 1}")
+        gap = block.timestamp - self.genesis.genesis_time
+        if gap <= 0 or gap % self.params.block_interval_s:
+            raise ChainError("bad_slot", "the timestamp is not a slot time")
+        slot = self.slot_of(block.timestamp)
+        if slot <= head.slot:
+            raise ChainError("bad_slot", f"slot {slot} is not after the parent's {head.slot}")
+        expected = self.witness_for_slot(slot)
+        if block.witness != expected:
+            raise ChainError("wrong_witness", f"slot {slot} belongs to {expected.hex()}")
+        key = self.app.witness_signing_key(block.witness)
+        if key is None or not block.verify_signature(self.chain_id, key):
+            raise ChainError("bad_signature", "the block is not signed by the slot's witness")
+
+    def apply_block(self, block: Block, extra: Iterable[tuple[bytes, bytes]] = ()) -> BlockRef:
+        """Validate and commit a block on top of the head (txs' signatures already checked).
+
+        ``extra`` are more (key, value) pairs to write in the same batch (the node's own
+        records, e.g. the votes it includes)."""
+        self.validate_header(block)
+        app = self.app
+        app.begin_block(BlockContext(block.height, block.timestamp, block.witness,
+                                     self.tapos_for(self.head.height)))
+        try:
+            for tx in block.txs:
+                app.apply_tx(tx)
+            result = app.end_block()
+        except Rejected as exc:
+            app.abort_block()
+            raise ChainError("bad_tx", f"tx rejected: {exc}") from None
+        except BaseException:
+            app.abort_block()
+            raise
+        if result.state_digest != block.state_digest:
+            self._undo_in_memory(result.undo)
+            raise ChainError("bad_digest", "the state digest differs from the recomputed one")
+        return self._commit(block, result.changes, result.undo, extra)
+
+    def _commit(
+        self,
+        block: Block,
+        changes: Any,
+        undo: Any,
+        extra: Iterable[tuple[bytes, bytes]],
+    ) -> BlockRef:
+        ref = BlockRef(block.height, block.id, block.timestamp, self.slot_of(block.timestamp))
+        batch: dict[bytes, bytes | None] = dict(changes)
+        batch[schema.block_key(block.id)] = block.encode()
+        batch[schema.undo_key(block.id)] = _pack(list(undo.items()))
+        batch[schema.height_key(block.height)] = block.id
+        hb = schema.u64(block.height)
+        for tx in block.txs:
+            batch[schema.tx_index_key(tx.tx_id)] = hb
+        batch[schema.META_HEAD] = _pack([ref.height, ref.id, ref.timestamp, ref.slot])
+        for k, v in extra:
+            batch[k] = v
+        try:
+            self.store.write(batch, sync=True)
+        except BaseException:
+            # The store did not take the block: forget what the app cached for it.
+            self.app_reset()
+            raise
+        self.head = ref
+        self._ids[block.height] = block.id
+        self._ids.pop(block.height - 70000, None)
+        for cb in self.on_commit:
+            cb(block, ref)
+        return ref
+
+    def _undo_in_memory(self, undo: Any) -> None:
+        # end_block already folded the block into the app's cache; the store was not
+        # written, so dropping the cache returns the app to the committed state.
+        self.app_reset()
+
+    def app_reset(self) -> None:
+        reset = getattr(self.app, "reset", None)
+        if reset is not None:
+            reset()
+
+    def build_block(
+        self,
+        key: Any,
+        timestamp: int,
+        candidates: Iterable[SignedTx],
+        votes: list[Any],
+        max_bytes: int | None = None,
+    ) -> tuple[Block, list[SignedTx]]:
+        """Produce a block on the head: apply candidates in order, skipping invalid ones.
+
+        Returns the block (already committed) and the txs that were rejected."""
+        app = self.app
+        limit = (max_bytes or self.params.max_block_bytes) - 1024  # header, votes, framing
+        limit -= sum(len(v.encode()) + 4 for v in votes) if votes else 0
+        app.begin_block(self.context_for(timestamp, key.address))
+        included: list[SignedTx] = []
+        dropped: list[SignedTx] = []
+        size = 0
+        try:
+            for tx in candidates:
+                n = len(tx.raw) + 2
+                if size + n > limit:
+                    break
+                try:
+                    app.apply_tx(tx)
+                except Rejected:
+                    dropped.append(tx)
+                    continue
+                included.append(tx)
+                size += n
+            result = app.end_block()
+        except BaseException:
+            app.abort_block()
+            raise
+        block = Block.build(key, self.chain_id, self.head.height + 1, self.head.id, timestamp,
+                            included, votes, result.state_digest)
+        self.validate_header(block)
+        self._commit(block, result.changes, result.undo, ())
+        return block, dropped
+
+    # --- undoing ------------------------------------------------------------------------
+
+    def pop_block(self) -> Block:
+        """Undo the head block (never a final one) in one batch; returns it."""
+        head = self.head
+        if head.height <= self.final.height:
+            raise ChainError("final", "cannot pop a final block")
+        block = self.get_block(head.id)
+        raw_undo = self.store.get(schema.undo_key(head.id))
+        if block is None or raw_undo is None:
+            raise ChainError("no_undo", f"no undo record for block {head.height}")
+        parent_raw = self.store.get(schema.block_key(block.previous_id))
+        if block.height == 1 or parent_raw is None:
+            parent = self.genesis_ref
+        else:
+            pb = decode_block(parent_raw, self.params.max_block_bytes)
+            parent = BlockRef(pb.height, pb.id, pb.timestamp, self.slot_of(pb.timestamp))
+        batch: dict[bytes, bytes | None] = {k: v for k, v in _unpack(raw_undo)}
+        batch[schema.height_key(head.height)] = None
+        batch[schema.undo_key(head.id)] = None
+        for tx in block.txs:
+            batch[schema.tx_index_key(tx.tx_id)] = None
+        batch[schema.META_HEAD] = _pack([parent.height, parent.id, parent.timestamp, parent.slot])
+        self.store.write(batch, sync=True)
+        self.app_reset()
+        self.head = parent
+        self._ids.pop(head.height, None)
+        return block
+
+    def switch_to(self, branch: list[Block]) -> None:
+        """Make branch (oldest first, its first block's parent on our chain) the main chain."""
+        if not branch:
+            return
+        fork_parent = branch[0].previous_id
+        popped: list[Block] = []
+        while self.head.id != fork_parent:
+            if self.head.height <= self.final.height:
+                raise ChainError("final", "the branch leaves the final block")
+            popped.append(self.pop_block())
+        applied = 0
+        try:
+            for block in branch:
+                self.apply_block(block)
+                applied += 1
+        except ChainError:
+            for _ in range(applied):
+                self.pop_block()
+            for block in reversed(popped):
+                self.apply_block(block)
+            raise
+
+    # --- finality -------------------------------------------------------------------------
+
+    def set_final(self, block_id: bytes) -> None:
+        """Record a new final block on the main chain and prune undo records below it."""
+        raw = self.store.get(schema.block_key(block_id))
+        if raw is None:
+            return
+        block = decode_block(raw, self.params.max_block_bytes)
+        if block.height <= self.final.height or self.block_id_at(block.height) != block_id:
+            return
+        old = self.final
+        ref = BlockRef(block.height, block.id, block.timestamp, self.slot_of(block.timestamp))
+        batch: dict[bytes, bytes | None] = {
+            schema.META_FINAL: _pack([ref.height, ref.id, ref.timestamp, ref.slot])
+        }
+        for h in range(old.height + 1, ref.height + 1):
+            bid = self.block_id_at(h)
+            if bid is not None:
+                batch[schema.undo_key(bid)] = None
+        self.store.write(batch, sync=True)
+        self.final = ref

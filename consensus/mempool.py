@@ -1,0 +1,132 @@
+"""The mempool: admitted txs, checked against head state plus the pending txs before them.
+
+- A tx reaches the mempool with its signature already verified (once, on a worker
+  thread); nothing here verifies again, and neither does block building or applying.
+- Admission applies the tx to a pending view of the application (its own instance over
+  the same store) inside an open, never-committed block: so a tx that spends what an
+  earlier pending tx received is admitted, and one that double-spends is refused.
+- Caps: at most ``max_count`` txs and ``max_bytes`` bytes. When full, a tx with a higher
+  fee than the cheapest pending one evicts it (then the pending view is rebuilt, because
+  later txs may have depended on the evicted one); otherwise ``mempool_full``.
+- On a new head, txs included in it leave; the rest are re-applied in arrival order on
+  the new head, and those no longer valid (expired, spent, duplicate) are dropped. Txs of
+  popped blocks are offered again the same way.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Iterator
+
+from consensus.app import Application, BlockContext
+from consensus.errors import Rejected
+from consensus.tx import SignedTx
+
+__all__ = ["Mempool"]
+
+
+class Mempool:
+    def __init__(
+        self,
+        view: Application,
+        context: Callable[[], BlockContext],
+        reset_view: Callable[[], None],
+        max_count: int = 50_000,
+        max_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._view = view
+        self._context = context  # the context of the next block on the current head
+        self._reset_view = reset_view
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self._txs: dict[bytes, SignedTx] = {}  # arrival order
+        self._bytes = 0
+        self._open = False
+        self.evicted = 0
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    def __contains__(self, tx_id: bytes) -> bool:
+        return tx_id in self._txs
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, tx_id: bytes) -> SignedTx | None:
+        return self._txs.get(tx_id)
+
+    def pending(self) -> Iterator[SignedTx]:
+        """Pending txs in arrival order (the order they were checked in)."""
+        return iter(list(self._txs.values()))
+
+    def _ensure_open(self) -> None:
+        if not self._open:
+            self._view.begin_block(self._context())
+            self._open = True
+
+    def add(self, tx: SignedTx) -> None:
+        """Admit a verified tx or raise Rejected with the reason."""
+        if tx.tx_id in self._txs:
+            raise Rejected("duplicate", "already in the mempool")
+        need = len(tx.raw)
+        if len(self._txs) + 1 > self.max_count or self._bytes + need > self.max_bytes:
+            self._make_room(tx)
+        self._ensure_open()
+        self._view.apply_tx(tx)
+        self._txs[tx.tx_id] = tx
+        self._bytes += need
+
+    def _make_room(self, tx: SignedTx) -> None:
+        need = len(tx.raw)
+        victims: list[SignedTx] = []
+        count, size = len(self._txs) + 1, self._bytes + need
+        cheapest = heapq.nsmallest(
+            64, self._txs.values(), key=lambda t: (t.fee * 1_000_000 // len(t.raw))
+        )
+        rate = tx.fee * 1_000_000 // need
+        for victim in cheapest:
+            if count <= self.max_count and size <= self.max_bytes:
+                break
+            if victim.fee * 1_000_000 // len(victim.raw) >= rate:
+                break
+            victims.append(victim)
+            count -= 1
+            size -= len(victim.raw)
+        if count > self.max_count or size > self.max_bytes:
+            raise Rejected("mempool_full")
+        for v in victims:
+            del self._txs[v.tx_id]
+            self._bytes -= len(v.raw)
+        self.evicted += len(victims)
+        self._rebuild(())
+
+    def on_new_head(self, included: Iterable[bytes], readd: Iterable[SignedTx] = ()) -> None:
+        """The head changed: drop included txs, re-check the rest (and readd) on the new head."""
+        for tx_id in included:
+            tx = self._txs.pop(tx_id, None)
+            if tx is not None:
+                self._bytes -= len(tx.raw)
+        self._rebuild(readd)
+
+    def _rebuild(self, readd: Iterable[SignedTx]) -> None:
+        if self._open:
+            self._view.abort_block()
+            self._open = False
+        self._reset_view()
+        old = list(readd) + list(self._txs.values())
+        self._txs = {}
+        self._bytes = 0
+        for tx in old:
+            if tx.tx_id in self._txs:
+                continue
+            try:
+                self._ensure_open()
+                self._view.apply_tx(tx)
+            except Rejected:
+                self.dropped += 1
+                continue
+            self._txs[tx.tx_id] = tx
+            self._bytes += len(tx.raw)

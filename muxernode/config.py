@@ -1,0 +1,105 @@
+"""Node configuration: a TOML file, every key optional, with these defaults.
+
+    [rpc]
+    listen = "127.0.0.1:8545"      # RPC binds loopback unless configured otherwise
+    max_body_bytes = 1048576
+    max_batch = 1000
+
+    [p2p]
+    listen = "127.0.0.1:0"
+    peers = []                      # "host:port" seeds
+
+    [witness]
+    key_file = ""                   # a file holding the 32-byte seed in hex, mode 0600
+
+    [log]
+    format = "text"                 # or "json"
+    level = "info"
+
+    [limits]
+    mempool_txs = 50000
+    mempool_bytes = 67108864
+    verify_threads = 2
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ConfigError", "NodeConfig", "load_config", "parse_hostport"]
+
+
+class ConfigError(ValueError):
+    """A configuration file or option that cannot be used; the message says which key."""
+
+
+def parse_hostport(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{what} must be host:port, got {text!r}")
+    return host, int(port)
+
+
+@dataclass
+class NodeConfig:
+    rpc_host: str = "127.0.0.1"
+    rpc_port: int = 8545
+    max_body_bytes: int = 1 << 20
+    max_batch: int = 1000
+    p2p_host: str = "127.0.0.1"
+    p2p_port: int = 0
+    peers: list[str] = field(default_factory=list)
+    witness_key_file: str = ""
+    log_format: str = "text"
+    log_level: str = "info"
+    mempool_txs: int = 50_000
+    mempool_bytes: int = 64 << 20
+    verify_threads: int = 2
+
+
+_SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
+    "rpc": {"listen": ("rpc", str), "max_body_bytes": ("max_body_bytes", int),
+            "max_batch": ("max_batch", int)},
+    "p2p": {"listen": ("p2p", str), "peers": ("peers", list)},
+    "witness": {"key_file": ("witness_key_file", str)},
+    "log": {"format": ("log_format", str), "level": ("log_level", str)},
+    "limits": {"mempool_txs": ("mempool_txs", int), "mempool_bytes": ("mempool_bytes", int),
+               "verify_threads": ("verify_threads", int)},
+}
+
+
+def load_config(path: str | Path | None) -> NodeConfig:
+    cfg = NodeConfig()
+    if path is None:
+        return cfg
+    try:
+        doc: dict[str, Any] = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    for section, body in doc.items():
+        keys = _SCHEMA.get(section)
+        if keys is None or not isinstance(body, dict):
+            raise ConfigError(f"unknown config section [{section}]")
+        for key, value in body.items():
+            spec = keys.get(key)
+            if spec is None:
+                raise ConfigError(f"unknown config key {section}.{key}")
+            attr, typ = spec
+            if type(value) is not typ:
+                raise ConfigError(f"{section}.{key} must be a {typ.__name__}")
+            if attr == "rpc":
+                cfg.rpc_host, cfg.rpc_port = parse_hostport(value, "rpc.listen")
+            elif attr == "p2p":
+                cfg.p2p_host, cfg.p2p_port = parse_hostport(value, "p2p.listen")
+            else:
+                if typ is int and value < 0:
+                    raise ConfigError(f"{section}.{key} must not be negative")
+                setattr(cfg, attr, value)
+    if cfg.log_format not in ("text", "json"):
+        raise ConfigError("log.format must be 'text' or 'json'")
+    return cfg

@@ -1,0 +1,170 @@
+"""`muxernode`: make a genesis, initialise a data directory, run a node.
+
+    muxernode genesis new --out DIR [--witnesses N] [--accounts N] [--block-interval S] ...
+    muxernode init --genesis FILE --data-dir DIR
+    muxernode run --data-dir DIR [--config FILE] [--rpc HOST:PORT] [--witness-key FILE]
+
+`run` stops gracefully on SIGINT and SIGTERM: it finishes the block in hand, closes
+LevelDB and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import trio
+
+from consensus.crypto import PrivateKey, address_to_text
+from consensus.genesis import PARAM_NAMES, GenesisError, parse_genesis
+from muxernode.config import ConfigError, load_config, parse_hostport
+from muxernode.logs import setup_logging
+from muxernode.node import Node, NodeError, init_data_dir, load_witness_key
+from storage.leveldb import StorageError
+
+log = logging.getLogger("muxer.daemon")
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Create a file readable by its owner only (0600 from the first byte)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+@click.group()
+def main() -> None:
+    """The MUXER node daemon."""
+
+
+@main.group()
+def genesis() -> None:
+    """Genesis files."""
+
+
+@genesis.command("new")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for genesis.json, witness keys and account secrets.")
+@click.option("--chain-name", default="muxer-devnet", show_default=True)
+@click.option("--witnesses", default=1, show_default=True, type=click.IntRange(1, 101))
+@click.option("--accounts", default=10, show_default=True, type=click.IntRange(0, 100_000))
+@click.option("--amount", default=100_000_000_000, show_default=True,
+              type=click.IntRange(1, 2**63 - 1), help="Units per funded account.")
+@click.option("--block-interval", default=1, show_default=True, type=click.IntRange(1, 3600))
+@click.option("--maintenance-interval", default=60, show_default=True,
+              type=click.IntRange(1, 10**9))
+@click.option("--base-fee", default=10, show_default=True, type=click.IntRange(0, 2**63 - 1))
+@click.option("--genesis-time", type=int, default=None,
+              help="UNIX seconds (default: now, rounded down to the block interval).")
+@click.option("--seed", type=int, default=None, help="Derive keys deterministically (tests).")
+def genesis_new(out_dir: str, chain_name: str, witnesses: int, accounts: int, amount: int,
+                block_interval: int, maintenance_interval: int, base_fee: int,
+                genesis_time: int | None, seed: int | None) -> None:
+    """Make a genesis with witnesses and funded accounts."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "genesis.json").exists():
+        raise click.ClickException(f"{out / 'genesis.json'} exists; choose another --out")
+
+    def key(i: int) -> PrivateKey:
+        if seed is None:
+            return PrivateKey.generate()
+        from consensus.crypto import sha256
+        return PrivateKey(sha256(b"muxer-genesis" + seed.to_bytes(8, "big") + i.to_bytes(4, "big")))
+
+    gtime = genesis_time
+    if gtime is None:
+        gtime = int(time.time()) // block_interval * block_interval
+    wkeys = [key(i) for i in range(witnesses)]
+    akeys = [key(10_000 + i) for i in range(accounts)]
+    doc: dict[str, Any] = {
+        "chain_name": chain_name,
+        "genesis_time": gtime,
+        "params": {"block_interval_s": block_interval, "active_witnesses": witnesses,
+                   "maintenance_interval_s": maintenance_interval, "max_block_bytes": 2097152,
+                   "max_tx_bytes": 8192, "max_tx_lifetime_s": 3600, "base_fee": base_fee},
+        "witnesses": [{"name": f"w{i + 1}", "address": k.address_text,
+                       "signing_key": k.public_key.hex()} for i, k in enumerate(wkeys)],
+        "balances": [{"address": k.address_text, "amount": amount} for k in akeys],
+    }
+    try:
+        g = parse_genesis(doc)
+    except GenesisError as exc:
+        raise click.ClickException(str(exc)) from None
+    (out / "genesis.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    for i, k in enumerate(wkeys):
+        write_secret(out / f"w{i + 1}.key", k.seed.hex() + "\n")
+    write_secret(out / "accounts.json", json.dumps(
+        [{"name": f"a{i + 1}", "address": k.address_text, "secret": k.seed.hex()}
+         for i, k in enumerate(akeys)], indent=2) + "\n")
+    click.echo(f"chain_id {g.chain_id.hex()}")
+    click.echo(f"wrote {out / 'genesis.json'}, {witnesses} witness key(s) w*.key, "
+               f"{accounts} account(s) in accounts.json")
+
+
+@main.command()
+@click.option("--genesis", "genesis_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False))
+def init(genesis_path: str, data_dir: str) -> None:
+    """Initialise a data directory from a genesis file."""
+    try:
+        g = init_data_dir(genesis_path, data_dir)
+    except (GenesisError, NodeError, StorageError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"initialised {data_dir} for chain {g.chain_id.hex()}")
+
+
+@main.command()
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--rpc", "rpc_listen", default=None, help="HOST:PORT (overrides the config).")
+@click.option("--witness-key", default=None, type=click.Path(dir_okay=False),
+              help="File with the witness seed in hex, mode 0600 (overrides the config).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
+        witness_key: str | None, log_format: str | None) -> None:
+    """Run a node until SIGINT or SIGTERM."""
+    try:
+        cfg = load_config(config_path)
+        if rpc_listen:
+            cfg.rpc_host, cfg.rpc_port = parse_hostport(rpc_listen, "--rpc")
+        if witness_key:
+            cfg.witness_key_file = witness_key
+        if log_format:
+            cfg.log_format = log_format
+        setup_logging(cfg.log_format, cfg.log_level)
+        key = load_witness_key(cfg.witness_key_file) if cfg.witness_key_file else None
+        node = Node(data_dir, cfg, witness_key=key)
+    except (ConfigError, NodeError, StorageError, GenesisError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    try:
+        trio.run(_serve, node)
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        pass
+    sys.exit(0)
+
+
+async def _serve(node: Node) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_signals, node)
+        await node.run()
+        nursery.cancel_scope.cancel()
+
+
+async def _signals(node: Node) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("signal", extra={"kv": {"signal": signal.Signals(signum).name}})
+            node.stop()
+            return
+
+
+del PARAM_NAMES, address_to_text

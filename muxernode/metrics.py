@@ -1,0 +1,32 @@
+"""Prometheus metrics of one node, in its own registry (several nodes may share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["NodeMetrics"]
+
+
+class NodeMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.head_height = Gauge("muxer_head_height", "Height of the head block", registry=r)
+        self.final_height = Gauge("muxer_final_height", "Height of the last final block",
+                                  registry=r)
+        self.mempool_size = Gauge("muxer_mempool_txs", "Transactions in the mempool",
+                                  registry=r)
+        self.mempool_bytes = Gauge("muxer_mempool_bytes", "Bytes in the mempool", registry=r)
+        self.tx_rate = Gauge("muxer_tx_per_second", "Included tx/s over the last 10 s",
+                             registry=r)
+        self.peers = Gauge("muxer_peers", "Connected peers", registry=r)
+        self.txs_admitted = Counter("muxer_txs_admitted", "Transactions admitted to the mempool",
+                                    registry=r)
+        self.txs_included = Counter("muxer_txs_included", "Transactions included in blocks",
+                                    registry=r)
+        self.block_apply_seconds = Histogram(
+            "muxer_block_apply_seconds", "Time to build or apply and commit one block",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,501 @@
+"""The node: storage, chain, ledger, mempool, witness production, finality and RPC on trio.
+
+One data path: bytes in (RPC, later p2p) -> decode and verify once (worker threads) ->
+mempool -> block -> chain -> one storage batch -> events out. The I/O shell takes its
+clock as a parameter so that simulations can drive it with trio's MockClock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from consensus.block import Block
+from consensus.chain import BlockRef, Chain, ChainError
+from consensus.crypto import PrivateKey, address_to_text
+from consensus.errors import Rejected
+from consensus.genesis import Genesis, load_genesis
+from consensus.mempool import Mempool
+from consensus.schedule import round_order
+from consensus.tx import SignedTx, decode_tx, verify_tx
+from muxernode import views
+from muxernode.config import NodeConfig
+from muxernode.ledger import Ledger
+from muxernode.metrics import NodeMetrics
+from muxernode.ops import decode_op, op_to_json
+from storage import schema
+from storage.leveldb import LevelDBStore
+
+__all__ = ["Node", "NodeError", "init_data_dir", "load_witness_key"]
+
+log = logging.getLogger("muxer.node")
+
+GENESIS_FILE = "genesis.json"
+DB_DIR = "db"
+
+
+class NodeError(Exception):
+    """A node that cannot start: the message says what to fix."""
+
+
+def init_data_dir(genesis_path: str | Path, data_dir: str | Path) -> Genesis:
+    genesis = load_genesis(genesis_path)
+    d = Path(data_dir)
+    if (d / DB_DIR).exists():
+        raise NodeError(f"{d} already holds a chain (remove it to start over)")
+    d.mkdir(parents=True, exist_ok=True)
+    (d / GENESIS_FILE).write_text(Path(genesis_path).read_text(encoding="utf-8"))
+    store = LevelDBStore(str(d / DB_DIR))
+    try:
+        schema.check_schema(store)
+        Chain.initialize(store, Ledger(store, genesis.params, genesis.genesis_time), genesis)
+    finally:
+        store.close()
+    return genesis
+
+
+def load_witness_key(path: str | Path) -> PrivateKey:
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as exc:
+        raise NodeError(f"cannot read witness key {p}: {exc.strerror}") from None
+    if st.st_mode & 0o077:
+        raise NodeError(
+            f"witness key {p} is readable by others (mode {st.st_mode & 0o777:o}); "
+            f"run: chmod 600 {p}"
+        )
+    text = p.read_text(encoding="utf-8").strip()
+    try:
+        seed = bytes.fromhex(text)
+    except ValueError:
+        raise NodeError(f"witness key {p} must hold 64 hex digits") from None
+    if len(seed) != 32:
+        raise NodeError(f"witness key {p} must hold 64 hex digits")
+    return PrivateKey(seed)
+
+
+def verify_batch(txs: list[SignedTx], chain_id: bytes) -> list[bool]:
+    """Runs on a worker thread: cryptography releases the GIL while verifying."""
+    return [verify_tx(tx, chain_id) for tx in txs]
+
+
+class Node:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        config: NodeConfig,
+        *,
+        now: Callable[[], float] = time.time,
+        witness_key: PrivateKey | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.config = config
+        self.now = now
+        gpath = self.data_dir / GENESIS_FILE
+        if not gpath.exists():
+            raise NodeError(f"{self.data_dir} is not initialised: run muxernode init first")
+        self.genesis = load_genesis(gpath)
+        self.params = self.genesis.params
+        self.chain_id = self.genesis.chain_id
+        self.store = LevelDBStore(str(self.data_dir / DB_DIR))
+        try:
+            schema.check_schema(self.store)
+            stored = self.store.get(schema.META_CHAIN_ID)
+            if stored is not None and stored != self.chain_id:
+                raise NodeError(f"{self.data_dir}: the database belongs to another chain")
+            self.ledger = Ledger(self.store, self.params, self.genesis.genesis_time)
+            self.chain = Chain(self.store, self.ledger, self.genesis, self.witness_for_slot)
+        except BaseException:
+            self.store.close()
+            raise
+        self.pending = Ledger(self.store, self.params, self.genesis.genesis_time)
+        self.mempool = Mempool(
+            self.pending,
+            self._next_context,
+            self.pending.state.reset,
+            max_count=config.mempool_txs,
+            max_bytes=config.mempool_bytes,
+        )
+        self.witness_key = witness_key
+        self.metrics = NodeMetrics()
+        self._verify_limiter = trio.CapacityLimiter(max(1, config.verify_threads))
+        self._included_times: deque[tuple[float, int]] = deque(maxlen=64)
+        self._produced: deque[int] = deque(maxlen=128)  # slots we produced recently
+        self.started = False
+        self.stopping = trio.Event()
+        self.rpc_port: int | None = None
+        self._lock = trio.Lock()  # one writer at a time: producer, block application
+        self._update_metrics()
+
+    # --- schedule -----------------------------------------------------------------------
+
+    def active_witnesses(self) -> list[bytes]:
+        elected = self.ledger.elected_witnesses()
+        return [] if elected is None else elected[1]
+
+    def witness_for_slot(self, slot: int) -> bytes:
+        active = self.active_witnesses()
+        n = len(active)
+        r, pos = divmod(slot - 1, n)
+        return round_order(self.chain_id, r, active)[pos]
+
+    def slot_time(self, slot: int) -> int:
+        return self.genesis.genesis_time + slot * self.params.block_interval_s
+
+    def current_slot(self) -> int:
+        return int(self.now() - self.genesis.genesis_time) // self.params.block_interval_s
+
+    def _next_context(self) -> Any:
+        ts = max(self.slot_time(self.current_slot() + 1), self.chain.head.timestamp + 1)
+        return self.chain.context_for(ts, bytes(20))
+
+    # --- submission ---------------------------------------------------------------------
+
+    async def submit_txs(self, raws: list[bytes]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = [{} for _ in raws]
+        decoded: list[tuple[int, SignedTx]] = []
+        for i, raw in enumerate(raws):
+            try:
+                tx = decode_tx(raw, self.params.max_tx_bytes)
+                decode_op(tx.op)  # static op checks before paying for a signature check
+            except Rejected as exc:
+                results[i] = _error(exc)
+                continue
+            if tx.tx_id in self.mempool:
+                results[i] = {"tx_id": tx.tx_id.hex()}  # idempotent resubmission
+                continue
+            decoded.append((i, tx))
+        oks = await self._verify([tx for _, tx in decoded])
+        async with self._lock:
+            for (i, tx), ok in zip(decoded, oks, strict=True):
+                if not ok:
+                    results[i] = _error(Rejected("bad_signature"))
+                    continue
+                if tx.tx_id in self.mempool:
+                    results[i] = {"tx_id": tx.tx_id.hex()}
+                    continue
+                try:
+                    self.mempool.add(tx)
+                except Rejected as exc:
+                    results[i] = _error(exc)
+                    continue
+                results[i] = {"tx_id": tx.tx_id.hex()}
+                self.metrics.txs_admitted.inc()
+        self.metrics.mempool_size.set(len(self.mempool))
+        return results
+
+    async def _verify(self, txs: list[SignedTx]) -> list[bool]:
+        if not txs:
+            return []
+        threads = max(1, self.config.verify_threads)
+        if len(txs) < 32 or threads == 1:
+            return await trio.to_thread.run_sync(
+                verify_batch, txs, self.chain_id, limiter=self._verify_limiter
+            )
+        chunk = (len(txs) + threads - 1) // threads
+        parts: list[list[bool]] = [[] for _ in range(threads)]
+
+        async def run(k: int) -> None:
+            parts[k] = await trio.to_thread.run_sync(
+                verify_batch, txs[k * chunk : (k + 1) * chunk], self.chain_id,
+                limiter=self._verify_limiter,
+            )
+
+        async with trio.open_nursery() as nursery:
+            for k in range(threads):
+                nursery.start_soon(run, k)
+        return [ok for part in parts for ok in part]
+
+    # --- production ---------------------------------------------------------------------
+
+    async def produce_loop(self) -> None:
+        key = self.witness_key
+        if key is None:
+            return
+        interval = self.params.block_interval_s
+        while not self.stopping.is_set():
+            slot = self.current_slot() + 1
+            delay = self.slot_time(slot) - self.now()
+            with trio.move_on_after(max(0.0, delay)):
+                await self.stopping.wait()
+            if self.stopping.is_set():
+                return
+            if self.witness_for_slot(slot) != key.address:
+                continue
+            if self.chain.head.slot >= slot:
+                continue
+            last = self.store.get(schema.META_LAST_SLOT)
+            if last is not None and schema.from_u64(last) >= slot:
+                continue  # never sign two blocks for one slot, even across a restart
+            async with self._lock:
+                # shielded: a shutdown finishes the block in hand before stopping
+                with trio.CancelScope(shield=True):
+                    self.produce(slot)
+            del interval
+
+    def produce(self, slot: int) -> Block:
+        assert self.witness_key is not None
+        started = time.perf_counter()
+        self.store.write({schema.META_LAST_SLOT: schema.u64(slot)}, sync=True)
+        block, dropped = self.chain.build_block(
+            self.witness_key, self.slot_time(slot), self.mempool.pending(), []
+        )
+        self._after_block(block, started)
+        self._produced.append(slot)
+        log.info("produced", extra={"kv": {"height": block.height, "slot": slot,
+                                            "txs": len(block.txs), "dropped": len(dropped)}})
+        return block
+
+    def _after_block(self, block: Block, started: float) -> None:
+        self.mempool.on_new_head([tx.tx_id for tx in block.txs])
+        self._finalize()
+        elapsed = time.perf_counter() - started
+        self.metrics.block_apply_seconds.observe(elapsed)
+        self.metrics.txs_included.inc(len(block.txs))
+        self._included_times.append((self.now(), len(block.txs)))
+        self.ledger.state.trim_cache(500_000)
+        self._update_metrics()
+
+    def _finalize(self) -> None:
+        """Finality with the chain's own witness set.
+
+        With a single active witness its own vote on each slot is the supermajority
+        (floor(2n/3)+1 = 1), and the link from the previous slot's checkpoint makes the
+        parent final. Multi-witness FFG with gossiped votes replaces this (issue 4)."""
+        head = self.chain.head
+        if len(self.active_witnesses()) == 1 and head.height >= 1:
+            parent = self.chain.block_id_at(head.height - 1)
+            if parent is not None and head.height - 1 > self.chain.final.height:
+                self.chain.set_final(parent)
+
+    def _update_metrics(self) -> None:
+        m = self.metrics
+        m.head_height.set(self.chain.head.height)
+        m.final_height.set(self.chain.final.height)
+        m.mempool_size.set(len(self.mempool))
+        m.mempool_bytes.set(self.mempool.size_bytes)
+        m.tx_rate.set(self.tx_rate())
+
+    def tx_rate(self) -> float:
+        now = self.now()
+        recent = [(t, n) for t, n in self._included_times if now - t <= 10.0]
+        if not recent:
+            return 0.0
+        return sum(n for _, n in recent) / 10.0
+
+    # --- RPC backend ----------------------------------------------------------------------
+
+    def _head_time(self) -> int:
+        return self.chain.head.timestamp
+
+    async def chain_info(self) -> dict[str, Any]:
+        head, final = self.chain.head, self.chain.final
+        return {
+            "chain_id": self.chain_id.hex(),
+            "head_height": head.height,
+            "head_id": head.id.hex(),
+            "head_time": head.timestamp,
+            "final_height": final.height,
+            "final_id": final.id.hex(),
+            "block_interval_s": self.params.block_interval_s,
+            "base_fee": self.params.base_fee,
+            "active_witnesses": [address_to_text(a) for a in self.active_witnesses()],
+            "next_slot_time": self.slot_time(max(self.current_slot(), head.slot) + 1),
+            "participation": self.participation(),
+        }
+
+    def participation(self) -> float:
+        """Share of the last 128 slots (up to the head) that hold a block."""
+        head = self.chain.head
+        if head.slot == 0:
+            return 1.0
+        lo = max(1, head.slot - 127)
+        filled = 0
+        h = head.height
+        ref = head
+        while h > 0 and ref.slot >= lo and filled < 128:
+            filled += 1
+            h -= 1
+            bid = self.chain.block_id_at(h)
+            if h == 0 or bid is None:
+                break
+            blk = self.chain.get_block(bid)
+            if blk is None:
+                break
+            ref = BlockRef(blk.height, blk.id, blk.timestamp, self.chain.slot_of(blk.timestamp))
+        return round(filled / (head.slot - lo + 1), 4)
+
+    async def get_tx(self, tx_id: bytes) -> dict[str, Any]:
+        tx = self.mempool.get(tx_id)
+        status = "pending"
+        height: int | None = None
+        if tx is None:
+            height = self.chain.tx_height(tx_id)
+            if height is None:
+                return {"tx_id": tx_id.hex(), "status": "unknown"}
+            bid = self.chain.block_id_at(height)
+            block = self.chain.get_block(bid) if bid else None
+            tx = next((t for t in block.txs if t.tx_id == tx_id), None) if block else None
+            if tx is None:
+                return {"tx_id": tx_id.hex(), "status": "unknown"}
+            status = "final" if height <= self.chain.final.height else "included"
+        out: dict[str, Any] = {"tx_id": tx_id.hex(), "status": status}
+        if height is not None:
+            out["height"] = height
+        out["sender"] = address_to_text(tx.sender)
+        out["fee"] = tx.fee
+        try:
+            out["op"] = op_to_json(decode_op(tx.op))
+        except Rejected:
+            out["op"] = {"type": "unknown"}
+        return out
+
+    async def get_block(self, height: int) -> dict[str, Any] | None:
+        bid = self.chain.block_id_at(height)
+        if bid is None:
+            return None
+        if height == 0:
+            return {"height": 0, "id": bid.hex(), "previous": "", "timestamp":
+                    self.genesis.genesis_time, "witness": "", "tx_ids": [], "votes": [],
+                    "final": True}
+        block = self.chain.get_block(bid)
+        if block is None:
+            return None
+        return {
+            "height": block.height,
+            "id": block.id.hex(),
+            "previous": block.previous_id.hex(),
+            "timestamp": block.timestamp,
+            "witness": address_to_text(block.witness),
+            "tx_ids": [tx.tx_id.hex() for tx in block.txs],
+            "votes": [v.hash().hex() for v in block.votes],
+            "final": height <= self.chain.final.height,
+        }
+
+    async def get_account(self, address: bytes) -> dict[str, Any]:
+        return views.account_view(self.ledger.state, address, self._head_time())
+
+    async def get_society(self, society: str) -> dict[str, Any] | None:
+        return views.society_view(self.ledger.state, society, self._head_time())
+
+    async def get_member(self, society: str, address: bytes) -> dict[str, Any] | None:
+        return views.member_view(self.ledger.state, society, address, self._head_time())
+
+    async def get_claim(self, claim_id: bytes) -> dict[str, Any] | None:
+        return views.claim_view(self.ledger.state, claim_id, self._head_time())
+
+    async def list_claims(self, society: str) -> list[dict[str, Any]] | None:
+        return views.list_claims(self.ledger.state, society, self._head_time())
+
+    async def list_witnesses(self) -> list[dict[str, Any]]:
+        return views.list_witnesses(self.ledger.state, set(self.active_witnesses()), {})
+
+    async def peers(self) -> list[dict[str, Any]]:
+        return []
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        head = self.chain.head
+        behind = self.current_slot() - head.slot
+        # in sync: the head is at most a few slots old (a missed slot is not "out of sync")
+        ok = self.started and behind <= 10
+        return ok, {"head_height": head.height, "final_height": self.chain.final.height,
+                    "slots_behind": behind}
+
+    async def metrics_text(self) -> bytes:
+        self._update_metrics()
+        return self.metrics.render()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        from muxernode.rpc import JsonRpcApp, serve_rpc
+
+        app = JsonRpcApp(RpcAdapter(self), max_body_bytes=self.config.max_body_bytes,
+                         max_batch=self.config.max_batch)
+        try:
+            async with trio.open_nursery() as nursery:
+                self.rpc_port = await nursery.start(
+                    lambda task_status: serve_rpc(
+                        app, self.config.rpc_host, self.config.rpc_port,
+                        shutdown=self.stopping, task_status=task_status,
+                    )
+                )
+                self.started = True
+                log.info("serving", extra={"kv": {
+                    "rpc": f"http://{self.config.rpc_host}:{self.rpc_port}/rpc",
+                    "head": self.chain.head.height, "final": self.chain.final.height,
+                    "witness": self.witness_key.address_text if self.witness_key else "none",
+                    "pid": os.getpid()}})
+                task_status.started(self.rpc_port)
+                nursery.start_soon(self.produce_loop)
+                await self.stopping.wait()
+        finally:
+            self.close()
+            log.info("stopped", extra={"kv": {"head": self.chain.head.height}})
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+class RpcAdapter:
+    """Gives the RPC layer its backend interface over a Node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def chain_info(self) -> dict[str, Any]:
+        return await self.node.chain_info()
+
+    async def submit_txs(self, raws: list[bytes]) -> list[dict[str, Any]]:
+        return await self.node.submit_txs(raws)
+
+    async def get_tx(self, tx_id: bytes) -> dict[str, Any]:
+        return await self.node.get_tx(tx_id)
+
+    async def get_block(self, height: int) -> dict[str, Any] | None:
+        return await self.node.get_block(height)
+
+    async def get_account(self, address: bytes) -> dict[str, Any]:
+        return await self.node.get_account(address)
+
+    async def get_society(self, society: str) -> dict[str, Any] | None:
+        return await self.node.get_society(society)
+
+    async def get_member(self, society: str, address: bytes) -> dict[str, Any] | None:
+        return await self.node.get_member(society, address)
+
+    async def get_claim(self, claim_id: bytes) -> dict[str, Any] | None:
+        return await self.node.get_claim(claim_id)
+
+    async def list_claims(self, society: str) -> list[dict[str, Any]] | None:
+        return await self.node.list_claims(society)
+
+    async def list_witnesses(self) -> list[dict[str, Any]]:
+        return await self.node.list_witnesses()
+
+    async def peers(self) -> list[dict[str, Any]]:
+        return await self.node.peers()
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        return await self.node.health()
+
+    async def metrics(self) -> bytes:
+        return await self.node.metrics_text()
+
+
+def _error(exc: Rejected) -> dict[str, Any]:
+    return {"error": {"code": -32000, "message": exc.message, "data": {"reason": exc.reason}}}
+
+
+__all__ += ["ChainError", "RpcAdapter"]

@@ -1,0 +1,218 @@
+"""Read-only views of the ledger state in the JSON shapes of protocol section 9.
+
+Every function here is pure: it reads a state (a ``State`` over a store or a snapshot, or a
+``Ledger``, whose state is used) and returns plain JSON values; it writes nothing, not even
+a decayed karma value (section 4.2: a read reports the value decayed to the head's time).
+
+Conventions: byte strings are lowercase hex, addresses are ``mx`` text, amounts and karma are
+integers in units. An unknown society, member or claim gives ``None`` (the RPC turns that
+into its not-found error); an unknown account is a zero account, because every valid address
+has a balance, possibly zero.
+
+Choices the protocol leaves open (also in docs/rpc.md):
+
+- ``claim_view``: ``approved`` of an OPEN claim is ``is_approved`` at the head's time; of a
+  CLOSED claim it is its outcome (``outcome == "approved"``), because the tallies of a closed
+  claim are frozen while the society's total karma keeps decaying, and a re-evaluation could
+  contradict the outcome the chain recorded.
+- ``list_claims`` returns claim summaries: the claim view without ``details`` and
+  ``evidence`` (up to 4 KiB per claim); ``get_claim`` gives the rest.
+- ``list_witnesses``: ``last_slot`` is 0 and ``missed`` is 0 for a witness the node has no
+  production statistics for (slot 0 is genesis: no witness ever produces it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from consensus.crypto import address_to_text
+from muxernode import ledger as L
+from muxernode.ledger import Ledger, decay, is_approved
+from muxernode.ops import RULE_NAMES
+from muxernode.state import State
+
+__all__ = [
+    "StateSource",
+    "account_view",
+    "claim_view",
+    "list_claims",
+    "list_witnesses",
+    "member_view",
+    "society_view",
+]
+
+StateSource = State | Ledger
+
+_OUTCOMES = {L.CLAIM_APPROVED: "approved", L.CLAIM_REJECTED: "rejected"}
+# claim view fields that list_claims leaves out of its summaries
+_SUMMARY_OMITS = ("details", "evidence")
+
+
+def _state(source: StateSource) -> State:
+    return source.state if isinstance(source, Ledger) else source
+
+
+def _decayed(value: int, stamped_at: int, t: int, rules: list[int]) -> int:
+    return decay(value, stamped_at, t, rules[L.R_DECAY_PERIOD], rules[L.R_DECAY_PPM])
+
+
+def account_view(source: StateSource, address: bytes, head_time: int) -> dict[str, Any]:
+    """{address, balance, stake, societies, witness?}; a zero account if none is stored.
+
+    ``head_time`` is unused (accounts hold no karma) but kept for a uniform signature."""
+    del head_time
+    st = _state(source)
+    acct = st.get(L.account_key(address))
+    balance, escrow, societies = (0, 0, []) if acct is None else (
+        acct[L.BAL], acct[L.ESC], acct[L.SOCIETIES]
+    )
+    out: dict[str, Any] = {
+        "address": address_to_text(address),
+        "balance": balance,
+        "stake": balance + escrow,
+        "societies": list(societies),
+    }
+    w = st.get(L.witness_key(address))
+    if w is not None:
+        out["witness"] = {"signing_key": bytes(w[L.W_KEY]).hex(), "url": w[L.W_URL],
+                          "votes": w[L.W_VOTES]}
+    return out
+
+
+def society_view(source: StateSource, society: str, head_time: int) -> dict[str, Any] | None:
+    """{society, name, purpose, rules, creator, members, total_karma, escrow_total,
+    open_claims}, total_karma decayed to head_time; None for an unknown society."""
+    rec = _state(source).get(L.society_key(society))
+    if rec is None:
+        return None
+    rules = rec[L.S_RULES]
+    return {
+        "society": society,
+        "name": rec[L.S_NAME],
+        "purpose": rec[L.S_PURPOSE],
+        "rules": dict(zip(RULE_NAMES, rules, strict=True)),
+        "creator": address_to_text(rec[L.S_CREATOR]),
+        "members": rec[L.S_MEMBERS],
+        "total_karma": _decayed(rec[L.S_KARMA], rec[L.S_KARMA_AT], head_time, rules),
+        "escrow_total": rec[L.S_ESCROW],
+        "open_claims": rec[L.S_OPEN],
+    }
+
+
+def member_view(
+    source: StateSource, society: str, address: bytes, head_time: int
+) -> dict[str, Any] | None:
+    """{society, address, identity, joined_at, escrow, karma, pledged_total, given_total,
+    open_claim?}, karma decayed to head_time; None unless address is a member of society."""
+    st = _state(source)
+    m = st.get(L.member_key(society, address))
+    if m is None:
+        return None
+    soc = st.get(L.society_key(society))
+    rules = soc[L.S_RULES]
+    out: dict[str, Any] = {
+        "society": society,
+        "address": address_to_text(address),
+        "identity": m[L.M_IDENTITY],
+        "joined_at": m[L.M_JOINED],
+        "escrow": m[L.M_ESCROW],
+        "karma": _decayed(m[L.M_KARMA], m[L.M_KARMA_AT], head_time, rules),
+        "pledged_total": m[L.M_PLEDGED],
+        "given_total": m[L.M_GIVEN],
+    }
+    if m[L.M_OPEN]:
+        out["open_claim"] = bytes(m[L.M_OPEN]).hex()
+    return out
+
+
+def _claim_json(
+    claim_id: bytes, c: list[Any], society: list[Any], head_time: int
+) -> dict[str, Any]:
+    status = c[L.C_STATUS]
+    is_open = status == L.CLAIM_OPEN
+    out: dict[str, Any] = {
+        "claim_id": claim_id.hex(),
+        "society": c[L.C_SOCIETY],
+        "claimant": address_to_text(c[L.C_CLAIMANT]),
+        "amount": c[L.C_AMOUNT],
+        "karma": c[L.C_KARMA],
+        "limit": c[L.C_LIMIT],
+        "received": c[L.C_RECEIVED],
+        "approve": c[L.C_APPROVE],
+        "reject": c[L.C_REJECT],
+        "approved": is_approved(c, society, head_time) if is_open
+        else status == L.CLAIM_APPROVED,
+        "status": "open" if is_open else "closed",
+    }
+    if not is_open:
+        out["outcome"] = _OUTCOMES[status]
+    out.update({
+        "opened_at": c[L.C_OPENED],
+        "gives_from": c[L.C_GIVES_FROM],
+        "closes_at": c[L.C_CLOSES],
+        "subject": c[L.C_SUBJECT],
+        "details": c[L.C_DETAILS],
+        "evidence": bytes(c[L.C_EVIDENCE]).hex(),
+    })
+    return out
+
+
+def claim_view(source: StateSource, claim_id: bytes, head_time: int) -> dict[str, Any] | None:
+    """The claim in the shape of section 9 (get_claim); None for an unknown claim id."""
+    st = _state(source)
+    c = st.get(L.claim_key(claim_id))
+    if c is None:
+        return None
+    return _claim_json(claim_id, c, st.get(L.society_key(c[L.C_SOCIETY])), head_time)
+
+
+def list_claims(
+    source: StateSource, society: str, head_time: int, limit: int = 100
+) -> list[dict[str, Any]] | None:
+    """Summaries of the society's claims, newest first (by opened_at, then claim id, both
+    descending), at most ``limit``; None for an unknown society.
+
+    Reads the committed ``l`` index. The store iterates forward only, so this walks all the
+    society's index entries (32-byte ids, cheap) and keeps the last ``limit``."""
+    st = _state(source)
+    soc = st.get(L.society_key(society))
+    if soc is None:
+        return None
+    prefix = b"l" + society.encode() + b"\x00"
+    ids = [key[len(prefix) + 8:] for key, _ in st.iterate_committed(prefix)]
+    out: list[dict[str, Any]] = []
+    for claim_id in reversed(ids[-limit:] if limit > 0 else []):
+        c = st.get(L.claim_key(claim_id))
+        if c is None:  # the index is written with the claim; never happens
+            continue
+        summary = _claim_json(claim_id, c, soc, head_time)
+        for name in _SUMMARY_OMITS:
+            del summary[name]
+        out.append(summary)
+    return out
+
+
+def list_witnesses(
+    source: StateSource,
+    active: set[bytes],
+    stats: Mapping[bytes, tuple[int, int]],
+) -> list[dict[str, Any]]:
+    """Every registered witness in registration order: {address, url, votes, active,
+    signing_key, last_slot, missed}. ``active`` is the current active set; ``stats`` maps an
+    address to (last slot it produced, slots it missed), as far as this node knows."""
+    st = _state(source)
+    out: list[dict[str, Any]] = []
+    for address in st.get(L.WITNESSES) or []:
+        w = st.get(L.witness_key(address))
+        last_slot, missed = stats.get(address, (0, 0))
+        out.append({
+            "address": address_to_text(address),
+            "url": w[L.W_URL],
+            "votes": w[L.W_VOTES],
+            "active": address in active,
+            "signing_key": bytes(w[L.W_KEY]).hex(),
+            "last_slot": last_slot,
+            "missed": missed,
+        })
+    return out
