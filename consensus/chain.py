@@ -88,6 +88,8 @@ class Chain:
         # recent height -> id on the main chain, for TaPoS without a store read per tx
         self._ids: dict[int, bytes] = {}
         self.on_commit: list[Callable[[Block, BlockRef], None]] = []
+        # fsync every block commit; only bulk set-up (benchmarks) turns this off
+        self.sync = True
 
     # --- set-up -----------------------------------------------------------------------
 
@@ -216,7 +218,7 @@ class Chain:
         for k, v in extra:
             batch[k] = v
         try:
-            self.store.write(batch, sync=True)
+            self.store.write(batch, sync=self.sync)
         except BaseException:
             # The store did not take the block: forget what the app cached for it.
             self.app_reset()

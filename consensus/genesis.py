@@ -139,8 +139,11 @@ def parse_genesis(doc: Any) -> Genesis:
         raise GenesisError(f"unknown params: {sorted(unknown)}")
     values = {k: _int(v, f"params.{k}", 1) for k, v in raw_params.items()}
     params = Params(**values)
+    raw_witnesses = doc.get("witnesses", [])
+    if not isinstance(raw_witnesses, list):
+        raise GenesisError("witnesses must be an array")
     witnesses: list[GenesisWitness] = []
-    for i, w in enumerate(doc.get("witnesses", [])):
+    for i, w in enumerate(raw_witnesses):
         if not isinstance(w, dict):
             raise GenesisError(f"witnesses[{i}] must be an object")
         try:
@@ -155,9 +158,12 @@ def parse_genesis(doc: Any) -> Genesis:
         raise GenesisError("a genesis needs at least one witness")
     if len({w.address for w in witnesses}) != len(witnesses):
         raise GenesisError("witness addresses must be distinct")
+    raw_balances = doc.get("balances", [])
+    if not isinstance(raw_balances, list):
+        raise GenesisError("balances must be an array")
     balances: list[tuple[bytes, int]] = []
     total = 0
-    for i, b in enumerate(doc.get("balances", [])):
+    for i, b in enumerate(raw_balances):
         if not isinstance(b, dict):
             raise GenesisError(f"balances[{i}] must be an object")
         try:

@@ -71,6 +71,12 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
 }
 
 
+def _typed(value: Any, typ: type, what: str) -> Any:
+    if type(value) is not typ:
+        raise ConfigError(f"{what} must be a {typ.__name__}")
+    return value
+
+
 def load_config(path: str | Path | None) -> NodeConfig:
     cfg = NodeConfig()
     if path is None:
@@ -90,8 +96,7 @@ def load_config(path: str | Path | None) -> NodeConfig:
             if spec is None:
                 raise ConfigError(f"unknown config key {section}.{key}")
             attr, typ = spec
-            if type(value) is not typ:
-                raise ConfigError(f"{section}.{key} must be a {typ.__name__}")
+            value = _typed(value, typ, f"{section}.{key}")
             if attr == "rpc":
                 cfg.rpc_host, cfg.rpc_port = parse_hostport(value, "rpc.listen")
             elif attr == "p2p":

@@ -168,3 +168,7 @@ async def _signals(node: Node) -> None:
 
 
 del PARAM_NAMES, address_to_text
+
+
+if __name__ == "__main__":
+    main()

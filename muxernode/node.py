@@ -39,6 +39,7 @@ log = logging.getLogger("muxer.node")
 
 GENESIS_FILE = "genesis.json"
 DB_DIR = "db"
+RPC_ADDR_FILE = "rpc.addr"
 
 
 class NodeError(Exception):
@@ -220,7 +221,6 @@ class Node:
         key = self.witness_key
         if key is None:
             return
-        interval = self.params.block_interval_s
         while not self.stopping.is_set():
             slot = self.current_slot() + 1
             delay = self.slot_time(slot) - self.now()
@@ -239,7 +239,6 @@ class Node:
                 # shielded: a shutdown finishes the block in hand before stopping
                 with trio.CancelScope(shield=True):
                     self.produce(slot)
-            del interval
 
     def produce(self, slot: int) -> Block:
         assert self.witness_key is not None
@@ -376,7 +375,7 @@ class Node:
             "timestamp": block.timestamp,
             "witness": address_to_text(block.witness),
             "tx_ids": [tx.tx_id.hex() for tx in block.txs],
-            "votes": [v.hash().hex() for v in block.votes],
+            "votes": [v.hash.hex() for v in block.votes],
             "final": height <= self.chain.final.height,
         }
 
@@ -432,6 +431,7 @@ class Node:
                     )
                 )
                 self.started = True
+                self._write_rpc_addr()
                 log.info("serving", extra={"kv": {
                     "rpc": f"http://{self.config.rpc_host}:{self.rpc_port}/rpc",
                     "head": self.chain.head.height, "final": self.chain.final.height,
@@ -441,11 +441,20 @@ class Node:
                 nursery.start_soon(self.produce_loop)
                 await self.stopping.wait()
         finally:
+            (self.data_dir / RPC_ADDR_FILE).unlink(missing_ok=True)
             self.close()
             log.info("stopped", extra={"kv": {"head": self.chain.head.height}})
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def _write_rpc_addr(self) -> None:
+        # Tools (tests, devnet) that start a node on port 0 learn its URL here; written
+        # atomically so a reader never sees half a line.
+        path = self.data_dir / RPC_ADDR_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"http://{self.config.rpc_host}:{self.rpc_port}/rpc\n", encoding="utf-8")
+        os.replace(tmp, path)
 
 
 class RpcAdapter:

@@ -121,7 +121,15 @@ def _amount(v: Any, what: str = "amount") -> int:
 def _text(v: Any, limit: int, what: str) -> str:
     if type(v) is not str:
         raise Rejected("bad_op", f"{what} must be a string")
-    if len(v) > limit and len(v.encode()) > limit:  # chars <= bytes: skip encoding short ones
+    # Limits are in UTF-8 bytes. A char is at least one byte, so more chars than the limit
+    # means more bytes too: reject those without encoding them.
+    if len(v) > limit:
+        raise Rejected("bad_op", f"{what} is longer than {limit} bytes")
+    try:
+        size = len(v.encode())
+    except UnicodeEncodeError:  # lone surrogates: not text msgpack can carry
+        raise Rejected("bad_op", f"{what} is not valid UTF-8 text") from None
+    if size > limit:
         raise Rejected("bad_op", f"{what} is longer than {limit} bytes")
     return v
 

@@ -349,13 +349,6 @@ def test_string_limits_are_inclusive() -> None:
     assert c.reject(ALICE, op_vote_witness([WITNESS.address, BOB.address])) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG in muxernode/ops.py _text: it skips the UTF-8 byte check when the text has "
-    "<= limit characters, so e.g. a 129-character memo of 2-byte characters (258 B) is "
-    "accepted; protocol limits are in bytes. Remove this mark once ops.py is fixed.",
-)
 @pytest.mark.parametrize(
     "op",
     [

@@ -1,0 +1,162 @@
+"""Blocks (protocol section 6).
+
+    header = [1, height, previous_id, timestamp, witness: bin20, tx_root, votes_root,
+              state_digest]
+    block  = [header, signature, [signed_tx, ...], [vote, ...]]
+    block_id  = H(packb(header))
+    signature = Ed25519 over b"MUXER/block/v1" + chain_id + block_id
+
+Decoding checks everything a block can be checked for without the chain: canonical bytes,
+size, field types, each tx's envelope shape, each vote's shape, and both Merkle roots. The
+witness signature needs the witness's signing key (chain state) and is checked by the
+chain; tx signatures are checked by the node, once per tx_id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from consensus.codec import CodecError, decode, encode
+from consensus.crypto import TAG_BLOCK, PrivateKey, sha256, verify
+from consensus.errors import Rejected
+from consensus.merkle import merkle_root
+from consensus.tx import SignedTx, tx_from_obj
+from consensus.vote import Vote, VoteError, decode_vote
+
+__all__ = ["BLOCK_VERSION", "Block", "BlockError", "decode_block"]
+
+BLOCK_VERSION = 1
+_U63 = 2**63 - 1
+
+
+class BlockError(ValueError):
+    """A block that is malformed on its own (before any chain check)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+class Block:
+    """A decoded block. ``raw`` is its canonical encoding; ``id`` is H(packb(header))."""
+
+    __slots__ = (
+        "height",
+        "id",
+        "previous_id",
+        "raw",
+        "signature",
+        "state_digest",
+        "timestamp",
+        "tx_root",
+        "txs",
+        "votes",
+        "votes_root",
+        "witness",
+    )
+
+    def __init__(
+        self,
+        header: list[Any],
+        signature: bytes,
+        txs: list[SignedTx],
+        votes: list[Vote],
+        raw: bytes | None = None,
+    ) -> None:
+        (_v, self.height, self.previous_id, self.timestamp, self.witness, self.tx_root,
+         self.votes_root, self.state_digest) = header
+        self.signature = signature
+        self.txs = txs
+        self.votes = votes
+        self.id = sha256(encode(header))
+        self.raw = raw if raw is not None else encode(
+            [header, signature, [t.obj() for t in txs], [v.obj() for v in votes]]
+        )
+
+    def header(self) -> list[Any]:
+        return [BLOCK_VERSION, self.height, self.previous_id, self.timestamp, self.witness,
+                self.tx_root, self.votes_root, self.state_digest]
+
+    def encode(self) -> bytes:
+        return self.raw
+
+    def verify_signature(self, chain_id: bytes, signing_key: bytes) -> bool:
+        return verify(signing_key, self.signature, TAG_BLOCK + chain_id + self.id)
+
+    @classmethod
+    def build(
+        cls,
+        key: PrivateKey,
+        chain_id: bytes,
+        height: int,
+        previous_id: bytes,
+        timestamp: int,
+        txs: Sequence[SignedTx],
+        votes: Sequence[Vote],
+        state_digest: bytes,
+    ) -> Block:
+        header = [
+            BLOCK_VERSION, height, previous_id, timestamp, key.address,
+            merkle_root([t.tx_id for t in txs]), merkle_root([v.hash for v in votes]),
+            state_digest,
+        ]
+        block_id = sha256(encode(header))
+        signature = key.sign(TAG_BLOCK + chain_id + block_id)
+        return cls(header, signature, list(txs), list(votes))
+
+    def __repr__(self) -> str:
+        return f"Block({self.height}, {self.id.hex()[:16]}, txs={len(self.txs)})"
+
+
+def _bin(x: Any, n: int) -> bool:
+    return type(x) is bytes and len(x) == n
+
+
+def decode_block(raw: bytes, max_block_bytes: int) -> Block:
+    """Decode and check a block on its own; raises BlockError."""
+    if len(raw) > max_block_bytes:
+        raise BlockError("too_large", f"block is {len(raw)} bytes, max {max_block_bytes}")
+    try:
+        obj = decode(raw, max_len=max_block_bytes)
+    except CodecError as exc:
+        raise BlockError("bad_encoding", str(exc)) from None
+    if type(obj) is not list or len(obj) != 4:
+        raise BlockError("bad_encoding", "a block is [header, signature, txs, votes]")
+    header, signature, tx_objs, vote_objs = obj
+    if type(header) is not list or len(header) != 8:
+        raise BlockError("bad_encoding", "a header has 8 items")
+    version, height, previous_id, timestamp, witness, tx_root, votes_root, digest = header
+    if type(version) is not int or version != BLOCK_VERSION:
+        raise BlockError("bad_encoding", f"unsupported block version {version!r}")
+    if type(height) is not int or not 1 <= height <= _U63:
+        raise BlockError("bad_encoding", "height must be a positive integer")
+    if type(timestamp) is not int or not 0 <= timestamp <= _U63:
+        raise BlockError("bad_encoding", "timestamp must be a non-negative integer")
+    if not (_bin(previous_id, 32) and _bin(witness, 20) and _bin(tx_root, 32)
+            and _bin(votes_root, 32) and _bin(digest, 32)):
+        raise BlockError("bad_encoding", "header ids, witness, roots or digest malformed")
+    if not _bin(signature, 64):
+        raise BlockError("bad_encoding", "signature must be 64 bytes")
+    if type(tx_objs) is not list or type(vote_objs) is not list:
+        raise BlockError("bad_encoding", "txs and votes are arrays")
+    txs: list[SignedTx] = []
+    for t in tx_objs:
+        try:
+            # The whole block is canonical, so each part's encoding is its canonical one.
+            txs.append(tx_from_obj(t, encode(t)))
+        except Rejected as exc:
+            raise BlockError("bad_tx", f"tx {len(txs)}: {exc}") from None
+    votes: list[Vote] = []
+    for v in vote_objs:
+        try:
+            votes.append(decode_vote(v))
+        except VoteError as exc:
+            raise BlockError("bad_vote", f"vote {len(votes)}: {exc}") from None
+    if merkle_root([t.tx_id for t in txs]) != tx_root:
+        raise BlockError("bad_tx_root", "tx_root does not match the txs")
+    if merkle_root([v.hash for v in votes]) != votes_root:
+        raise BlockError("bad_votes_root", "votes_root does not match the votes")
+    if len({t.tx_id for t in txs}) != len(txs):
+        raise BlockError("bad_tx", "a tx appears twice in the block")
+    return Block(header, signature, txs, votes, raw)

@@ -1,0 +1,1019 @@
+"""`muxer`, the command-line wallet: keys, transactions and queries against a node's RPC.
+
+    muxer [--keystore DIR] [--rpc URL] [--json] COMMAND ...
+
+Keys live in an encrypted keystore (muxernode.keystore); a FROM argument names one of them.
+Everything else goes through the node's JSON-RPC (protocol section 9).
+
+How a transaction is made (protocol section 3): ``chain_info`` gives the chain id, the head
+(for TaPoS, ``consensus.tx.tapos_of``), the head's time (expiration = head_time +
+--expires-in) and base_fee (the default fee); the op comes from muxernode.ops, is checked
+with the same static rules the node applies (``decode_op``) before anything is signed, and
+the signed bytes go to ``submit_tx`` in hex. With --wait the wallet polls ``get_tx`` until
+the tx is included or final, or --timeout passes, or the chain passes its expiration.
+
+Argument checks happen before the passphrase prompt and before any network call, so a
+typo never costs a passphrase. Exit codes: 0 done; 1 the operation failed (a rejected
+tx, an unreachable node, a wrong passphrase, not found, a timeout); 2 bad usage or input.
+
+Two names carry two forms each: ``society create ...`` makes a society and ``society ID``
+shows one (``society show ID``); ``claim ID`` (64 hex digits) shows a claim (``claim show
+ID``) and ``claim FROM SOCIETY AMOUNT ...`` opens one (``claim open ...``). An explicit
+subcommand name wins, so a key named ``open`` or ``show`` opens a claim with ``claim open
+open ...``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+import time
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from consensus.crypto import AddressError, address_from_text, address_to_text
+from consensus.errors import Rejected
+from consensus.tx import build_tx, tapos_of
+from muxernode import ops
+from muxernode.amounts import format_mux, parse_mux
+from muxernode.keystore import (
+    BadName,
+    BadSeed,
+    KeyInfo,
+    Keystore,
+    KeystoreError,
+    check_name,
+    default_keystore_dir,
+    parse_seed_hex,
+    read_passphrase,
+    read_seed_hex,
+)
+from muxernode.rpc_client import (
+    DEFAULT_RPC_URL,
+    ENV_RPC,
+    RpcClient,
+    RpcClientError,
+    RpcError,
+    RpcProtocolError,
+    resolve_rpc_url,
+)
+
+__all__ = ["AMOUNT_FIELDS", "REASON_TEXT", "main"]
+
+ENV_KEYSTORE = "MUXER_KEYSTORE"
+RPC_REJECTED = -32000
+RPC_NOT_FOUND = -32001
+RPC_INVALID_PARAMS = -32602
+RPC_METHOD_NOT_FOUND = -32601
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+# One sentence per reason code of protocol section 9, written for the person at the
+# keyboard (consensus.errors.REASONS words them for the protocol); a test checks that the
+# two lists name the same codes.
+REASON_TEXT: dict[str, str] = {
+    "bad_encoding": "the node could not decode the transaction (is the wallet older or newer "
+    "than the node?)",
+    "too_large": "the transaction is larger than the chain allows; shorten the text fields",
+    "bad_signature": "the signature does not verify: the node may be on another chain",
+    "expired": "the transaction expired before it could be included; send it again",
+    "expiration_too_far": "the expiration is further ahead than the chain allows; lower "
+    "--expires-in",
+    "unknown_ref_block": "the block the transaction refers to (TaPoS) is not on the node's "
+    "chain; retry once the node is in sync",
+    "duplicate": "this exact transaction is already on the chain",
+    "fee_too_low": "the fee is below the chain's base fee; raise --fee",
+    "insufficient_balance": "the sender's balance cannot cover amount plus fee",
+    "unknown_society": "there is no society with this id",
+    "society_exists": "a society with this id already exists; pick another id",
+    "bad_society_id": "a society id is 3-32 characters of a-z, 0-9 and '-'",
+    "bad_rules": "the society rules are out of bounds (see protocol section 4.1)",
+    "not_member": "the sender is not a member of this society; join it first",
+    "already_member": "the sender is already a member of this society",
+    "observation_period": "the member is still in the society's observation period and "
+    "cannot claim yet",
+    "open_claim_exists": "the member already has an open claim in this society",
+    "insufficient_karma": "the member does not have that much karma in this society",
+    "unknown_claim": "there is no claim with this id",
+    "claim_closed": "the claim is closed and takes no more votes or gifts",
+    "self_vote": "a claimant cannot vote on or give to their own claim",
+    "no_karma": "the voter has no karma in this society; pledge first to earn some",
+    "waiting_period": "the claim does not take gifts now (still in its waiting period, or "
+    "already past its closing time)",
+    "not_approved": "the claim is not approved, so it cannot receive gifts yet",
+    "insufficient_escrow": "the giver's escrow in this society cannot cover the amount; "
+    "pledge more first",
+    "over_limit": "the gift would take the claim over its limit",
+    "unknown_witness": "that address is not a registered witness",
+    "bad_op": "the node considers the operation malformed",
+    "mempool_full": "the node's mempool is full; retry later or raise --fee",
+}
+
+# JSON fields that hold amounts in units: shown as MUX with 5 decimals. The claim bond
+# and minimum pledge of a society's rules and the chain's base_fee are amounts too.
+# (Karma and vote tallies are not.)
+AMOUNT_FIELDS = frozenset({
+    "balance", "stake", "amount", "escrow", "escrow_total", "pledged_total",
+    "given_total", "received", "limit", "fee", "claim_bond", "min_pledge", "base_fee",
+})
+# Witness votes are stake sums, so amounts, but only where the object is a witness.
+_WITNESS_AMOUNT_FIELDS = AMOUNT_FIELDS | {"votes"}
+TIME_FIELDS = frozenset({
+    "head_time", "next_slot_time", "timestamp", "joined_at", "opened_at", "gives_from",
+    "closes_at", "expiration",
+})
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_STANCES = {"approve": 1, "reject": -1, "withdraw": 0}
+
+
+class WalletError(click.ClickException):
+    """A failure reported in one clear message (exit code 1); ``details`` go into the
+    --json form of the error."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class BadInput(WalletError):
+    """Input that cannot work, found before anything is signed or sent (exit code 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+# --- context ----------------------------------------------------------------------------
+
+
+@dataclass
+class Env:
+    """What the global options decide, shared by every command through ctx.obj."""
+
+    keystore_dir: Path
+    rpc_url: str
+    as_json: bool
+    _client: RpcClient | None = field(default=None, repr=False)
+
+    def keystore(self) -> Keystore:
+        return Keystore(self.keystore_dir)
+
+    def rpc(self) -> RpcClient:
+        if self._client is None:
+            self._client = RpcClient(self.rpc_url)
+            click.get_current_context().find_root().call_on_close(self._client.close)
+        return self._client
+
+    def call(self, method: str, *params: Any) -> Any:
+        return self.rpc().call(method, *params)
+
+
+def _env() -> Env:
+    env = click.get_current_context().find_object(Env)
+    if env is None:  # only if a subcommand is invoked without the group, i.e. a bug
+        raise RuntimeError("muxer commands run under the muxer group")
+    return env
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        env = ctx.find_object(Env)
+        if env is not None:
+            env.as_json = True
+
+
+# Accepted after any command too, where people tend to type it ("muxer claim ID --json").
+json_option = click.option(
+    "--json", "as_json", is_flag=True, expose_value=False, callback=_set_json,
+    help="Print raw JSON (amounts in units) instead of tables.",
+)
+
+
+# --- safe text ----------------------------------------------------------------------------
+
+
+def _safe(text: str, *, multiline: bool = False) -> str:
+    """Chain data is written by strangers: show control and format characters (terminal
+    escapes, bidi overrides) as escapes instead of letting them act on the terminal."""
+    out = []
+    for ch in text:
+        if (ch == "\n" and multiline) or unicodedata.category(ch) not in ("Cc", "Cf"):
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
+# --- parameter types ----------------------------------------------------------------------
+
+
+class AmountType(click.ParamType[int]):
+    name = "mux"
+
+    def __init__(self, *, positive: bool = True) -> None:
+        self.positive = positive
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value  # already units (a default given as units)
+        try:
+            return parse_mux(str(value), positive=self.positive)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class HexType(click.ParamType[bytes]):
+    """Exactly ``size`` bytes as hex (either case, no 0x)."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size = size
+        self.name = name
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        s = str(value).strip()
+        if len(s) != 2 * self.size or re.fullmatch(r"[0-9a-fA-F]*", s) is None:
+            self.fail(
+                f"{_safe(s[:80])!r} is not {2 * self.size} hex digits ({self.size} bytes)",
+                param, ctx,
+            )
+        return bytes.fromhex(s)
+
+
+class SocietyIdType(click.ParamType[str]):
+    name = "society"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        s = str(value)
+        if ops.SOCIETY_ID.fullmatch(s) is None:
+            self.fail(
+                f"{_safe(s[:40])!r} is not a society id (3-32 characters of a-z, 0-9 and '-')",
+                param, ctx,
+            )
+        return s
+
+
+class KeyNameType(click.ParamType[str]):
+    """A key name; with ``must_exist`` it must name a key in the keystore."""
+
+    name = "key"
+
+    def __init__(self, *, must_exist: bool) -> None:
+        self.must_exist = must_exist
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        name = str(value)
+        try:
+            check_name(name)
+        except BadName as exc:
+            self.fail(str(exc), param, ctx)
+        if self.must_exist:
+            ks = _env().keystore()
+            if not ks.exists(name):
+                self.fail(f"no key named {name!r} in the keystore {ks.path}", param, ctx)
+        return name
+
+
+class AddressType(click.ParamType[str]):
+    """An ``mx`` address, or the name of a keystore key standing for its address.
+    Converts to the address text (canonical lowercase ``mx`` form)."""
+
+    name = "address"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        try:
+            return address_to_text(address_from_text(text))
+        except AddressError as exc:
+            address_problem = str(exc)
+        ks = _env().keystore()
+        if ks.exists(text):
+            try:
+                return ks.show(text).address
+            except KeystoreError as exc:
+                self.fail(str(exc), param, ctx)
+        if text.lower().startswith("mx"):
+            self.fail(
+                f"{_safe(address_problem)}, and no key has that name in the keystore {ks.path}",
+                param, ctx,
+            )
+        self.fail(
+            f"{_safe(text[:50])!r} is neither an address (mx + 40 hex digits) nor a key in "
+            f"the keystore {ks.path}",
+            param, ctx,
+        )
+
+
+AMOUNT = AmountType(positive=True)
+CLAIM_ID = HexType(32, "claim_id")
+TX_ID = HexType(32, "tx_id")
+SIGNING_KEY = HexType(32, "hex")
+SOCIETY = SocietyIdType()
+FROM_KEY = KeyNameType(must_exist=True)
+NEW_KEY = KeyNameType(must_exist=False)
+ADDRESS = AddressType()
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def _console() -> Console:
+    # No highlighting or markup: values are data, and "[x]" in a claim subject is text.
+    return Console(highlight=False, markup=False, emoji=False)
+
+
+def _emit_json(data: Any) -> None:
+    # ensure_ascii keeps control characters from the chain escaped on the terminal.
+    click.echo(json.dumps(data, indent=2))
+
+
+def _fmt_time(t: int) -> str:
+    try:
+        when = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return str(t)
+    return f"{t} ({when})"
+
+
+def _fmt(key: str, value: Any, amounts: frozenset[str]) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        if key in amounts:
+            return f"{format_mux(value)} MUX"
+        if key in TIME_FIELDS:
+            return _fmt_time(value)
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return _safe(value, multiline=True) if value else "-"
+    if isinstance(value, list):
+        if not value:
+            return "-"
+        items = [_fmt(key, v, amounts) for v in value]
+        return "\n".join(items) if any(len(i) > 20 for i in items) else ", ".join(items)
+    return _safe(json.dumps(value))
+
+
+def _flatten(
+    obj: Mapping[str, Any], amounts: frozenset[str], prefix: str = ""
+) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for key, value in obj.items():
+        if isinstance(value, Mapping):
+            inner = _WITNESS_AMOUNT_FIELDS if key == "witness" else amounts
+            rows.extend(_flatten(value, inner, f"{prefix}{key}."))
+        else:
+            rows.append((f"{prefix}{key}", _fmt(key, value, amounts)))
+    return rows
+
+
+def _show_object(
+    title: str, obj: Any, amounts: frozenset[str] = AMOUNT_FIELDS
+) -> None:
+    """One object: raw JSON with --json, else aligned "field  value" lines under a title.
+
+    Lines rather than a table: ids and keys are 64 hex digits, and a table in an 80-column
+    terminal would break them across lines, which ruins copying them."""
+    if _env().as_json:
+        _emit_json(obj)
+        return
+    if not isinstance(obj, Mapping):
+        raise RpcProtocolError(f"the node answered {type(obj).__name__} where an object was due")
+    rows = _flatten(obj, amounts)
+    width = max((len(k) for k, _v in rows), default=0)
+    console = _console()
+    console.print(Text(_safe(title), style="bold"))
+    for key, text in rows:
+        # Continuation lines of a multi-line value line up under its first line.
+        value = text.replace("\n", "\n" + " " * (width + 4))
+        console.print(Text(f"  {key.ljust(width)}  {value}"), soft_wrap=True)
+
+
+def _show_rows(
+    title: str,
+    items: Any,
+    columns: Iterable[tuple[str, str]],
+    amounts: frozenset[str] = AMOUNT_FIELDS,
+) -> None:
+    """A list of objects: raw JSON with --json, else a table of the chosen (key, heading)."""
+    if _env().as_json:
+        _emit_json(items)
+        return
+    if not isinstance(items, list):
+        raise RpcProtocolError(f"the node answered {type(items).__name__} where a list was due")
+    cols = list(columns)
+    table = Table(title=_safe(title), title_justify="left")
+    for _key, heading in cols:
+        table.add_column(heading, overflow="fold")
+    for item in items:
+        row = item if isinstance(item, Mapping) else {}
+        table.add_row(*(Text(_fmt(k, row.get(k), amounts)) for k, _h in cols))
+    console = _console()
+    console.print(table)
+    if not items:
+        console.print("(none)")
+
+
+# --- error reporting ----------------------------------------------------------------------
+
+
+def _rpc_error_text(exc: RpcError, rpc_url: str) -> str:
+    if exc.code == RPC_REJECTED:
+        reason = exc.reason
+        sentence = REASON_TEXT.get(reason or "")
+        if sentence is None:  # a reason this wallet does not know: trust the node's words
+            return f"transaction rejected: {_safe(exc.message)} (reason: {reason})"
+        node_says = _safe(exc.message)
+        return f"transaction rejected: {sentence}\n  (reason: {reason}; node: {node_says})"
+    if exc.code == RPC_NOT_FOUND:
+        data = exc.data if isinstance(exc.data, dict) else {}
+        what, key = data.get("what"), data.get("id")
+        if what == "block":
+            return f"no block at height {key} (the node's chain is not that long)"
+        if what == "member" and isinstance(key, list) and len(key) == 2:
+            return f"{_safe(str(key[1]))} is not a member of society {_safe(str(key[0]))!r}"
+        if what in ("society", "claim"):
+            return f"no {what} {_safe(str(key))!r} on the chain"
+        return f"not found: {_safe(exc.message)}"
+    if exc.code == RPC_METHOD_NOT_FOUND:
+        return (
+            f"the node at {rpc_url} does not know this method ({_safe(exc.message)}); "
+            "is it a MUXER node of a matching version?"
+        )
+    if exc.code == RPC_INVALID_PARAMS:
+        return f"the node refused the request: {_safe(exc.message)}"
+    return f"the node answered error {exc.code}: {_safe(exc.message)}"
+
+
+class WalletGroup(click.Group):
+    """The root group: turns the wallet's expected failures into one clear message and an
+    exit code (never a traceback); anything else is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RpcError as exc:
+            env = ctx.find_object(Env)
+            message = _rpc_error_text(exc, env.rpc_url if env else "?")
+            details: dict[str, Any] = {"code": exc.code, "node_message": exc.message}
+            if exc.reason is not None:
+                details["reason"] = exc.reason
+            self._fail(ctx, WalletError(message, **details))
+        except (BadName, BadSeed) as exc:
+            self._fail(ctx, BadInput(str(exc)))
+        except (KeystoreError, RpcClientError) as exc:
+            self._fail(ctx, WalletError(str(exc)))
+        except WalletError as exc:
+            self._fail(ctx, exc)
+
+    @staticmethod
+    def _fail(ctx: click.Context, exc: WalletError) -> NoReturn:
+        env = ctx.find_object(Env)
+        if env is not None and env.as_json:
+            # Scripts get the same facts as JSON on stderr; stdout stays empty.
+            doc = {"error": {"message": exc.message, "exit_code": exc.exit_code,
+                             **exc.details}}
+            click.echo(json.dumps(doc), err=True)
+            ctx.exit(exc.exit_code)
+        raise exc
+
+
+class FormsGroup(click.Group):
+    """A group whose subcommand may be left out: ``pick(args)`` names the one meant.
+
+    Used where one word has two forms, so ``muxer claim ID`` and ``muxer claim FROM
+    SOCIETY AMOUNT ...`` both work. An explicit subcommand name always wins."""
+
+    def __init__(self, *args: Any, pick: Callable[[list[str]], str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pick = pick
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.pick(args), *args]
+        return super().parse_args(ctx, args)
+
+
+# --- the CLI ------------------------------------------------------------------------------
+
+
+@click.group(
+    cls=WalletGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Exit codes: 0 done, 1 the operation failed, 2 bad usage or input.",
+)
+@click.option(
+    "--keystore", "keystore_dir", envvar=ENV_KEYSTORE, metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path), default=None,
+    help=f"Keystore directory [env {ENV_KEYSTORE}; default ~/.muxer/keys].",
+)
+@click.option(
+    "--rpc", "rpc_url", metavar="URL", default=None,
+    help=f"Node JSON-RPC URL [env {ENV_RPC}; default {DEFAULT_RPC_URL}].",
+)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print raw JSON (amounts in units) instead of tables.")
+@click.version_option(package_name="muxernode", prog_name="muxer")
+@click.pass_context
+def main(
+    ctx: click.Context, keystore_dir: Path | None, rpc_url: str | None, as_json: bool
+) -> None:
+    """MUXER wallet: keys, mutual-aid transactions and chain queries.
+
+    Amounts are written in MUX with up to 5 decimals (1 MUX = 100000 units). FROM is the
+    name of a key in the keystore; an address argument also accepts a key name.
+    Passphrases come from MUXER_PASSPHRASE or a prompt.
+    """
+    ctx.obj = Env(
+        keystore_dir=(keystore_dir or default_keystore_dir()).expanduser(),
+        rpc_url=resolve_rpc_url(rpc_url),
+        as_json=as_json,
+    )
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Manage the keys in the encrypted keystore."""
+
+
+def _show_key(info: KeyInfo, title: str) -> None:
+    _show_object(title, info.as_json())
+
+
+@keys.command("new")
+@click.argument("name", type=NEW_KEY)
+@json_option
+def keys_new(name: str) -> None:
+    """Create a new random key NAME, sealed under a passphrase."""
+    ks = _env().keystore()
+    if ks.exists(name):
+        raise WalletError(f"a key named {name!r} already exists in {ks.path}")
+    passphrase = read_passphrase(name, confirm=True)
+    info = ks.create(name, passphrase)
+    _show_key(info, f"new key {name}")
+    click.echo("Keep the passphrase safe: without it the key cannot be unlocked.", err=True)
+
+
+@keys.command("import")
+@click.argument("name", type=NEW_KEY)
+@json_option
+def keys_import(name: str) -> None:
+    """Import a key NAME from its 32-byte Ed25519 seed (hex, from MUXER_SEED or a prompt)."""
+    ks = _env().keystore()
+    if ks.exists(name):
+        raise WalletError(f"a key named {name!r} already exists in {ks.path}")
+    seed_hex = read_seed_hex()
+    parse_seed_hex(seed_hex)  # refuse a bad seed before asking for a passphrase
+    passphrase = read_passphrase(name, confirm=True)
+    info = ks.import_seed(name, seed_hex, passphrase)
+    _show_key(info, f"imported key {name}")
+
+
+@keys.command("list")
+@json_option
+def keys_list() -> None:
+    """List the keys (names and addresses; no secrets)."""
+    infos = _env().keystore().list_keys()
+    _show_rows("keys", [i.as_json() for i in infos], [("name", "name"), ("address", "address")])
+
+
+@keys.command("show")
+@click.argument("name", type=FROM_KEY)
+@json_option
+def keys_show(name: str) -> None:
+    """Show a key's address and public key (never its secret)."""
+    _show_key(_env().keystore().show(name), f"key {name}")
+
+
+# --- transactions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TxOptions:
+    fee: int | None
+    expires_in: int
+    wait: str | None
+    timeout: int
+
+
+_TX_OPTIONS = (
+    click.option("--fee", type=AmountType(positive=False), default=None, metavar="MUX",
+                 help="Fee in MUX [default: the chain's base_fee]."),
+    click.option("--expires-in", type=click.IntRange(1, 86_400), default=600,
+                 show_default=True, metavar="SECONDS",
+                 help="Expiration, in seconds after the head block's time."),
+    click.option("--wait", type=click.Choice(["included", "final"]), default=None,
+                 help="Wait until the tx is included in a block, or final."),
+    click.option("--timeout", type=click.IntRange(1, 3600), default=60, show_default=True,
+                 metavar="SECONDS", help="Give up waiting after this long."),
+    json_option,
+)
+
+
+def tx_options(f: Callable[..., None]) -> Callable[..., None]:
+    """The options every tx command takes, handed to it as one ``tx: TxOptions``."""
+
+    @functools.wraps(f)
+    def wrapper(
+        *args: Any, fee: int | None, expires_in: int, wait: str | None, timeout: int,
+        **kwargs: Any,
+    ) -> None:
+        f(*args, tx=TxOptions(fee, expires_in, wait, timeout), **kwargs)
+
+    for option in reversed(_TX_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _static_check(op: ops.Op) -> list[Any]:
+    """The op array, after the node's own static checks, so that a too-long memo or bad
+    rules fail here, with no passphrase asked and nothing sent."""
+    array = ops.encode_op(op)
+    try:
+        ops.decode_op(array)
+    except Rejected as exc:
+        raise BadInput(f"invalid {ops.OP_NAMES[op.OPCODE]}: {exc.message}") from None
+    return array
+
+
+def _chain_field(chain: Any, name: str, kind: type) -> Any:
+    value = chain.get(name) if isinstance(chain, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise RpcProtocolError(f"chain_info has no valid {name!r}: is this a MUXER node?")
+    return value
+
+
+def _send(from_name: str, op: ops.Op, tx: TxOptions) -> None:
+    env = _env()
+    ks = env.keystore()
+    sender = ks.show(from_name)
+    op_array = _static_check(op)
+    chain = env.call("chain_info")
+    try:
+        chain_id = bytes.fromhex(_chain_field(chain, "chain_id", str))
+        head_id = bytes.fromhex(_chain_field(chain, "head_id", str))
+    except ValueError:
+        raise RpcProtocolError("chain_info has a chain_id or head_id that is not hex") from None
+    head_height = _chain_field(chain, "head_height", int)
+    head_time = _chain_field(chain, "head_time", int)
+    base_fee = _chain_field(chain, "base_fee", int)
+    fee = base_fee if tx.fee is None else tx.fee
+    if fee < base_fee:
+        raise BadInput(
+            f"--fee {format_mux(fee)} MUX is below the chain's base fee "
+            f"{format_mux(base_fee)} MUX"
+        )
+    key = ks.unlock(from_name, read_passphrase(from_name, confirm=False))
+    ref_block_num, ref_block_prefix = tapos_of(head_height, head_id)
+    expiration = head_time + tx.expires_in
+    signed = build_tx(
+        key, chain_id, op_array,
+        ref_block_num=ref_block_num, ref_block_prefix=ref_block_prefix,
+        expiration=expiration, fee=fee,
+    )
+    result = env.call("submit_tx", signed.raw.hex())
+    tx_id = signed.tx_id.hex()
+    if not isinstance(result, dict) or result.get("tx_id") != tx_id:
+        # The id is a hash of what we signed; a node reporting another is not to be trusted.
+        raise RpcProtocolError(
+            f"the node acknowledged tx {str(result)[:80]!r}, but the id is {tx_id}"
+        )
+    out: dict[str, Any] = {
+        "tx_id": tx_id, "op": ops.OP_NAMES[op.OPCODE], "sender": sender.address,
+        "fee": fee, "expiration": expiration, "status": "pending",
+    }
+    if tx.wait is not None:
+        try:
+            info = _wait_for(env, tx_id, tx.wait, tx.timeout, expiration, chain)
+        except RpcClientError as exc:
+            # Say that the tx did go out, so nobody sends it twice in a hurry.
+            raise WalletError(f"tx {tx_id} was submitted, but waiting for it failed: {exc}") \
+                from None
+        out["status"] = info.get("status")
+        if "height" in info:
+            out["height"] = info["height"]
+    _show_object(f"{out['op']} submitted", out)
+
+
+def _wait_for(
+    env: Env, tx_id: str, target: str, timeout_s: int, expiration: int, chain: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Poll get_tx until the status reaches ``target``; bounded by ``timeout_s`` and by the
+    tx's expiration (once the head's time reaches it, the tx can never be included)."""
+    wanted = {"included": ("included", "final"), "final": ("final",)}[target]
+    interval = chain.get("block_interval_s")
+    # Half a block: fast enough to notice, far from hammering the node.
+    pause = min(max(interval / 2 if isinstance(interval, int | float) else 0.5, 0.2), 2.0)
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, Any] = {}
+    while True:
+        info = env.call("get_tx", tx_id)
+        if isinstance(info, dict):
+            last = info
+        status = last.get("status")
+        if status in wanted:
+            return last
+        if status in ("pending", "unknown", None):
+            head = env.call("chain_info")
+            if isinstance(head, dict) and isinstance(head.get("head_time"), int) \
+                    and head["head_time"] >= expiration:
+                raise WalletError(
+                    f"tx {tx_id} expired without being included (status {status}); "
+                    "send it again"
+                )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            where = f" at height {last['height']}" if "height" in last else ""
+            raise WalletError(
+                f"gave up after {timeout_s} s waiting for tx {tx_id} to be {target}; "
+                f"its last status was {status!r}{where}. Check later with: muxer tx {tx_id}"
+            )
+        time.sleep(min(pause, remaining))
+
+
+@main.command()
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("to", type=ADDRESS)
+@click.argument("amount", type=AMOUNT)
+@click.option("--memo", default="", help="A note for the recipient (at most 256 bytes).")
+@tx_options
+def transfer(from_name: str, to: str, amount: int, memo: str, tx: TxOptions) -> None:
+    """Send AMOUNT MUX from key FROM to TO (an address or a key name)."""
+    _send(from_name, ops.Transfer(address_from_text(to), amount, memo), tx)
+
+
+def _pick_society(_args: list[str]) -> str:
+    return "show"  # "society ID"; creating always says "create"
+
+
+@main.group(cls=FormsGroup, pick=_pick_society)
+def society() -> None:
+    """Create a society (society create ...) or show one (society ID)."""
+
+
+_D = ops.DEFAULT_RULES
+
+
+@society.command("create")
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("society_id", metavar="SOCIETY", type=SOCIETY)
+@click.option("--name", required=True, help="Display name (at most 64 bytes).")
+@click.option("--purpose", required=True, help="The risk the society covers (<= 1024 bytes).")
+@click.option("--decay-period-s", type=click.IntRange(min=1), default=_D.decay_period_s,
+              show_default=True, help="Karma decay period, seconds.")
+@click.option("--decay-ppm", type=click.IntRange(0, 999_999), default=_D.decay_ppm,
+              show_default=True, help="Karma lost per period, parts per million.")
+@click.option("--approval-bp", type=click.IntRange(1, 10_000), default=_D.approval_bp,
+              show_default=True, help="Net approval needed, basis points of total karma.")
+@click.option("--observation-s", type=click.IntRange(0, ops.MAX_AMOUNT),
+              default=_D.observation_s, show_default=True,
+              help="Seconds after joining before a member may claim.")
+@click.option("--waiting-s", type=click.IntRange(0, ops.MAX_TTL), default=_D.waiting_s,
+              show_default=True, help="Seconds after a claim opens before gifts.")
+@click.option("--claim-ttl-s", type=click.IntRange(1, ops.MAX_TTL), default=_D.claim_ttl_s,
+              show_default=True, help="Seconds a claim stays open.")
+@click.option("--benefit-ratio", type=click.IntRange(1, 1000), default=_D.benefit_ratio,
+              show_default=True, help="A claim's limit: at most this times its karma.")
+@click.option("--claim-bond", type=AmountType(positive=False),
+              default=format_mux(_D.claim_bond), show_default=True, metavar="MUX",
+              help="Bond a claimant deposits, MUX.")
+@click.option("--min-pledge", type=AMOUNT, default=format_mux(_D.min_pledge),
+              show_default=True, metavar="MUX", help="Smallest pledge, MUX.")
+@tx_options
+def society_create(
+    from_name: str, society_id: str, name: str, purpose: str, decay_period_s: int,
+    decay_ppm: int, approval_bp: int, observation_s: int, waiting_s: int, claim_ttl_s: int,
+    benefit_ratio: int, claim_bond: int, min_pledge: int, tx: TxOptions,
+) -> None:
+    """Create society SOCIETY (its id) with rules fixed forever (protocol section 4.1)."""
+    rules = ops.Rules(decay_period_s, decay_ppm, approval_bp, observation_s, waiting_s,
+                      claim_ttl_s, benefit_ratio, claim_bond, min_pledge)
+    _send(from_name, ops.CreateSociety(society_id, name, purpose, rules), tx)
+
+
+@society.command("show")
+@click.argument("society_id", metavar="ID", type=SOCIETY)
+@json_option
+def society_show(society_id: str) -> None:
+    """Show society ID: rules, members, total karma, escrow."""
+    _show_object(f"society {society_id}", _env().call("get_society", society_id))
+
+
+@main.command()
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("society_id", metavar="SOCIETY", type=SOCIETY)
+@click.option("--identity", required=True,
+              help="Public name, or a salted hash of it (at most 256 bytes).")
+@tx_options
+def join(from_name: str, society_id: str, identity: str, tx: TxOptions) -> None:
+    """Join SOCIETY as key FROM."""
+    _send(from_name, ops.Join(society_id, identity), tx)
+
+
+@main.command()
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("society_id", metavar="SOCIETY", type=SOCIETY)
+@click.argument("amount", type=AMOUNT)
+@tx_options
+def pledge(from_name: str, society_id: str, amount: int, tx: TxOptions) -> None:
+    """Move AMOUNT MUX from FROM's balance into its own escrow in SOCIETY (earns karma)."""
+    _send(from_name, ops.Pledge(society_id, amount), tx)
+
+
+def _pick_claim(args: list[str]) -> str:
+    # One 64-hex token is a claim id; key names are at most 32 characters, so a FROM
+    # never looks like one.
+    positional = [a for a in args if not a.startswith("-")]
+    return "show" if len(positional) == 1 and _HEX64.fullmatch(positional[0]) else "open"
+
+
+@main.group(cls=FormsGroup, pick=_pick_claim)
+def claim() -> None:
+    """Open a claim (claim FROM SOCIETY AMOUNT ...) or show one (claim ID)."""
+
+
+def _sha256_file(path: Path) -> bytes:
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for chunk in iter(functools.partial(f.read, 1 << 16), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise BadInput(f"cannot read evidence file {path}: {exc.strerror}") from None
+    return h.digest()
+
+
+@claim.command("open")
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("society_id", metavar="SOCIETY", type=SOCIETY)
+@click.argument("amount", type=AMOUNT)
+@click.option("--karma", type=click.IntRange(1, ops.MAX_AMOUNT), required=True,
+              help="Karma to commit (spent whatever happens).")
+@click.option("--subject", required=True, help="Short subject (at most 80 bytes).")
+@click.option("--details", default="", help="Details (at most 4096 bytes).")
+@click.option("--evidence", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="File whose SHA-256 goes on the chain as evidence.")
+@tx_options
+def claim_open(
+    from_name: str, society_id: str, amount: int, karma: int, subject: str, details: str,
+    evidence: Path, tx: TxOptions,
+) -> None:
+    """Ask SOCIETY for AMOUNT MUX of help, committing --karma."""
+    op = ops.Claim(society_id, amount, karma, subject, details, _sha256_file(evidence))
+    _send(from_name, op, tx)
+
+
+@claim.command("show")
+@click.argument("claim_id", metavar="ID", type=CLAIM_ID)
+@json_option
+def claim_show(claim_id: bytes) -> None:
+    """Show claim ID: tallies, limit, what it received, its status."""
+    _show_object(f"claim {claim_id.hex()}", _env().call("get_claim", claim_id.hex()))
+
+
+@main.command()
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("claim_id", type=CLAIM_ID)
+@click.argument("stance", type=click.Choice(list(_STANCES)))
+@tx_options
+def vote(from_name: str, claim_id: bytes, stance: str, tx: TxOptions) -> None:
+    """Vote on CLAIM_ID with FROM's karma: approve, reject, or withdraw a vote."""
+    _send(from_name, ops.Vote(claim_id, _STANCES[stance]), tx)
+
+
+@main.command()
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("claim_id", type=CLAIM_ID)
+@click.argument("amount", type=AMOUNT)
+@tx_options
+def give(from_name: str, claim_id: bytes, amount: int, tx: TxOptions) -> None:
+    """Give AMOUNT MUX from FROM's escrow to an approved claim."""
+    _send(from_name, ops.Give(claim_id, amount), tx)
+
+
+@main.group()
+def witness() -> None:
+    """Register as a witness, or vote for witnesses."""
+
+
+@witness.command("register")
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.option("--signing-key", type=SIGNING_KEY, required=True,
+              help="The block signing public key, 64 hex digits.")
+@click.option("--url", required=True, help="A URL about the witness (at most 256 bytes).")
+@tx_options
+def witness_register(from_name: str, signing_key: bytes, url: str, tx: TxOptions) -> None:
+    """Register FROM as a witness, or change its signing key and URL."""
+    _send(from_name, ops.RegisterWitness(signing_key, url), tx)
+
+
+@witness.command("vote")
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("addresses", metavar="ADDR...", nargs=-1, type=ADDRESS)
+@click.option("--clear", is_flag=True, help="Approve no witness at all (no ADDR given).")
+@tx_options
+def witness_vote(
+    from_name: str, addresses: tuple[str, ...], clear: bool, tx: TxOptions
+) -> None:
+    """Approve the witnesses ADDR... (replacing FROM's earlier approvals; at most 30)."""
+    # An empty list is a valid op that erases every approval: ask for it explicitly.
+    if not addresses and not clear:
+        raise click.UsageError("give at least one witness address, or --clear to approve none")
+    if addresses and clear:
+        raise click.UsageError("--clear takes no addresses")
+    if len(set(addresses)) != len(addresses):
+        raise click.UsageError("each witness may be approved once")
+    _send(from_name, ops.VoteWitness(tuple(address_from_text(a) for a in addresses)), tx)
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+@main.command()
+@json_option
+def status() -> None:
+    """Show the node's view of the chain (chain_info)."""
+    _show_object("chain", _env().call("chain_info"))
+
+
+@main.command()
+@click.argument("address", metavar="ADDR_OR_KEYNAME", type=ADDRESS)
+@json_option
+def account(address: str) -> None:
+    """Show an account's balance, stake and societies."""
+    _show_object(f"account {address}", _env().call("get_account", address))
+
+
+@main.command()
+@click.argument("society_id", metavar="SOCIETY", type=SOCIETY)
+@click.argument("address", metavar="ADDR_OR_KEYNAME", type=ADDRESS)
+@json_option
+def member(society_id: str, address: str) -> None:
+    """Show a member of SOCIETY: escrow, karma, totals."""
+    _show_object(f"member {address} of {society_id}",
+                 _env().call("get_member", society_id, address))
+
+
+@main.command()
+@click.argument("society_id", metavar="SOCIETY", type=SOCIETY)
+@json_option
+def claims(society_id: str) -> None:
+    """List SOCIETY's claims, newest first."""
+    _show_rows(
+        f"claims of {society_id}",
+        _env().call("list_claims", society_id),
+        [("claim_id", "claim id"), ("subject", "subject"), ("amount", "amount"),
+         ("received", "received"), ("approved", "approved"), ("status", "status"),
+         ("closes_at", "closes at")],
+    )
+
+
+@main.command()
+@click.argument("height", type=click.IntRange(min=0, max=2**63 - 1))
+@json_option
+def block(height: int) -> None:
+    """Show the block at HEIGHT."""
+    _show_object(f"block {height}", _env().call("get_block", height))
+
+
+@main.command("tx")
+@click.argument("tx_id", type=TX_ID)
+@json_option
+def tx_cmd(tx_id: bytes) -> None:
+    """Show a transaction's status and operation."""
+    _show_object(f"tx {tx_id.hex()}", _env().call("get_tx", tx_id.hex()))
+
+
+@main.command()
+@json_option
+def witnesses() -> None:
+    """List the registered witnesses and their votes."""
+    _show_rows(
+        "witnesses",
+        _env().call("list_witnesses"),
+        [("address", "address"), ("url", "url"), ("votes", "votes"), ("active", "active"),
+         ("missed", "missed")],
+        _WITNESS_AMOUNT_FIELDS,
+    )
+

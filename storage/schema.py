@@ -1,0 +1,99 @@
+"""Key layout of a node's LevelDB (one database per node).
+
+Every key starts with a one-byte kind, so each kind is a contiguous, prefix-iterable range
+and kinds never collide:
+
+    S...               application state (owned by the ledger; see muxernode/ledger.py)
+    B + block_id       block bytes (every block ever accepted, main chain or not)
+    U + block_id       undo record of a main-chain block above the final one
+    H + height(8)      main-chain block id at that height
+    T + tx_id          height(8) of the main-chain block that holds the tx
+    M + name           node metadata (head, final, chain id, schema version, last slot
+                       produced, last vote cast, ...)
+
+Heights are 8-byte big-endian so that ascending key order is ascending height.
+"""
+
+from __future__ import annotations
+
+from storage.kv import KVStore
+
+__all__ = [
+    "META_CHAIN_ID",
+    "META_FINAL",
+    "META_HEAD",
+    "META_LAST_SLOT",
+    "META_LAST_VOTE",
+    "META_SCHEMA",
+    "PREFIX_BLOCK",
+    "PREFIX_HEIGHT",
+    "PREFIX_STATE",
+    "PREFIX_TX",
+    "PREFIX_UNDO",
+    "SCHEMA_VERSION",
+    "SchemaError",
+    "block_key",
+    "check_schema",
+    "from_u64",
+    "height_key",
+    "tx_index_key",
+    "u64",
+    "undo_key",
+]
+
+SCHEMA_VERSION = 1
+
+PREFIX_STATE = b"S"
+PREFIX_BLOCK = b"B"
+PREFIX_UNDO = b"U"
+PREFIX_HEIGHT = b"H"
+PREFIX_TX = b"T"
+
+META_SCHEMA = b"Mschema"
+META_CHAIN_ID = b"Mchain_id"
+META_HEAD = b"Mhead"
+META_FINAL = b"Mfinal"
+META_LAST_SLOT = b"Mlast_slot"  # last slot this node produced for: never sign two blocks
+META_LAST_VOTE = b"Mlast_vote"  # the voter guard's record: never two votes for one slot
+
+
+class SchemaError(Exception):
+    """The database was written by an incompatible version of muxernode."""
+
+
+def u64(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+def from_u64(raw: bytes) -> int:
+    return int.from_bytes(raw, "big")
+
+
+def block_key(block_id: bytes) -> bytes:
+    return PREFIX_BLOCK + block_id
+
+
+def undo_key(block_id: bytes) -> bytes:
+    return PREFIX_UNDO + block_id
+
+
+def height_key(height: int) -> bytes:
+    return PREFIX_HEIGHT + u64(height)
+
+
+def tx_index_key(tx_id: bytes) -> bytes:
+    return PREFIX_TX + tx_id
+
+
+def check_schema(store: KVStore) -> None:
+    """Stamp a new database with our schema version, or refuse one from another version."""
+    raw = store.get(META_SCHEMA)
+    if raw is None:
+        store.write({META_SCHEMA: u64(SCHEMA_VERSION)}, sync=True)
+        return
+    version = from_u64(raw)
+    if version != SCHEMA_VERSION:
+        raise SchemaError(
+            f"the database has schema version {version}; this muxernode reads version "
+            f"{SCHEMA_VERSION}"
+        )
