@@ -117,6 +117,25 @@ def rpc(url: str, method: str, *params: Any, timeout: float = 10.0) -> Any:
     return doc["result"]
 
 
+def rpc_batch(url: str, calls: list[tuple[str, list[Any]]], timeout: float = 30.0) -> list[Any]:
+    """Batches of at most 500 calls per request; answers in call order (errors raise)."""
+    out = []
+    for start in range(0, len(calls), 500):
+        part = calls[start:start + 500]
+        body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
+                for i, (m, p) in enumerate(part)]
+        docs = httpx.post(url, json=body, timeout=timeout).json()
+        if not isinstance(docs, list):
+            raise RpcFailure(docs.get("error", {"message": repr(docs)}))
+        by_id = {d["id"]: d for d in docs}
+        for i in range(len(part)):
+            d = by_id[i]
+            if "error" in d:
+                raise RpcFailure(d["error"])
+            out.append(d["result"])
+    return out
+
+
 def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

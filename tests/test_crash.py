@@ -24,7 +24,7 @@ from muxernode.node import DB_DIR, GENESIS_FILE, init_data_dir
 from storage import schema
 from storage.kv import MemoryKV
 from storage.leveldb import LevelDBStore
-from tests.procs import Daemon, accounts, make_genesis, rpc
+from tests.procs import Daemon, accounts, make_genesis, rpc, rpc_batch
 
 KILLS = 20
 
@@ -90,10 +90,9 @@ class Load:
             while not stop.is_set():
                 res = rpc(url, "submit_txs", self.batch(self.rng.randrange(5, 60)), timeout=5)
                 self.submitted += [r["tx_id"] for r in res if "tx_id" in r]
-                for tid in self.submitted[-80:]:
-                    if tid in self.included:
-                        continue
-                    got = rpc(url, "get_tx", tid, timeout=5)
+                recent = [t for t in self.submitted[-200:] if t not in self.included]
+                answers = rpc_batch(url, [("get_tx", [t]) for t in recent], timeout=5)
+                for tid, got in zip(recent, answers, strict=True):
                     if got["status"] in ("included", "final"):
                         self.included[tid] = got["height"]
                 head = rpc(url, "chain_info", timeout=5)["head_height"]
@@ -122,15 +121,15 @@ def test_sigkill_under_load_twenty_times(tmp_path: Path) -> None:
         assert info["head_height"] >= last_height
         assert info["head_height"] >= load.max_seen_head
         assert restart_s < 15, f"restart took {restart_s:.1f} s"
-        for tid, height in load.included.items():
-            if height <= info["head_height"]:
-                got = rpc(url, "get_tx", tid)
-                assert got["status"] in ("included", "final"), (i, tid, got)
-                assert got["height"] == height
+        check = [(tid, h) for tid, h in load.included.items() if h <= info["head_height"]]
+        answers = rpc_batch(url, [("get_tx", [tid]) for tid, _ in check]) if check else []
+        for (tid, height), got in zip(check, answers, strict=True):
+            assert got["status"] in ("included", "final"), (i, tid, got)
+            assert got["height"] == height
         stop = threading.Event()
         worker = threading.Thread(target=load.run, args=(url, stop), daemon=True)
         worker.start()
-        time.sleep(rng.uniform(0.3, 2.5))
+        time.sleep(rng.uniform(0.2, 1.6))
         daemon.kill()
         stop.set()
         worker.join(timeout=10)
