@@ -88,6 +88,8 @@ class Chain:
         # recent height -> id on the main chain, for TaPoS without a store read per tx
         self._ids: dict[int, bytes] = {}
         self.on_commit: list[Callable[[Block, BlockRef], None]] = []
+        # extra validity of a block's votes (the consensus engine's): a reason, or None
+        self.check_votes: Callable[[Block], str | None] | None = None
         # fsync every block commit; only bulk set-up (benchmarks) turns this off
         self.sync = True
 
@@ -137,6 +139,9 @@ class Chain:
         raw = self.store.get(schema.tx_index_key(tx_id))
         return None if raw is None else schema.from_u64(raw)
 
+    def vote_included(self, vote_hash: bytes) -> bool:
+        return self.store.get(schema.vote_index_key(vote_hash)) is not None
+
     def tapos_for(self, parent_height: int) -> Callable[[int], int | None]:
         """TaPoS lookup for a block whose parent is at parent_height on the main chain."""
 
@@ -181,6 +186,10 @@ class Chain:
         ``extra`` are more (key, value) pairs to write in the same batch (the node's own
         records, e.g. the votes it includes)."""
         self.validate_header(block)
+        if self.check_votes is not None:
+            why = self.check_votes(block)
+            if why is not None:
+                raise ChainError("bad_vote", why)
         app = self.app
         app.begin_block(BlockContext(block.height, block.timestamp, block.witness,
                                      self.tapos_for(self.head.height)))
@@ -214,6 +223,8 @@ class Chain:
         hb = schema.u64(block.height)
         for tx in block.txs:
             batch[schema.tx_index_key(tx.tx_id)] = hb
+        for vote in block.votes:
+            batch[schema.vote_index_key(vote.hash)] = hb
         batch[schema.META_HEAD] = _pack([ref.height, ref.id, ref.timestamp, ref.slot])
         for k, v in extra:
             batch[k] = v
@@ -302,6 +313,8 @@ class Chain:
         batch[schema.undo_key(head.id)] = None
         for tx in block.txs:
             batch[schema.tx_index_key(tx.tx_id)] = None
+        for vote in block.votes:
+            batch[schema.vote_index_key(vote.hash)] = None
         batch[schema.META_HEAD] = _pack([parent.height, parent.id, parent.timestamp, parent.slot])
         self.store.write(batch, sync=True)
         self.app_reset()

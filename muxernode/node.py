@@ -20,10 +20,11 @@ import trio
 from consensus.block import Block
 from consensus.chain import BlockRef, Chain, ChainError
 from consensus.crypto import PrivateKey, address_to_text
+from consensus.engine import Consensus
 from consensus.errors import Rejected
+from consensus.finality import VoterGuard
 from consensus.genesis import Genesis, load_genesis
 from consensus.mempool import Mempool
-from consensus.schedule import round_order
 from consensus.tx import SignedTx, decode_tx, verify_tx
 from muxernode import views
 from muxernode.config import NodeConfig
@@ -114,6 +115,11 @@ class Node:
                 raise NodeError(f"{self.data_dir}: the database belongs to another chain")
             self.ledger = Ledger(self.store, self.params, self.genesis.genesis_time)
             self.chain = Chain(self.store, self.ledger, self.genesis, self.witness_for_slot)
+            self.consensus = Consensus(self.chain, self.ledger.elected_witnesses,
+                                       self.ledger.witness_signing_key)
+            self.chain.check_votes = self.consensus.check_votes
+            raw_guard = self.store.get(schema.META_LAST_VOTE)
+            self.guard = VoterGuard.load(raw_guard) if raw_guard else VoterGuard(keep=16)
         except BaseException:
             self.store.close()
             raise
@@ -139,14 +145,10 @@ class Node:
     # --- schedule -----------------------------------------------------------------------
 
     def active_witnesses(self) -> list[bytes]:
-        elected = self.ledger.elected_witnesses()
-        return [] if elected is None else elected[1]
+        return self.consensus.active_witnesses(max(self.current_slot(), 1))
 
     def witness_for_slot(self, slot: int) -> bytes:
-        active = self.active_witnesses()
-        n = len(active)
-        r, pos = divmod(slot - 1, n)
-        return round_order(self.chain_id, r, active)[pos]
+        return self.consensus.witness_for_slot(slot)
 
     def slot_time(self, slot: int) -> int:
         return self.genesis.genesis_time + slot * self.params.block_interval_s
@@ -244,16 +246,32 @@ class Node:
         assert self.witness_key is not None
         started = time.perf_counter()
         self.store.write({schema.META_LAST_SLOT: schema.u64(slot)}, sync=True)
+        votes = self.consensus.votes_to_include(slot)
         block, dropped = self.chain.build_block(
-            self.witness_key, self.slot_time(slot), self.mempool.pending(), []
+            self.witness_key, self.slot_time(slot), self.mempool.pending(), votes
         )
         self._after_block(block, started)
+        self.cast_vote(slot)
         self._produced.append(slot)
         log.info("produced", extra={"kv": {"height": block.height, "slot": slot,
                                             "txs": len(block.txs), "dropped": len(dropped)}})
         return block
 
+    def cast_vote(self, slot: int) -> None:
+        """The honest vote for ``slot``: recorded and persisted before it leaves the node."""
+        key = self.witness_key
+        if key is None:
+            return
+        vote = self.consensus.make_vote(key, self.guard, slot)
+        if vote is None:
+            return
+        self.guard.record(vote)
+        self.store.write({schema.META_LAST_VOTE: self.guard.dump()}, sync=True)
+        self.consensus.add_vote(vote, slot)
+        self._finalize()
+
     def _after_block(self, block: Block, started: float) -> None:
+        self.consensus.on_block_committed(block)
         self.mempool.on_new_head([tx.tx_id for tx in block.txs])
         self._finalize()
         elapsed = time.perf_counter() - started
@@ -264,16 +282,16 @@ class Node:
         self._update_metrics()
 
     def _finalize(self) -> None:
-        """Finality with the chain's own witness set.
+        """Move the chain's final block to the engine's final checkpoint (FFG, section 7).
 
-        With a single active witness its own vote on each slot is the supermajority
-        (floor(2n/3)+1 = 1), and the link from the previous slot's checkpoint makes the
-        parent final. Multi-witness FFG with gossiped votes replaces this (issue 4)."""
-        head = self.chain.head
-        if len(self.active_witnesses()) == 1 and head.height >= 1:
-            parent = self.chain.block_id_at(head.height - 1)
-            if parent is not None and head.height - 1 > self.chain.final.height:
-                self.chain.set_final(parent)
+        With one active witness its own vote is the supermajority (floor(2/3)+1 = 1), so
+        each slot's vote justifies the head and finalizes the previous slot's block."""
+        final = self.consensus.final_block()
+        info = self.consensus.tree.get(final.block_id)
+        if info is None or info.height <= self.chain.final.height:
+            return
+        if self.chain.block_id_at(info.height) == final.block_id:
+            self.chain.set_final(final.block_id)
 
     def _update_metrics(self) -> None:
         m = self.metrics

@@ -8,6 +8,7 @@ and kinds never collide:
     U + block_id       undo record of a main-chain block above the final one
     H + height(8)      main-chain block id at that height
     T + tx_id          height(8) of the main-chain block that holds the tx
+    V + vote_hash      height(8) of the main-chain block that includes the vote
     M + name           node metadata (head, final, chain id, schema version, last slot
                        produced, last vote cast, ...)
 
@@ -24,12 +25,14 @@ __all__ = [
     "META_HEAD",
     "META_LAST_SLOT",
     "META_LAST_VOTE",
+    "META_SCHEDULE",
     "META_SCHEMA",
     "PREFIX_BLOCK",
     "PREFIX_HEIGHT",
     "PREFIX_STATE",
     "PREFIX_TX",
     "PREFIX_UNDO",
+    "PREFIX_VOTE",
     "SCHEMA_VERSION",
     "SchemaError",
     "block_key",
@@ -39,6 +42,7 @@ __all__ = [
     "tx_index_key",
     "u64",
     "undo_key",
+    "vote_index_key",
 ]
 
 SCHEMA_VERSION = 1
@@ -48,6 +52,7 @@ PREFIX_BLOCK = b"B"
 PREFIX_UNDO = b"U"
 PREFIX_HEIGHT = b"H"
 PREFIX_TX = b"T"
+PREFIX_VOTE = b"V"
 
 META_SCHEMA = b"Mschema"
 META_CHAIN_ID = b"Mchain_id"
@@ -55,6 +60,7 @@ META_HEAD = b"Mhead"
 META_FINAL = b"Mfinal"
 META_LAST_SLOT = b"Mlast_slot"  # last slot this node produced for: never sign two blocks
 META_LAST_VOTE = b"Mlast_vote"  # the voter guard's record: never two votes for one slot
+META_SCHEDULE = b"Mschedule"  # witness schedule epochs decided by this chain
 
 
 class SchemaError(Exception):
@@ -83,6 +89,10 @@ def height_key(height: int) -> bytes:
 
 def tx_index_key(tx_id: bytes) -> bytes:
     return PREFIX_TX + tx_id
+
+
+def vote_index_key(vote_hash: bytes) -> bytes:
+    return PREFIX_VOTE + vote_hash
 
 
 def check_schema(store: KVStore) -> None:

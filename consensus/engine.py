@@ -1,0 +1,303 @@
+"""The consensus engine: block tree, schedule, FFG votes and finality over one Chain.
+
+Sans-IO like the rest of consensus/: the node shell calls it with events (a block was
+committed, a vote arrived, a slot came) and it returns what to do (votes to include or
+send). It never reads a clock.
+
+Rules it keeps (protocol sections 5 and 7):
+- Witness of a slot: ``Schedule.witness_at``. The genesis epoch is the genesis elected set
+  from slot 1. An elected set of a maintenance block takes effect at the first round that
+  starts after the block that records the maintenance block's finality *by the votes
+  included in this chain* (the chain view), so every fork above it agrees.
+- Two finality views. The *chain view* counts only votes included in main-chain blocks, in
+  chain order, each judged no later than its including block's slot: deterministic, so a
+  syncing node recomputes it. The *node view* also counts gossiped votes and moves first;
+  the node's ``final`` (what the RPC reports, what undo pruning and fork choice respect)
+  is the node view, which is always at or above the chain view. Both are safe (section 7).
+- The block tree holds the final block and every known block above it (main chain and
+  side forks), for ancestry queries; blocks below the final one are never needed again
+  by the trackers (votes below the final slot are stale).
+- Votes: a vote is valid in a block iff it is well formed, its witness is a voter of its
+  target slot and signed it, its target slot is before the block's slot, and its hash is
+  not already included on the chain (the chain's vote index). Producers include every
+  known vote that is not yet included.
+- The honest voter: once per slot, vote target = (head, slot) with source = the highest
+  justified checkpoint on head's chain, only if the VoterGuard allows it; the guard is
+  persisted by the caller before the vote leaves the node.
+- Restart: both trackers are rebuilt from the stored final checkpoint and the votes of the
+  main-chain blocks above it; the schedule's epochs are stored under META_SCHEDULE.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+import msgpack
+
+from consensus.block import Block
+from consensus.chain import BlockRef, Chain
+from consensus.crypto import PrivateKey
+from consensus.finality import Checkpoint, Evidence, FinalityTracker, VoterGuard
+from consensus.schedule import Schedule
+from consensus.vote import Vote
+from storage import schema
+
+__all__ = ["BlockInfo", "Consensus"]
+
+log = logging.getLogger("muxer.consensus")
+
+MAX_VOTES_PER_BLOCK = 1024
+
+
+class BlockInfo(NamedTuple):
+    parent: bytes
+    height: int
+    slot: int
+
+
+class Consensus:
+    def __init__(
+        self,
+        chain: Chain,
+        elected: Callable[[], tuple[int, list[bytes]] | None],
+        signing_key_of: Callable[[bytes], bytes | None],
+    ) -> None:
+        self.chain = chain
+        self.chain_id = chain.chain_id
+        self._elected = elected
+        self._signing_key_of = signing_key_of
+        self.schedule = self._load_schedule()
+        self.tree: dict[bytes, BlockInfo] = {}
+        self.vote_pool: dict[bytes, Vote] = {}  # known votes, by hash, not yet on the chain
+        self.evidence: list[Evidence] = []
+        # (slot of the deciding block, maintenance height) for each election decided here
+        self.decisions: list[tuple[int, int]] = self._stored_decisions()
+        self._rebuild()
+        head = chain.get_block(chain.head.id) if chain.head.height else None
+        if head is not None:
+            # a crash between a block's commit and its decision's write redoes it here
+            self._decide_elections(head)
+
+    # --- schedule ---------------------------------------------------------------------
+
+    def _load_schedule(self) -> Schedule:
+        raw = self.chain.store.get(schema.META_SCHEDULE)
+        if raw is not None:
+            epochs = msgpack.unpackb(raw)
+            return Schedule(self.chain_id, [(e[0], e[1], e[2]) for e in epochs[1]])
+        elected = self._elected()
+        if elected is None:
+            raise ValueError("the state holds no elected witness set")
+        return Schedule(self.chain_id, [(1, elected[1])])
+
+    def _stored_decisions(self) -> list[tuple[int, int]]:
+        raw = self.chain.store.get(schema.META_SCHEDULE)
+        return [] if raw is None else [(int(a), int(b)) for a, b in msgpack.unpackb(raw)[0]]
+
+    @property
+    def decided_maintenance(self) -> int:
+        return self.decisions[-1][1] if self.decisions else 0
+
+    def _save_schedule(self) -> None:
+        epochs = [[e.first_slot, list(e.active), e.decided_at] for e in self.schedule.epochs]
+        record = msgpack.packb([self.decisions, epochs], use_bin_type=True)
+        self.chain.store.write({schema.META_SCHEDULE: record}, sync=True)
+
+    def witness_for_slot(self, slot: int) -> bytes:
+        return self.schedule.witness_at(slot)
+
+    def voters_for_slot(self, slot: int) -> dict[bytes, bytes]:
+        out: dict[bytes, bytes] = {}
+        for address in self.schedule.voters_at(slot):
+            key = self._signing_key_of(address)
+            if key is not None:
+                out[address] = key
+        return out
+
+    def active_witnesses(self, slot: int) -> list[bytes]:
+        return list(self.schedule.voters_at(max(1, slot)))
+
+    # --- block tree -----------------------------------------------------------------------
+
+    def is_ancestor(self, a: bytes, b: bytes) -> bool:
+        """a is an ancestor-or-self of b (both known in the tree)."""
+        ia = self.tree.get(a)
+        if ia is None:
+            return False
+        cur = b
+        for _ in range(1_000_000):  # bounded by the tree's height span
+            if cur == a:
+                return True
+            info = self.tree.get(cur)
+            if info is None or info.height <= ia.height:
+                return False
+            cur = info.parent
+        return False
+
+    def slot_of_block(self, block_id: bytes) -> int | None:
+        info = self.tree.get(block_id)
+        return None if info is None else info.slot
+
+    def _new_tracker(self, final: BlockRef) -> FinalityTracker:
+        return FinalityTracker(
+            self.chain_id, Checkpoint(final.id, final.slot), self.voters_for_slot,
+            self.is_ancestor, self.slot_of_block,
+        )
+
+    def _rebuild(self) -> None:
+        """Trackers and tree from the stored final block and the main chain above it."""
+        chain = self.chain
+        final = chain.final
+        self.tree = {final.id: BlockInfo(b"", final.height, final.slot)}
+        self.node_view = self._new_tracker(final)
+        self.chain_view = self._new_tracker(final)
+        for h in range(final.height + 1, chain.head.height + 1):
+            bid = chain.block_id_at(h)
+            block = chain.get_block(bid) if bid else None
+            if block is None:
+                break
+            self._add_to_tree(block)
+            self._count_included(block)
+
+    def _add_to_tree(self, block: Block) -> None:
+        self.tree[block.id] = BlockInfo(block.previous_id, block.height,
+                                        self.chain.slot_of(block.timestamp))
+
+    def _count_included(self, block: Block) -> None:
+        slot = self.chain.slot_of(block.timestamp)
+        for v in block.votes:
+            self.chain_view.add_vote(v, max_target_slot=slot, signature_checked=True)
+            self._note(self.node_view.add_vote(v, signature_checked=True).evidence)
+            self.vote_pool.pop(v.hash, None)
+
+    def _note(self, found: list[Evidence]) -> None:
+        for evidence in found:
+            self.evidence.append(evidence)
+            del self.evidence[:-1024]
+            log.warning("equivocation", extra={"kv": {
+                "witness": evidence.vote_a.witness, "kind": evidence.kind,
+                "vote_a": evidence.vote_a.encode(), "vote_b": evidence.vote_b.encode()}})
+
+    # --- events -------------------------------------------------------------------------
+
+    def check_votes(self, block: Block) -> str | None:
+        """Why the block's votes are invalid on this chain, or None (section 6)."""
+        slot = self.chain.slot_of(block.timestamp)
+        seen: set[bytes] = set()
+        for v in block.votes:
+            if v.hash in seen or self.chain.vote_included(v.hash):
+                return "vote already included on this chain"
+            seen.add(v.hash)
+            if not v.source_slot < v.target_slot < slot:
+                return "vote slots out of order"
+            key = self.voters_for_slot(v.target_slot).get(v.witness)
+            if key is None:
+                return "vote by a non-voter"
+            if not v.verify(self.chain_id, key):
+                return "vote signature invalid"
+        return None
+
+    def on_block_committed(self, block: Block) -> list[bytes]:
+        """A block became the main chain's head. Returns maintenance decisions made."""
+        self._add_to_tree(block)
+        self.node_view.on_block(block.id)
+        self.chain_view.on_block(block.id)
+        self._count_included(block)
+        self._decide_elections(block)
+        return []
+
+    def on_blocks_popped(self, popped: Iterable[Block]) -> None:
+        """Blocks left the main chain (fork switch): their votes are unincluded again."""
+        for block in popped:
+            for v in block.votes:
+                self.vote_pool[v.hash] = v
+        head_slot = self.chain.head.slot
+        if any(slot > head_slot for slot, _ in self.decisions):
+            self.schedule.rollback(head_slot)
+            self.decisions = [d for d in self.decisions if d[0] <= head_slot]
+            self._save_schedule()
+        self.chain_view = self._new_tracker(self.chain.final)
+        for h in range(self.chain.final.height + 1, self.chain.head.height + 1):
+            bid = self.chain.block_id_at(h)
+            stored = self.chain.get_block(bid) if bid else None
+            if stored is not None:
+                slot = self.chain.slot_of(stored.timestamp)
+                for v in stored.votes:
+                    self.chain_view.add_vote(v, max_target_slot=slot, signature_checked=True)
+
+    def add_vote(self, vote: Vote, current_slot: int) -> tuple[str, list[Evidence]]:
+        """A gossiped (or own) vote: count it in the node view and keep it for inclusion."""
+        if self.chain.vote_included(vote.hash):
+            return "duplicate", []
+        out = self.node_view.add_vote(vote, max_target_slot=current_slot)
+        self._note(out.evidence)
+        if out.accepted or out.status == "pending":
+            self.vote_pool[vote.hash] = vote
+            if len(self.vote_pool) > 4 * MAX_VOTES_PER_BLOCK:
+                oldest = min(self.vote_pool.values(), key=lambda x: x.target_slot)
+                del self.vote_pool[oldest.hash]
+        return out.status, out.evidence
+
+    def votes_to_include(self, block_slot: int) -> list[Vote]:
+        """Known votes not yet on the chain, valid in a block at block_slot."""
+        final_slot = self.chain.final.slot
+        out = []
+        for h, v in list(self.vote_pool.items()):
+            if v.target_slot <= final_slot and v.target_slot < self.chain_view.final.slot:
+                del self.vote_pool[h]  # stale for both views
+                continue
+            if v.target_slot >= block_slot or self.chain.vote_included(h):
+                continue
+            if v.witness not in self.voters_for_slot(v.target_slot):
+                continue
+            out.append(v)
+            if len(out) >= MAX_VOTES_PER_BLOCK:
+                break
+        out.sort(key=lambda x: (x.target_slot, x.hash))
+        return out
+
+    def final_block(self) -> Checkpoint:
+        """The node view's final checkpoint (never below the chain view's)."""
+        a, b = self.node_view.final, self.chain_view.final
+        return a if a.slot >= b.slot else b
+
+    def make_vote(self, key: PrivateKey, guard: VoterGuard, slot: int) -> Vote | None:
+        """The honest vote for ``slot`` on the current head, if this key may cast it."""
+        if key.address not in self.voters_for_slot(slot):
+            return None
+        head = self.chain.head
+        if head.slot > slot:
+            return None
+        try:
+            source = self.node_view.highest_justified_on(head.id)
+        except ValueError:
+            return None
+        target = Checkpoint(head.id, slot)
+        if not guard.may_vote(source, target):
+            return None
+        return Vote.sign(key, self.chain_id, source.block_id, source.slot, head.id, slot)
+
+    # --- elections --------------------------------------------------------------------
+
+    def _decide_elections(self, block: Block) -> None:
+        """Schedule an elected set once its maintenance block is final by the chain view."""
+        elected = self._elected()
+        if elected is None:
+            return
+        height, active = elected
+        if height <= self.decided_maintenance:
+            return
+        cv_final = self.chain_view.final
+        final_info = self.tree.get(cv_final.block_id)
+        if final_info is None or final_info.height < height:
+            return
+        slot = self.chain.slot_of(block.timestamp)
+        first = self.schedule.next_round_start(slot)
+        if active and tuple(sorted(active)) != self.schedule.epochs[-1].active:
+            self.schedule.add_epoch(first, active, decided_at=slot)
+            log.info("elected", extra={"kv": {"maintenance_height": height,
+                                              "from_slot": first, "witnesses": len(active)}})
+        self.decisions.append((slot, height))
+        self._save_schedule()
