@@ -245,10 +245,20 @@ def part_tps(args: argparse.Namespace, root: Path, vrate: float) -> None:
         print(f"signing {n} txs ...", flush=True)
         txs = sign_all(chain_id, load_items(c["accounts"], n), int(time.time()) + 3000)
         print(f"submitting for {args.seconds:.0f} s ...", flush=True)
+        spy = None
+        if args.profile:
+            # py-spy samples the daemon from outside (the bench extra installs it)
+            assert d.proc is not None
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(d.proc.pid), "-d",
+                                    str(int(args.seconds)), "-o", args.profile, "--format",
+                                    "raw", "--threads"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t0 = time.time()
         admitted, rejected, took = submit_all(d.url, txs, args.seconds)
         t1 = time.time()
         time.sleep(2.5)  # let the last blocks land
+        if spy is not None:
+            spy.wait(30)
         included = included_between(d.url, int(t0) + 1, int(t1))
         window = int(t1) - int(t0)
         print(f"\n== tps: one node, one witness, 1-s blocks, {args.accounts} accounts ==")
@@ -341,6 +351,7 @@ def main() -> None:
     ap.add_argument("--memory-txs", type=int, default=1_000_000)
     ap.add_argument("--memory-accounts", type=int, default=100_000)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--profile", default="", help="py-spy raw profile of the node (tps part)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="muxer-bench-"))
     vrate = verify_rate(2.0)

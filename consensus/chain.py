@@ -88,6 +88,10 @@ class Chain:
         # recent height -> id on the main chain, for TaPoS without a store read per tx
         self._ids: dict[int, bytes] = {}
         self.on_commit: list[Callable[[Block, BlockRef], None]] = []
+        # state keys the last commit changed, and a counter of commits and pops: a view
+        # that saw version v-1 and finds last_changes set may refresh just those keys
+        self.last_changes: Iterable[bytes] | None = None
+        self.version = 0
         # extra validity of a block's votes (the consensus engine's): a reason, or None
         self.check_votes: Callable[[Block], str | None] | None = None
         # fsync every block commit; only bulk set-up (benchmarks) turns this off
@@ -235,6 +239,8 @@ class Chain:
             self.app_reset()
             raise
         self.head = ref
+        self.last_changes = changes.keys()
+        self.version += 1
         self._ids[block.height] = block.id
         self._ids.pop(block.height - 70000, None)
         for cb in self.on_commit:
@@ -318,6 +324,8 @@ class Chain:
         batch[schema.META_HEAD] = _pack([parent.height, parent.id, parent.timestamp, parent.slot])
         self.store.write(batch, sync=True)
         self.app_reset()
+        self.last_changes = None
+        self.version += 1
         self.head = parent
         self._ids.pop(head.height, None)
         return block

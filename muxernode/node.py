@@ -41,6 +41,8 @@ log = logging.getLogger("muxer.node")
 GENESIS_FILE = "genesis.json"
 DB_DIR = "db"
 RPC_ADDR_FILE = "rpc.addr"
+# decoded state records kept per ledger view (chain's and mempool's); bounds memory
+CACHE_ENTRIES = 150_000
 
 
 class NodeError(Exception):
@@ -124,10 +126,11 @@ class Node:
             self.store.close()
             raise
         self.pending = Ledger(self.store, self.params, self.genesis.genesis_time)
+        self._pending_version = self.chain.version
         self.mempool = Mempool(
             self.pending,
             self._next_context,
-            self.pending.state.reset,
+            self._refresh_pending,
             max_count=config.mempool_txs,
             max_bytes=config.mempool_bytes,
         )
@@ -155,6 +158,18 @@ class Node:
 
     def current_slot(self) -> int:
         return int(self.now() - self.genesis.genesis_time) // self.params.block_interval_s
+
+    def _refresh_pending(self) -> None:
+        """The mempool's view follows the chain: forget only what the last block changed."""
+        chain = self.chain
+        if self._pending_version == chain.version:
+            self.pending.state.rollback()  # same head (an eviction): keep the whole cache
+        elif self._pending_version == chain.version - 1 and chain.last_changes is not None:
+            self.pending.state.forget(chain.last_changes)
+        else:
+            self.pending.state.reset()
+        self._pending_version = chain.version
+        self.pending.state.trim_cache(CACHE_ENTRIES)
 
     def _next_context(self) -> Any:
         ts = max(self.slot_time(self.current_slot() + 1), self.chain.head.timestamp + 1)
@@ -278,7 +293,7 @@ class Node:
         self.metrics.block_apply_seconds.observe(elapsed)
         self.metrics.txs_included.inc(len(block.txs))
         self._included_times.append((self.now(), len(block.txs)))
-        self.ledger.state.trim_cache(500_000)
+        self.ledger.state.trim_cache(CACHE_ENTRIES)
         self._update_metrics()
 
     def _finalize(self) -> None:

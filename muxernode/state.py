@@ -17,7 +17,7 @@ itself outside the sum. Keys in the store carry the ledger's one-byte prefix.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from consensus.codec import decode, encode
@@ -139,6 +139,19 @@ class State:
         """Drop the whole cache: the store changed under us (block popped, write failed)."""
         self._cache.clear()
         self._undo = {}
+        self._digest_sum = _load_sum(self._kv, self._prefix)
+
+    def forget(self, store_keys: Iterable[bytes]) -> None:
+        """The store committed changes to these keys (store prefix included) under us.
+
+        Cheaper than ``reset`` for a view that follows the chain (the mempool's): only the
+        changed records are dropped from the cache, the rest stay warm."""
+        self.rollback()
+        n = len(self._prefix)
+        cache = self._cache
+        for k in store_keys:
+            if k.startswith(self._prefix):
+                cache.pop(k[n:], None)
         self._digest_sum = _load_sum(self._kv, self._prefix)
 
     def digest(self) -> bytes:

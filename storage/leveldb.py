@@ -57,6 +57,9 @@ class LevelDBStore:
                 create_if_missing=create,
                 lru_cache_size=cache_mb * 1024 * 1024,
                 write_buffer_size=16 * 1024 * 1024,
+                # most reads on the hot path are misses (duplicate checks of new tx ids):
+                # a bloom filter answers them without touching the table files
+                bloom_filter_bits=10,
             )
         except plyvel.IOError as exc:
             if "LOCK" in str(exc):

@@ -112,6 +112,16 @@ def test_sigkill_under_load_twenty_times(tmp_path: Path) -> None:
     load = Load(genesis.chain_id, keys, rng)
     daemon = Daemon(data, witness_key=gdir / "w1.key")
     last_height = 0
+    try:
+        last_height = _kill_loop(daemon, load, data, rng)
+    finally:
+        daemon.kill()
+    assert len(load.included) > 50, "the load produced too few included txs to mean much"
+    assert last_height > 10
+
+
+def _kill_loop(daemon: Daemon, load: Load, data: Path, rng: random.Random) -> int:
+    last_height = 0
     for i in range(KILLS):
         t0 = time.monotonic()
         url = daemon.start()
@@ -134,5 +144,4 @@ def test_sigkill_under_load_twenty_times(tmp_path: Path) -> None:
         stop.set()
         worker.join(timeout=10)
         last_height = replay_and_compare(data)
-    assert len(load.included) > 50, "the load produced too few included txs to mean much"
-    assert last_height > 10
+    return last_height
