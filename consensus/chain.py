@@ -44,6 +44,7 @@ class ChainError(Exception):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+        self.block_id: bytes | None = None  # the block that failed, when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +254,12 @@ class Chain:
         self.app_reset()
 
     def app_reset(self) -> None:
+        # The Ledger keeps its cache in ``app.state`` (no ``reset`` of its own): without
+        # this fallback a pop, a bad digest or a failed write left the app's cache ahead
+        # of the store.
         reset = getattr(self.app, "reset", None)
+        if reset is None:
+            reset = getattr(getattr(self.app, "state", None), "reset", None)
         if reset is not None:
             reset()
 
@@ -293,7 +299,11 @@ class Chain:
             raise
         block = Block.build(key, self.chain_id, self.head.height + 1, self.head.id, timestamp,
                             included, votes, result.state_digest)
-        self.validate_header(block)
+        try:
+            self.validate_header(block)
+        except ChainError:
+            self.app_reset()  # end_block folded the block into the app's cache
+            raise
         self._commit(block, result.changes, result.undo, ())
         return block, dropped
 
@@ -330,27 +340,36 @@ class Chain:
         self._ids.pop(head.height, None)
         return block
 
-    def switch_to(self, branch: list[Block]) -> None:
-        """Make branch (oldest first, its first block's parent on our chain) the main chain."""
+    def switch_to(self, branch: list[Block]) -> list[Block]:
+        """Make branch (oldest first, its first block's parent on our chain) the main chain.
+
+        Returns the blocks popped (newest first). On failure raises ChainError whose
+        ``block_id`` names the branch block that failed, with the old branch restored."""
         if not branch:
-            return
+            return []
         fork_parent = branch[0].previous_id
+        # Check the fork point before popping anything, so a refused switch changes nothing.
+        fork_height = branch[0].height - 1
+        if self.block_id_at(fork_height) != fork_parent:
+            raise ChainError("unknown_parent", "the branch does not fork from the main chain")
+        if fork_height < self.final.height:
+            raise ChainError("final", "the branch leaves the final block")
         popped: list[Block] = []
         while self.head.id != fork_parent:
-            if self.head.height <= self.final.height:
-                raise ChainError("final", "the branch leaves the final block")
             popped.append(self.pop_block())
         applied = 0
         try:
             for block in branch:
                 self.apply_block(block)
                 applied += 1
-        except ChainError:
+        except ChainError as exc:
+            exc.block_id = branch[applied].id
             for _ in range(applied):
                 self.pop_block()
-            for block in reversed(popped):
-                self.apply_block(block)
+            for old in reversed(popped):
+                self.apply_block(old)
             raise
+        return popped
 
     # --- finality -------------------------------------------------------------------------
 

@@ -208,6 +208,44 @@ class Consensus:
         self._decide_elections(block)
         return []
 
+    def add_side_block(self, block: Block) -> None:
+        """A valid-looking block off the main chain: known for ancestry and fork choice."""
+        self._add_to_tree(block)
+        self.node_view.on_block(block.id)
+
+    def leaves(self) -> list[bytes]:
+        """Tips of the block tree (candidates for the fork choice)."""
+        parents = {info.parent for info in self.tree.values()}
+        return [bid for bid in self.tree if bid not in parents]
+
+    def forget_block(self, block_id: bytes) -> None:
+        """Drop an invalid block and everything above it from the tree."""
+        doomed = {block_id}
+        for _ in range(len(self.tree)):
+            more = {b for b, info in self.tree.items() if info.parent in doomed} - doomed
+            if not more:
+                break
+            doomed |= more
+        for b in doomed:
+            self.tree.pop(b, None)
+
+    def prune_tree(self) -> None:
+        """Forget blocks that do not descend from the final block (they can never win)."""
+        final = self.chain.final
+        if final.id not in self.tree:
+            return
+        keep = {bid for bid in self.tree if self.is_ancestor(final.id, bid)}
+        self.tree = {bid: info for bid, info in self.tree.items() if bid in keep}
+
+    def on_switch(self, popped: list[Block], applied: list[Block]) -> None:
+        """The main chain switched branches: popped left it, applied joined it."""
+        self.on_blocks_popped(popped)
+        for block in applied:
+            for v in block.votes:
+                self.vote_pool.pop(v.hash, None)
+        if applied:
+            self._decide_elections(applied[-1])
+
     def on_blocks_popped(self, popped: Iterable[Block]) -> None:
         """Blocks left the main chain (fork switch): their votes are unincluded again."""
         for block in popped:

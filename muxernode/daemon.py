@@ -125,16 +125,24 @@ def init(genesis_path: str, data_dir: str) -> None:
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
 @click.option("--rpc", "rpc_listen", default=None, help="HOST:PORT (overrides the config).")
+@click.option("--p2p", "p2p_listen", default=None, help="HOST:PORT (overrides the config).")
+@click.option("--peer", "peers", multiple=True, help="HOST:PORT of a peer (repeatable).")
 @click.option("--witness-key", default=None, type=click.Path(dir_okay=False),
               help="File with the witness seed in hex, mode 0600 (overrides the config).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
 def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
-        witness_key: str | None, log_format: str | None) -> None:
+        p2p_listen: str | None, peers: tuple[str, ...], witness_key: str | None,
+        log_format: str | None) -> None:
     """Run a node until SIGINT or SIGTERM."""
     try:
         cfg = load_config(config_path)
         if rpc_listen:
             cfg.rpc_host, cfg.rpc_port = parse_hostport(rpc_listen, "--rpc")
+        if p2p_listen:
+            cfg.p2p_host, cfg.p2p_port = parse_hostport(p2p_listen, "--p2p")
+        for peer in peers:
+            parse_hostport(peer, "--peer")
+            cfg.peers.append(peer)
         if witness_key:
             cfg.witness_key_file = witness_key
         if log_format:

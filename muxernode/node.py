@@ -17,20 +17,22 @@ from typing import Any
 
 import trio
 
-from consensus.block import Block
+from consensus.block import Block, BlockError, decode_block
 from consensus.chain import BlockRef, Chain, ChainError
 from consensus.crypto import PrivateKey, address_to_text
 from consensus.engine import Consensus
 from consensus.errors import Rejected
-from consensus.finality import VoterGuard
+from consensus.finality import INVALID, HeadInfo, VoterGuard, choose_head
 from consensus.genesis import Genesis, load_genesis
 from consensus.mempool import Mempool
 from consensus.tx import SignedTx, decode_tx, verify_tx
+from consensus.vote import VoteError, decode_vote
 from muxernode import views
 from muxernode.config import NodeConfig
 from muxernode.ledger import Ledger
 from muxernode.metrics import NodeMetrics
 from muxernode.ops import decode_op, op_to_json
+from p2p import Kind, Network, P2PConfig, PeerUnavailable
 from storage import schema
 from storage.leveldb import LevelDBStore
 
@@ -41,6 +43,10 @@ log = logging.getLogger("muxer.node")
 GENESIS_FILE = "genesis.json"
 DB_DIR = "db"
 RPC_ADDR_FILE = "rpc.addr"
+NODE_KEY_FILE = "node.key"  # the p2p identity (not a witness key), mode 0600
+MAX_ORPHANS = 2048  # blocks whose parent we have not seen yet
+MAX_HELD = 256  # blocks from the near future, held until their time
+SYNC_BATCH = 256
 # decoded state records kept per ledger view (chain's and mempool's); bounds memory
 CACHE_ENTRIES = 150_000
 
@@ -84,6 +90,16 @@ def load_witness_key(path: str | Path) -> PrivateKey:
     if len(seed) != 32:
         raise NodeError(f"witness key {p} must hold 64 hex digits")
     return PrivateKey(seed)
+
+
+def load_or_create_node_key(data_dir: Path) -> PrivateKey:
+    """The node's p2p identity: created once (0600), then reused so peers know it."""
+    path = data_dir / NODE_KEY_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(os.urandom(32).hex() + "\n")
+    return load_witness_key(path)
 
 
 def verify_batch(txs: list[SignedTx], chain_id: bytes) -> list[bool]:
@@ -135,6 +151,17 @@ class Node:
             max_bytes=config.mempool_bytes,
         )
         self.witness_key = witness_key
+        self.node_key = load_or_create_node_key(self.data_dir)
+        self.network: Network | None = None
+        self.orphans: dict[bytes, Block] = {}  # by id; parent not known yet
+        self.held: dict[bytes, Block] = {}  # from the near future (section 6: hold, not drop)
+        self.bad_blocks: dict[bytes, None] = {}  # ids known invalid (bounded, oldest out)
+        self.seen: dict[bytes, int] = {}  # block id -> arrival order, for the fork choice
+        self._seen_counter = 0
+        self.peer_heads: dict[bytes, tuple[int, bytes, int]] = {}
+        self._sync_wakeup = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self.p2p_port: int | None = None
         self.metrics = NodeMetrics()
         self._verify_limiter = trio.CapacityLimiter(max(1, config.verify_threads))
         self._included_times: deque[tuple[float, int]] = deque(maxlen=64)
@@ -177,8 +204,9 @@ class Node:
 
     # --- submission ---------------------------------------------------------------------
 
-    async def submit_txs(self, raws: list[bytes]) -> list[dict[str, Any]]:
+    async def submit_txs(self, raws: list[bytes], relay: bool = True) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = [{} for _ in raws]
+        admitted: list[bytes] = []
         decoded: list[tuple[int, SignedTx]] = []
         for i, raw in enumerate(raws):
             try:
@@ -206,8 +234,11 @@ class Node:
                     results[i] = _error(exc)
                     continue
                 results[i] = {"tx_id": tx.tx_id.hex()}
-                self.metrics.txs_admitted.inc()
+                admitted.append(tx.tx_id)
+        self.metrics.txs_admitted.inc(len(admitted))
         self.metrics.mempool_size.set(len(self.mempool))
+        if relay and admitted and self.network is not None:
+            self.network.broadcast_txs(admitted)
         return results
 
     async def _verify(self, txs: list[SignedTx]) -> list[bool]:
@@ -266,7 +297,8 @@ class Node:
             self.witness_key, self.slot_time(slot), self.mempool.pending(), votes
         )
         self._after_block(block, started)
-        self.cast_vote(slot)
+        self._mark_seen(block.id)
+        self._on_new_head_block(block)
         self._produced.append(slot)
         log.info("produced", extra={"kv": {"height": block.height, "slot": slot,
                                             "txs": len(block.txs), "dropped": len(dropped)}})
@@ -283,6 +315,8 @@ class Node:
         self.guard.record(vote)
         self.store.write({schema.META_LAST_VOTE: self.guard.dump()}, sync=True)
         self.consensus.add_vote(vote, slot)
+        if self.network is not None:  # only now, after the guard is on disk
+            self.network.broadcast_votes([vote.hash])
         self._finalize()
 
     def _after_block(self, block: Block, started: float) -> None:
@@ -322,6 +356,256 @@ class Node:
         if not recent:
             return 0.0
         return sum(n for _, n in recent) / 10.0
+
+    # --- blocks and votes from peers (protocol sections 6-8) ------------------------------
+
+    def _mark_seen(self, block_id: bytes) -> None:
+        if block_id not in self.seen:
+            self._seen_counter += 1
+            self.seen[block_id] = self._seen_counter
+            if len(self.seen) > 100_000:
+                for k in list(self.seen)[:10_000]:
+                    del self.seen[k]
+
+    def _mark_bad(self, block_id: bytes, why: str) -> None:
+        self.bad_blocks[block_id] = None
+        if len(self.bad_blocks) > 10_000:
+            del self.bad_blocks[next(iter(self.bad_blocks))]
+        self.consensus.forget_block(block_id)
+        log.warning("bad_block", extra={"kv": {"block": block_id[:8], "why": why}})
+
+    def block_known(self, block_id: bytes) -> bool:
+        return (block_id in self.bad_blocks or block_id in self.orphans
+                or block_id in self.held
+                or self.store.get(schema.block_key(block_id)) is not None)
+
+    async def accept_blocks(self, raws: list[bytes]) -> list[bool]:
+        """Blocks from a peer (gossip or sync): False iff a block is invalid."""
+        verdicts: list[bool] = []
+        for raw in raws:
+            try:
+                block = decode_block(raw, self.params.max_block_bytes)
+            except BlockError as exc:
+                log.info("block_rejected", extra={"kv": {"why": str(exc)}})
+                verdicts.append(False)
+                continue
+            verdicts.append(await self.accept_block(block))
+        return verdicts
+
+    async def accept_block(self, block: Block) -> bool:
+        if block.id in self.bad_blocks:
+            return False
+        if self.block_known(block.id) or block.height <= self.chain.final.height:
+            return True  # already have it, or it cannot matter (below final)
+        if block.timestamp > self.now() + 1:
+            if len(self.held) < MAX_HELD:
+                self.held[block.id] = block
+            return True
+        if block.previous_id not in self.consensus.tree:
+            if len(self.orphans) >= MAX_ORPHANS:
+                del self.orphans[next(iter(self.orphans))]
+            self.orphans[block.id] = block
+            self._sync_wakeup.set()
+            return True
+        self._mark_seen(block.id)
+        if not await self._verify_block_txs(block):
+            self._mark_bad(block.id, "bad tx signature")
+            return False
+        ok = True
+        async with self._lock:
+            with trio.CancelScope(shield=True):
+                ok = self._take_block(block)
+                # orphans waiting for this block (iteratively: a synced run of children)
+                if ok:
+                    for _ in range(MAX_ORPHANS):
+                        child = next((b for b in self.orphans.values()
+                                      if b.previous_id in self.consensus.tree
+                                      and b.id not in self.consensus.tree), None)
+                        if child is None:
+                            break
+                        del self.orphans[child.id]
+                        self._mark_seen(child.id)
+                        self._take_block(child)
+        return ok
+
+    async def _verify_block_txs(self, block: Block) -> bool:
+        # verified once: txs admitted to our mempool were verified on admission
+        todo = [tx for tx in block.txs if tx.tx_id not in self.mempool]
+        oks = await self._verify(todo)
+        return all(oks)
+
+    def _take_block(self, block: Block) -> bool:
+        """Apply a block on the head, or keep it as a side block and run the fork choice."""
+        chain = self.chain
+        started = time.perf_counter()
+        if block.previous_id == chain.head.id:
+            try:
+                chain.apply_block(block)
+            except ChainError as exc:
+                self._mark_bad(block.id, str(exc))
+                return False
+            self._after_block(block, started)
+            self._on_new_head_block(block)
+            return True
+        parent = self.consensus.tree[block.previous_id]
+        if chain.slot_of(block.timestamp) <= parent.slot or block.height != parent.height + 1:
+            self._mark_bad(block.id, "slot or height does not follow its parent")
+            return False
+        key = self.ledger.witness_signing_key(block.witness)
+        if (block.witness != self.witness_for_slot(chain.slot_of(block.timestamp))
+                or key is None or not block.verify_signature(self.chain_id, key)):
+            self._mark_bad(block.id, "not signed by the slot's witness")
+            return False
+        self.store.write({schema.block_key(block.id): block.encode()}, sync=False)
+        self.consensus.add_side_block(block)
+        self._fork_choice()
+        return block.id not in self.bad_blocks
+
+    def _on_new_head_block(self, block: Block) -> None:
+        """After a block joined the main chain: relay, vote for its slot, finalize."""
+        if self.network is not None:
+            self.network.broadcast_blocks([block.id])
+            self.network.broadcast_head()
+        self.cast_vote(self.chain.slot_of(block.timestamp))
+
+    def _fork_choice(self) -> None:
+        """Section 7: stay above the final block; highest justified; height; first seen."""
+        cons = self.consensus
+        heads: list[HeadInfo] = []
+        for leaf in cons.leaves():
+            info = cons.tree[leaf]
+            try:
+                justified = cons.node_view.highest_justified_on(leaf).slot
+            except ValueError:
+                continue
+            heads.append(HeadInfo(leaf, info.height, justified, self.seen.get(leaf, 0),
+                                  cons.node_view.descends_from_final(leaf)))
+        if not heads:
+            return
+        best = choose_head(heads)
+        if best.block_id == self.chain.head.id:
+            return
+        # the head itself is a leaf only if nothing builds on it; compare with it directly
+        head = self.chain.head
+        mine = next((h for h in heads if h.block_id == head.id), None)
+        if mine is not None and choose_head([mine, best]).block_id == head.id:
+            return
+        self._switch_to(best.block_id)
+
+    def _switch_to(self, tip: bytes) -> None:
+        chain, cons = self.chain, self.consensus
+        branch_ids: list[bytes] = []
+        cur = tip
+        for _ in range(100_000):
+            info = cons.tree.get(cur)
+            if info is None:
+                return
+            if chain.block_id_at(info.height) == cur:
+                break
+            branch_ids.append(cur)
+            cur = info.parent
+        branch: list[Block] = []
+        for bid in reversed(branch_ids):
+            b = chain.get_block(bid)
+            if b is None:
+                return
+            branch.append(b)
+        started = time.perf_counter()
+        try:
+            popped = chain.switch_to(branch)
+        except ChainError as exc:
+            self._mark_bad(exc.block_id or tip, str(exc))
+            return
+        cons.on_switch(popped, branch)
+        readd = [tx for b in popped for tx in b.txs]
+        self.mempool.on_new_head([tx.tx_id for b in branch for tx in b.txs], readd)
+        log.info("switched", extra={"kv": {"popped": len(popped), "applied": len(branch),
+                                           "head": chain.head.height}})
+        self._finalize()
+        self.metrics.block_apply_seconds.observe(time.perf_counter() - started)
+        self._update_metrics()
+        if branch:
+            self._on_new_head_block(branch[-1])
+
+    async def accept_votes(self, raws: list[bytes]) -> list[bool]:
+        verdicts: list[bool] = []
+        fresh: list[bytes] = []
+        slot = self.current_slot()
+        for raw in raws:
+            try:
+                vote = decode_vote(raw)
+            except VoteError:
+                verdicts.append(False)
+                continue
+            status, _evidence = self.consensus.add_vote(vote, slot + 1)
+            verdicts.append(status not in INVALID)
+            if status in ("accepted", "pending"):
+                fresh.append(vote.hash)
+        if fresh:
+            if self.network is not None:
+                self.network.broadcast_votes(fresh)
+            async with self._lock:
+                self._finalize()
+        return verdicts
+
+    async def sync_loop(self) -> None:
+        """Catch up from peers that are ahead: ranges of blocks, from several peers."""
+        net = self.network
+        if net is None:
+            return
+        stuck = 0
+        while not self.stopping.is_set():
+            with trio.move_on_after(1.0):
+                await self._sync_wakeup.wait()
+            self._sync_wakeup = trio.Event()
+            self._release_held()
+            head = self.chain.head
+            ahead = [(h, pid) for pid, (h, _i, _f) in self.peer_heads.items()
+                     if h > head.height and pid in net.peer_ids()]
+            if not ahead and not self.orphans:
+                stuck = 0
+                continue
+            if not ahead:
+                continue
+            ahead.sort(reverse=True)
+            # spread the load: the peers ahead take turns
+            _h, pid = ahead[stuck % len(ahead)]
+            start = head.height + 1 if stuck < 2 else self.chain.final.height + 1
+            try:
+                await net.request_blocks(pid, start, SYNC_BATCH)
+            except PeerUnavailable:
+                self.peer_heads.pop(pid, None)
+            stuck = stuck + 1 if self.chain.head.height <= head.height else 0
+            if stuck > 4:
+                stuck = 0
+            else:
+                self._sync_wakeup.set()
+
+    def _release_held(self) -> None:
+        now = self.now()
+        due = [b for b in self.held.values() if b.timestamp <= now + 1]
+        for b in due:
+            del self.held[b.id]
+            if self._nursery is not None:
+                self._nursery.start_soon(self.accept_block, b)
+
+    async def vote_loop(self) -> None:
+        """Vote for a slot at its middle if its block has not come (section 7)."""
+        if self.witness_key is None:
+            return
+        interval = self.params.block_interval_s
+        while not self.stopping.is_set():
+            slot = self.current_slot()
+            at = self.slot_time(slot) + interval / 2
+            if at <= self.now():
+                slot += 1
+                at += interval
+            with trio.move_on_after(max(0.0, at - self.now())):
+                await self.stopping.wait()
+            if self.stopping.is_set():
+                return
+            async with self._lock:
+                self.cast_vote(slot)
 
     # --- RPC backend ----------------------------------------------------------------------
 
@@ -431,7 +715,7 @@ class Node:
         return views.list_witnesses(self.ledger.state, set(self.active_witnesses()), {})
 
     async def peers(self) -> list[dict[str, Any]]:
-        return []
+        return [] if self.network is None else self.network.peers_info()
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         head = self.chain.head
@@ -470,16 +754,40 @@ class Node:
                     "head": self.chain.head.height, "final": self.chain.final.height,
                     "witness": self.witness_key.address_text if self.witness_key else "none",
                     "pid": os.getpid()}})
+                self._nursery = nursery
+                await self._start_network(nursery)
                 task_status.started(self.rpc_port)
                 nursery.start_soon(self.produce_loop)
+                nursery.start_soon(self.vote_loop)
+                if self.network is not None:
+                    nursery.start_soon(self.sync_loop)
                 await self.stopping.wait()
+                self._sync_wakeup.set()
+                if self.network is not None:
+                    self.network.stop()
         finally:
+            self._nursery = None
             (self.data_dir / RPC_ADDR_FILE).unlink(missing_ok=True)
             self.close()
             log.info("stopped", extra={"kv": {"head": self.chain.head.height}})
 
     def stop(self) -> None:
         self.stopping.set()
+
+    async def _start_network(self, nursery: trio.Nursery) -> None:
+        cfg = self.config
+        seeds = []
+        for text in cfg.peers:
+            host, _, port = text.rpartition(":")
+            seeds.append((host, int(port)))
+        self.network = Network(
+            self.node_key, self.chain_id, P2PAdapter(self),
+            config=P2PConfig(listen_host=cfg.p2p_host, listen_port=cfg.p2p_port, seeds=seeds),
+        )
+        self.p2p_port = await nursery.start(self.network.run)
+        log.info("p2p", extra={"kv": {"listen": f"{cfg.p2p_host}:{self.p2p_port}",
+                                      "seeds": len(seeds),
+                                      "node_id": self.node_key.public_key[:8]}})
 
     def _write_rpc_addr(self) -> None:
         # Tools (tests, devnet) that start a node on port 0 learn its URL here; written
@@ -488,6 +796,72 @@ class Node:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(f"http://{self.config.rpc_host}:{self.rpc_port}/rpc\n", encoding="utf-8")
         os.replace(tmp, path)
+
+
+class P2PAdapter:
+    """The node as the p2p layer sees it (p2p.P2PHandler): items in, verdicts out."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def head(self) -> tuple[int, bytes, int]:
+        chain = self.node.chain
+        return chain.head.height, chain.head.id, chain.final.height
+
+    def has(self, kind: Kind, item_id: bytes) -> bool:
+        node = self.node
+        if kind is Kind.TX:
+            return item_id in node.mempool or node.chain.tx_height(item_id) is not None
+        if kind is Kind.BLOCK:
+            return node.block_known(item_id)
+        return (item_id in node.consensus.vote_pool
+                or node.chain.vote_included(item_id))
+
+    def get_items(self, kind: Kind, ids: list[bytes]) -> list[bytes]:
+        node = self.node
+        out: list[bytes] = []
+        for i in ids:
+            raw: bytes | None = None
+            if kind is Kind.TX:
+                tx = node.mempool.get(i)
+                raw = None if tx is None else tx.raw
+            elif kind is Kind.BLOCK:
+                raw = node.chain.get_block_raw(i)
+            else:
+                vote = node.consensus.vote_pool.get(i)
+                raw = None if vote is None else vote.encode()
+            if raw is not None:
+                out.append(raw)
+        return out
+
+    def get_blocks(self, from_height: int, count: int) -> list[bytes]:
+        chain = self.node.chain
+        out: list[bytes] = []
+        for h in range(max(1, from_height), min(chain.head.height, from_height + count - 1) + 1):
+            bid = chain.block_id_at(h)
+            raw = chain.get_block_raw(bid) if bid else None
+            if raw is None:
+                break
+            out.append(raw)
+        return out
+
+    async def on_txs(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
+        results = await self.node.submit_txs(raws, relay=True)
+        return [r.get("error", {}).get("data", {}).get("reason") not in
+                ("bad_encoding", "bad_signature", "too_large", "bad_op") for r in results]
+
+    async def on_blocks(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
+        return await self.node.accept_blocks(raws)
+
+    async def on_votes(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
+        return await self.node.accept_votes(raws)
+
+    async def on_head(self, peer_id: bytes, head_height: int, head_id: bytes,
+                      final_height: int) -> None:
+        node = self.node
+        node.peer_heads[peer_id] = (head_height, head_id, final_height)
+        if head_height > node.chain.head.height:
+            node._sync_wakeup.set()
 
 
 class RpcAdapter:

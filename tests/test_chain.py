@@ -47,15 +47,18 @@ from tests.ledger_helpers import (
     NOBODY,
     POOR,
     POOR_FUNDS,
+    RULES,
     WITNESS,
     WITNESS2,
     make_genesis,
     op_claim,
     op_create,
+    op_give,
     op_join,
     op_pledge,
     op_register_witness,
     op_transfer,
+    op_vote,
     op_vote_witness,
     store_contents,
 )
@@ -122,7 +125,8 @@ def test_initialize_writes_genesis_and_refuses_a_second_time(store: KVStore) -> 
 
 
 def _good_txs(c: Chain) -> list[SignedTx]:
-    return [tx_on(c, ALICE, op_transfer(NOBODY.address, 5000)), tx_on(c, BOB, op_pledge(500, "soc"))]
+    return [tx_on(c, ALICE, op_transfer(NOBODY.address, 5000)),
+            tx_on(c, BOB, op_pledge(500, "soc"))]
 
 
 def _first_tx(c: Chain) -> SignedTx:
@@ -444,7 +448,8 @@ def test_set_final_prunes_undo_and_pop_below_final_is_refused(store: KVStore) ->
 
     ref = BlockRef(3, blocks[2].id, blocks[2].timestamp, 3)
     assert c.final == ref
-    assert msgpack.unpackb(cast(bytes, store.get(schema.META_FINAL))) == [3, ref.id, ref.timestamp, 3]
+    assert msgpack.unpackb(cast(bytes, store.get(schema.META_FINAL))) == [
+        3, ref.id, ref.timestamp, 3]
     assert [store.get(schema.undo_key(b.id)) is None for b in blocks] == [
         True, True, True, False, False]
     c.pop_block()
@@ -562,7 +567,7 @@ def test_head_final_and_state_survive_reopen_and_serve_at_once(tmp_path: Path) -
         with pytest.raises(ChainError):
             c2.pop_block()
         assert c2.head == final
-        for b in blocks[3:] + [nxt]:
+        for b in [*blocks[3:], nxt]:
             c2.apply_block(b)
         replay = fresh_chain()
         for b in [*blocks, nxt]:
@@ -623,7 +628,7 @@ def test_failed_switch_keeps_the_old_branch(store: KVStore, k: int, how: str) ->
     before = snapshot(c)
     bad = b[k]
     if how == "digest":
-        bad = _resigned(Block(bad.header()[:7] + [BAD_DIGEST], bad.signature, bad.txs, []),
+        bad = _resigned(Block([*bad.header()[:7], BAD_DIGEST], bad.signature, bad.txs, []),
                         WITNESS, c.chain_id)
     elif how == "tx":
         overspend = build_tx(POOR, c.chain_id, op_transfer(BOB.address, POOR_FUNDS),
@@ -681,18 +686,21 @@ society = st.sampled_from(SOCIETIES)
 tx_spec = st.one_of(
     st.tuples(st.just("transfer"), signer, st.integers(0, len(TARGETS) - 1),
               st.integers(1, 50_000)),
-    st.tuples(st.just("create"), signer, society),
+    st.tuples(st.just("create"), signer, st.sampled_from([*SOCIETIES, "soc-c"])),
     st.tuples(st.just("join"), signer, society),
     st.tuples(st.just("pledge"), signer, society, st.integers(100, 50_000)),
-    st.tuples(st.just("claim"), signer, society, st.integers(1, 5_000)),
+    st.tuples(st.just("claim"), signer, society, st.integers(1, 5_000), st.integers(1, 3_000)),
+    st.tuples(st.just("vote"), signer, st.integers(0, 7), st.sampled_from([-1, 0, 1, 1])),
+    st.tuples(st.just("give"), signer, st.integers(0, 7), st.integers(1, 2_000)),
     st.tuples(st.just("witness"), signer),
     st.tuples(st.just("vote_witness"), signer, st.booleans()),
 )
-# (slot gap, txs); a 25-slot gap now and then crosses a maintenance time (60 s)
+# (slot gap, txs); a 25-slot gap now and then passes an observation or waiting period, or
+# crosses a maintenance time (60 s)
 block_spec = st.tuples(st.sampled_from([1, 1, 2, 3, 25]), st.lists(tx_spec, max_size=4))
 
 
-def _op(spec: tuple[Any, ...], label: str) -> tuple[PrivateKey, list[Any]]:
+def _op(spec: tuple[Any, ...], label: str, claims: list[bytes]) -> tuple[PrivateKey, list[Any]]:
     kind, who = spec[0], SIGNERS[spec[1]]
     if kind == "transfer":
         return who, op_transfer(TARGETS[spec[2]].address, spec[3], label)
@@ -703,27 +711,54 @@ def _op(spec: tuple[Any, ...], label: str) -> tuple[PrivateKey, list[Any]]:
     if kind == "pledge":
         return who, op_pledge(spec[3], spec[2])
     if kind == "claim":
-        return who, op_claim(spec[3], 1, spec[2], subject=label)
+        return who, op_claim(spec[3], spec[4], spec[2], subject=label)
+    if kind in ("vote", "give"):
+        claim_id = claims[spec[2] % len(claims)] if claims else H(label.encode())
+        return who, (op_vote(claim_id, spec[3]) if kind == "vote" else op_give(claim_id, spec[3]))
     if kind == "witness":
         return who, op_register_witness(who.public_key, label)
     approvals = [WITNESS.address] + ([who.address] if spec[2] else [])
     return who, op_vote_witness(approvals)
 
 
-def _build(c: Chain, specs: list[tuple[int, list[tuple[Any, ...]]]], label: str) -> list[Block]:
+def _setup(c: Chain) -> tuple[list[Block], list[bytes]]:
+    """Two societies with members, escrow and karma, past the observation period, and an
+    approved claim past its waiting period, so that random ops find something to do.
+    Returns the blocks and the claim ids."""
+    txs = [tx_on(c, ALICE, op_create("soc-a")), tx_on(c, BOB, op_create("soc-b"))]
+    for who, soc in ((ALICE, "soc-a"), (BOB, "soc-a"), (CAROL, "soc-a"), (DAVE, "soc-b"),
+                     (CAROL, "soc-b")):
+        txs.append(tx_on(c, who, op_join(soc, "founder")))
+    for who, soc in ((ALICE, "soc-a"), (BOB, "soc-a"), (CAROL, "soc-b"), (DAVE, "soc-b")):
+        txs.append(tx_on(c, who, op_pledge(20_000, soc)))
+    blocks = [produce(c, txs)]
+    claim = tx_on(c, ALICE, op_claim(5_000, 1_000, "soc-a"))
+    blocks.append(produce(c, [claim], slots=RULES.observation_s))
+    blocks.append(produce(c, [tx_on(c, BOB, op_vote(claim.tx_id, 1))], slots=RULES.waiting_s))
+    return blocks, [claim.tx_id]
+
+
+def _build(
+    c: Chain, specs: list[tuple[int, list[tuple[Any, ...]]]], label: str, claims: list[bytes]
+) -> list[Block]:
+    """Produce a block per spec on c (invalid txs are dropped); claims opened are appended
+    to claims, so that later votes and gifts can name them."""
     out = []
     for gap, txs in specs:
         signed = []
         for spec in txs:
-            who, op = _op(spec, label)
+            who, op = _op(spec, label, claims)
             signed.append(tx_on(c, who, op))
         block = produce(c, signed, slots=gap, all_valid=False)
-        event(f"{label}: {'with' if block.txs else 'no'} txs")
+        for tx in block.txs:
+            event(f"included op {tx.op[0]}")
+            if tx.op[0] == 5:
+                claims.append(tx.tx_id)
         out.append(block)
     return out
 
 
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=50, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
     prefix_specs=st.lists(block_spec, max_size=4),
@@ -742,12 +777,14 @@ def test_fork_switch_property(
     # B's first block is in a later slot than A's, so the branches always differ
     b_specs = [(a_specs[0][0] + b_extra_gap, b_specs[0][1]), *b_specs[1:]]
     ca = fresh_chain()
-    prefix = _build(ca, prefix_specs, "p")
-    a = _build(ca, a_specs, "a")
+    setup, claims = _setup(ca)
+    prefix = [*setup, *_build(ca, prefix_specs, "p", claims)]
+    prefix_claims = list(claims)
+    a = _build(ca, a_specs, "a", claims)
     cb = fresh_chain()
     for blk in prefix:
         cb.apply_block(blk)
-    b = _build(cb, b_specs, "b")
+    b = _build(cb, b_specs, "b", prefix_claims)
     expected = {"A": snapshot(ca), "B": snapshot(cb)}
     assert a[0].id != b[0].id
 
