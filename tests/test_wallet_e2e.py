@@ -8,7 +8,7 @@ key costs the default scrypt (n = 2**15) once per import and once per signature.
 The story (the module fixture ``story``), every step a `muxer` command:
 
     dora, alice, bob and carol import their funded genesis keys (MUXER_SEED)
-    dora creates society "aid": decay 5 % per 4 s, approval 1 %, observation 2 s,
+    dora creates society "aid": decay 5 % per 2 s, approval 1 %, observation 2 s,
         waiting 1 s, claims open 12 s, benefit ratio 10, bond 5 MUX, min pledge 1 MUX
     alice, bob and carol join, then pledge 20, 30 and 25 MUX (--wait included);
         bob's pledge of 0.99999 MUX is refused (below min_pledge)
@@ -47,7 +47,7 @@ BASE_FEE = 10  # make_genesis default
 MUX = 100_000
 SOCIETY = "aid"
 # rules (section 4.1), as given to `society create`
-DECAY_PERIOD, DECAY_PPM, APPROVAL_BP = 4, 50_000, 100
+DECAY_PERIOD, DECAY_PPM, APPROVAL_BP = 2, 50_000, 100
 OBSERVATION, WAITING, TTL = 2, 1, 12
 BENEFIT, BOND, MIN_PLEDGE = 10, 5 * MUX, 1 * MUX
 PLEDGES = {"alice": 20 * MUX, "bob": 30 * MUX, "carol": 25 * MUX}
@@ -321,7 +321,6 @@ def test_karma_decayed_at_head_time(story: Story) -> None:
         want = e.karma[name].worth(t0)
         assert member["karma"] == want, (name, member["karma"], want)
     assert society["total_karma"] == e.total.worth(t0)
-    print("DEBUG", story.time, t0, members, society, e.approve, e.karma, e.total)
     # decay really happened: the head is periods past the last change
     assert e.karma["alice"].worth(t0) < e.karma["alice"].value
     assert society == {
