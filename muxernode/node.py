@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from muxernode.config import NodeConfig
 from muxernode.ledger import Ledger
 from muxernode.metrics import NodeMetrics
 from muxernode.ops import decode_op, op_to_json
-from p2p import Kind, Network, P2PConfig, PeerUnavailable
+from p2p import Kind, Network, P2PConfig, PeerUnavailable, Transport
 from storage import schema
 from storage.leveldb import LevelDBStore
 
@@ -115,10 +116,22 @@ class Node:
         *,
         now: Callable[[], float] = time.time,
         witness_key: PrivateKey | None = None,
+        transport: Transport | None = None,
+        rng: random.Random | None = None,
+        inline_verify: bool = False,
+        serve_rpc: bool = True,
     ) -> None:
+        """``now`` is the node's clock (simulation: derived from trio's MockClock);
+        ``transport``/``rng`` go to the p2p layer (simulation: memory streams and a seeded
+        Random); ``inline_verify`` checks signatures on the event loop instead of worker
+        threads, because a worker thread would let virtual time jump while it runs."""
         self.data_dir = Path(data_dir)
         self.config = config
         self.now = now
+        self.transport = transport
+        self.rng = rng
+        self.inline_verify = inline_verify
+        self.serve_rpc = serve_rpc
         gpath = self.data_dir / GENESIS_FILE
         if not gpath.exists():
             raise NodeError(f"{self.data_dir} is not initialised: run muxernode init first")
@@ -244,6 +257,8 @@ class Node:
     async def _verify(self, txs: list[SignedTx]) -> list[bool]:
         if not txs:
             return []
+        if self.inline_verify:
+            return verify_batch(txs, self.chain_id)
         threads = max(1, self.config.verify_threads)
         if len(txs) < 32 or threads == 1:
             return await trio.to_thread.run_sync(
@@ -349,6 +364,7 @@ class Node:
         m.mempool_size.set(len(self.mempool))
         m.mempool_bytes.set(self.mempool.size_bytes)
         m.tx_rate.set(self.tx_rate())
+        m.peers.set(0 if self.network is None else len(self.network.peer_ids()))
 
     def tx_rate(self) -> float:
         now = self.now()
@@ -741,14 +757,15 @@ class Node:
                          max_batch=self.config.max_batch)
         try:
             async with trio.open_nursery() as nursery:
-                self.rpc_port = await nursery.start(
-                    lambda task_status: serve_rpc(
-                        app, self.config.rpc_host, self.config.rpc_port,
-                        shutdown=self.stopping, task_status=task_status,
+                if self.serve_rpc:
+                    self.rpc_port = await nursery.start(
+                        lambda task_status: serve_rpc(
+                            app, self.config.rpc_host, self.config.rpc_port,
+                            shutdown=self.stopping, task_status=task_status,
+                        )
                     )
-                )
+                    self._write_rpc_addr()
                 self.started = True
-                self._write_rpc_addr()
                 log.info("serving", extra={"kv": {
                     "rpc": f"http://{self.config.rpc_host}:{self.rpc_port}/rpc",
                     "head": self.chain.head.height, "final": self.chain.final.height,
@@ -783,6 +800,7 @@ class Node:
         self.network = Network(
             self.node_key, self.chain_id, P2PAdapter(self),
             config=P2PConfig(listen_host=cfg.p2p_host, listen_port=cfg.p2p_port, seeds=seeds),
+            transport=self.transport, rng=self.rng,
         )
         self.p2p_port = await nursery.start(self.network.run)
         log.info("p2p", extra={"kv": {"listen": f"{cfg.p2p_host}:{self.p2p_port}",

@@ -369,6 +369,7 @@ def test_chain_info(net: Net) -> None:
                               ("get_block", [info["head_height"]])])
     assert final["id"] == info["final_id"] and final["final"] is True
     assert head["id"] == info["head_id"] and head["timestamp"] == info["head_time"]
+    assert head["final"] is (info["head_height"] <= info["final_height"])
     # the chain moves on: one block per 1-s slot, finality follows one block behind
     later = net.wait_height(info["head_height"] + 2)
     assert later["head_time"] >= info["head_time"] + 2
