@@ -109,7 +109,7 @@ def main() -> None:
     base = dict(kv._data)  # the post-setup state, to restart from
     base_now = now[0]
 
-    print(f"measuring verify rate ...", flush=True)
+    print("measuring verify rate ...", flush=True)
     vrate = verify_rate(2.0)
     print(f"applying for {args.seconds:.0f} s ...", flush=True)
     applied = rejected = 0

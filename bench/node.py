@@ -79,6 +79,7 @@ class Daemon:
         self.data, self.wkey, self.log = data, wkey, log
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.extra: list[str] = []  # more `muxernode run` options (p2p address, peers)
 
     def start(self, timeout: float = 60.0) -> float:
         (self.data / "rpc.addr").unlink(missing_ok=True)
@@ -90,6 +91,7 @@ class Daemon:
                 "--rpc", "127.0.0.1:0", "--config", str(cfg)]
         if self.wkey:
             args += ["--witness-key", str(self.wkey)]
+        args += self.extra
         with open(self.log, "ab") as f:
             self.proc = subprocess.Popen(args, cwd=REPO, stdout=f, stderr=f)
         t0 = time.monotonic()

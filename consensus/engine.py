@@ -303,6 +303,8 @@ class Consensus:
 
     def make_vote(self, key: PrivateKey, guard: VoterGuard, slot: int) -> Vote | None:
         """The honest vote for ``slot`` on the current head, if this key may cast it."""
+        if slot < 1:  # slot 0 is genesis: no voters (a node started in its first half)
+            return None
         if key.address not in self.voters_for_slot(slot):
             return None
         head = self.chain.head

@@ -331,7 +331,7 @@ class Node:
         self.store.write({schema.META_LAST_VOTE: self.guard.dump()}, sync=True)
         self.consensus.add_vote(vote, slot)
         if self.network is not None:  # only now, after the guard is on disk
-            self.network.broadcast_votes([vote.hash])
+            self.network.push(Kind.VOTE, [(vote.hash, vote.encode())])
         self._finalize()
 
     def _after_block(self, block: Block, started: float) -> None:
@@ -480,7 +480,7 @@ class Node:
     def _on_new_head_block(self, block: Block) -> None:
         """After a block joined the main chain: relay, vote for its slot, finalize."""
         if self.network is not None:
-            self.network.broadcast_blocks([block.id])
+            self.network.push(Kind.BLOCK, [(block.id, block.encode())])
             self.network.broadcast_head()
         self.cast_vote(self.chain.slot_of(block.timestamp))
 
@@ -545,7 +545,7 @@ class Node:
 
     async def accept_votes(self, raws: list[bytes]) -> list[bool]:
         verdicts: list[bool] = []
-        fresh: list[bytes] = []
+        fresh: list[tuple[bytes, bytes]] = []
         slot = self.current_slot()
         for raw in raws:
             try:
@@ -556,10 +556,10 @@ class Node:
             status, _evidence = self.consensus.add_vote(vote, slot + 1)
             verdicts.append(status not in INVALID)
             if status in ("accepted", "pending"):
-                fresh.append(vote.hash)
+                fresh.append((vote.hash, vote.encode()))
         if fresh:
             if self.network is not None:
-                self.network.broadcast_votes(fresh)
+                self.network.push(Kind.VOTE, fresh)
             async with self._lock:
                 self._finalize()
         return verdicts

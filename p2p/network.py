@@ -349,6 +349,25 @@ class Network:
                     if self._enqueue(peer, Inv(kind, chunk), must=False):
                         self.counters["inv_ids_sent"] += len(chunk)
 
+    def push(self, kind: Kind, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Send items ``(id, raw)`` straight to every peer not known to have them.
+
+        For blocks and votes: an INV/GET_DATA round trip per hop costs a good part of a
+        slot, and a late block forks the next producer. Like gossip, a push is dropped for
+        a peer whose queue is filling up (it catches up by sync and by later blocks)."""
+        kind = Kind(kind)
+        cls = _DATA_TYPES[kind]
+        items = list(items)
+        for peer in list(self._peers.values()):
+            new = [raw for i, raw in items if inv_key(kind, i) not in peer.known]
+            if not new:
+                continue
+            for i, _raw in items:
+                peer.known.add(inv_key(kind, i))
+            for chunk in fit_items(new):
+                if self._enqueue(peer, cls(chunk), must=False):
+                    self.counters["items_pushed"] += len(chunk)
+
     def broadcast_txs(self, tx_ids: Iterable[bytes]) -> None:
         self.announce(Kind.TX, tx_ids)
 

@@ -1,0 +1,236 @@
+"""Four nodes, four witnesses, 1-s slots on this machine (issue: many nodes).
+
+    python -m bench.network                      # all parts
+    python -m bench.network --part steps|latency|sync
+
+steps    offered load stepped up (--steps) for --step-seconds each, submitted round-robin
+         to the four nodes; prints the sustained tx/s to finality at each step (target:
+         >= 2,000 tx/s).
+latency  at --latency-tps (1,000) for --step-seconds: submission-to-final latency p50 and
+         p99 (targets: p50 <= 2.0 s, p99 <= 3.5 s).
+sync     a fresh non-witness node joins after the chain holds >= --sync-txs txs and syncs
+         from the others; prints its sync rate in tx/s (target >= 5,000 tx/s).
+
+Every figure is printed next to the single-thread verify rate measured in the same run.
+Txs are signed before the clock starts (on every core), so the figures measure the nodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import trio
+
+from bench.common import verify_rate
+from bench.node import Daemon, _cli, load_items, rpc, setup_society, sign_all
+from muxernode.node import init_data_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Cluster:
+    def __init__(self, root: Path, nodes: int = 4, accounts: int = 1000) -> None:
+        self.root = root
+        gdir = root / "genesis"
+        _cli("genesis", "new", "--out", str(gdir), "--witnesses", str(nodes), "--accounts",
+             str(accounts), "--block-interval", "1", "--seed", "9",
+             "--maintenance-interval", "100000000")
+        self.genesis = gdir / "genesis.json"
+        self.accounts: list[dict[str, str]] = json.loads((gdir / "accounts.json").read_text())
+        self.ports = [free_port() for _ in range(nodes + 1)]
+        self.daemons: list[Daemon] = []
+        for i in range(nodes):
+            data = root / f"n{i + 1}"
+            init_data_dir(self.genesis, data)
+            d = Daemon(data, gdir / f"w{i + 1}.key", root / f"n{i + 1}.log")
+            d.extra = ["--p2p", f"127.0.0.1:{self.ports[i]}"] + [
+                a for j in range(nodes) if j != i for a in ("--peer", f"127.0.0.1:{self.ports[j]}")
+            ]
+            self.daemons.append(d)
+
+    def start(self) -> None:
+        for d in self.daemons:
+            d.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if all(rpc(d.url, "chain_info")["final_height"] >= 3 for d in self.daemons):
+                return
+            time.sleep(0.5)
+        raise TimeoutError("the cluster did not finalize")
+
+    def stop(self) -> None:
+        for d in self.daemons:
+            d.stop()
+
+    @property
+    def urls(self) -> list[str]:
+        return [d.url for d in self.daemons]
+
+
+def final_height(url: str) -> int:
+    h: int = rpc(url, "chain_info")["final_height"]
+    return h
+
+
+def count_final_txs(url: str, lo: int, hi: int) -> int:
+    """Txs in blocks lo..hi (inclusive) on the node's chain."""
+    total = 0
+    for h in range(lo, hi + 1):
+        total += len(rpc(url, "get_block", h)["tx_ids"])
+    return total
+
+
+async def offer(urls: list[str], txs: list[str], tps: float, seconds: float,
+                submitted: list[tuple[str, float]]) -> None:
+    """Submit at a steady rate in 100-ms ticks, round-robin over the nodes."""
+    per_tick = max(1, int(tps / 10))
+    start = trio.current_time()
+    pos = 0
+    async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
+        tick = 0
+        while pos < len(txs) and trio.current_time() - start < seconds:
+            chunk = txs[pos:pos + per_tick]
+            pos += len(chunk)
+            url = urls[tick % len(urls)]
+
+            async def send(url: str = url, chunk: list[str] = chunk) -> None:
+                t = time.monotonic()
+                r = await http.post(url, json={"jsonrpc": "2.0", "id": 1,
+                                               "method": "submit_txs", "params": [chunk]},
+                                    timeout=60)
+                for item in r.json().get("result", []):
+                    if "tx_id" in item:
+                        submitted.append((item["tx_id"], t))
+
+            nursery.start_soon(send)
+            tick += 1
+            await trio.sleep_until(start + tick / 10)
+
+
+def finality_latencies(url: str, submitted: list[tuple[str, float]],
+                       timeout: float = 60) -> list[float]:
+    """Poll get_tx in batches until each tx is final; latency = final seen - submitted."""
+    pending = dict(submitted)
+    out: list[float] = []
+    deadline = time.monotonic() + timeout
+    with httpx.Client() as http:
+        while pending and time.monotonic() < deadline:
+            ids = list(pending)[:2000]
+            body = [{"jsonrpc": "2.0", "id": i, "method": "get_tx", "params": [t]}
+                    for i, t in enumerate(ids)]
+            docs = http.post(url, json=body, timeout=60).json()
+            now = time.monotonic()
+            for d in docs:
+                tid = ids[d["id"]]
+                if d.get("result", {}).get("status") == "final":
+                    out.append(now - pending.pop(tid))
+            time.sleep(0.05)
+    return out
+
+
+def pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+def run_step(c: Cluster, chain_id: bytes, tps: float, seconds: float,
+             offset: int) -> tuple[float, list[tuple[str, float]]]:
+    n = int(tps * seconds)
+    txs = sign_all(chain_id, load_items(c.accounts[offset % 7:] + c.accounts, n),
+                   int(time.time()) + 3000)
+    f0 = final_height(c.urls[0])
+    submitted: list[tuple[str, float]] = []
+    t0 = time.monotonic()
+    trio.run(offer, c.urls, txs, tps, seconds, submitted)
+    took = time.monotonic() - t0
+    f1 = final_height(c.urls[0])
+    finalized = count_final_txs(c.urls[0], f0 + 1, f1)
+    return finalized / took, submitted
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=["all", "steps", "latency", "sync"], default="all")
+    ap.add_argument("--steps", default="500,1000,2000,3000")
+    ap.add_argument("--step-seconds", type=float, default=60.0)
+    ap.add_argument("--latency-tps", type=float, default=1000.0)
+    ap.add_argument("--sync-txs", type=int, default=200_000)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="muxer-net-"))
+    vrate = verify_rate(2.0)
+    print(f"raw verify/s (1 thread) {vrate:,.0f}", flush=True)
+    c = Cluster(root)
+    try:
+        c.start()
+        chain_id = bytes.fromhex(rpc(c.urls[0], "chain_info")["chain_id"])
+        setup_society(c.urls[0], chain_id, c.accounts)
+        offset = 0
+        if args.part in ("all", "steps"):
+            print("\n== sustained tx/s to finality, 4 nodes, 4 witnesses, 1-s slots ==")
+            best = 0.0
+            for tps in [float(x) for x in args.steps.split(",")]:
+                offset += 1
+                rate, _ = run_step(c, chain_id, tps, args.step_seconds, offset)
+                best = max(best, rate)
+                print(f"offered {tps:>7,.0f} tx/s -> final {rate:>7,.0f} tx/s  "
+                      f"(ratio to verify {rate / vrate:.2f})", flush=True)
+            print(f"best sustained          {best:,.0f} tx/s  (target >= 2,000)")
+        if args.part in ("all", "latency"):
+            offset += 1
+            rate, submitted = run_step(c, chain_id, args.latency_tps, args.step_seconds,
+                                       offset)
+            lat = finality_latencies(c.urls[0], submitted)
+            print(f"\n== latency at {args.latency_tps:,.0f} tx/s offered ==")
+            print(f"final tx/s              {rate:,.0f}")
+            print(f"p50 submission->final   {pct(lat, 50):.2f} s  (target <= 2.0)")
+            print(f"p99 submission->final   {pct(lat, 99):.2f} s  (target <= 3.5)")
+            print(f"measured                {len(lat)} of {len(submitted)} txs")
+        if args.part in ("all", "sync"):
+            total = sum(len(rpc(c.urls[0], "get_block", h)["tx_ids"])
+                        for h in range(1, final_height(c.urls[0]) + 1))
+            while total < args.sync_txs:
+                offset += 1
+                rate, _ = run_step(c, chain_id, 2000, 30, offset)
+                total += int(rate * 30)
+                print(f"chain holds ~{total:,} txs", flush=True)
+            head = rpc(c.urls[0], "chain_info")["head_height"]
+            txs_total = sum(len(rpc(c.urls[0], "get_block", h)["tx_ids"])
+                            for h in range(1, head + 1))
+            data = root / "fresh"
+            init_data_dir(c.genesis, data)
+            fresh = Daemon(data, None, root / "fresh.log")
+            fresh.extra = ["--p2p", f"127.0.0.1:{c.ports[-1]}", "--peer",
+                           f"127.0.0.1:{c.ports[0]}", "--peer", f"127.0.0.1:{c.ports[1]}"]
+            t0 = time.monotonic()
+            fresh.start()
+            while rpc(fresh.url, "chain_info")["head_height"] < head:
+                time.sleep(0.2)
+                if time.monotonic() - t0 > 3600:
+                    raise TimeoutError("sync did not finish in an hour")
+            took = time.monotonic() - t0
+            fresh.stop()
+            print(f"\n== sync of a fresh node: {head} blocks, {txs_total:,} txs ==")
+            print(f"sync rate               {txs_total / took:,.0f} tx/s  (target >= 5,000)")
+            print(f"ratio to verify         {txs_total / took / vrate:.2f}")
+    finally:
+        c.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
