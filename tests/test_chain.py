@@ -669,9 +669,11 @@ def test_switch_to_a_branch_off_the_main_chain_changes_nothing(store: KVStore) -
     for blk in prefix + a:
         c.apply_block(blk)
     before = snapshot(c)
-    for branch in (b[1:], [forge(c, previous_id=H(b"unknown"))]):
-        with pytest.raises(ChainError):
+    higher = forge(c, height=c.head.height + 5)  # parent is the head, height is not
+    for branch in (b[1:], [forge(c, previous_id=H(b"unknown"))], [higher]):
+        with pytest.raises(ChainError) as info:
             c.switch_to(branch)
+        assert info.value.reason == "unknown_parent"
         assert snapshot(c) == before
 
 

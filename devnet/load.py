@@ -1,0 +1,563 @@
+"""Load: signed transactions from the funded accounts at a target rate, across the nodes.
+
+Phases:
+
+1. setup (only when the mix needs it): a society ``ld-XXXXXX`` with short periods and no
+   decay (observation 0, waiting 0, claims open an hour, approval at 0.01 %, benefit ratio
+   1000, no bond, minimum pledge 1 unit); every account joins and pledges; the first account
+   files a claim and the others approve it, so that ``vote`` and ``give`` have a target. For
+   ``claim`` a second society ``ld-XXXXXX-c`` with 2-second claims lets each account file a
+   new claim every few seconds (one open claim per member, section 4.3). Each phase is one
+   ordered ``submit_txs`` batch to one node, and the next phase starts once it is included.
+2. submission: every 100 ms, the txs due by the target rate are signed and sent with
+   ``submit_txs`` to the healthy nodes in turn (``GET /health`` is polled every second; a node
+   that does not answer is skipped and its batch goes to the next one).
+3. drain: submission stops; ``get_tx`` is polled in batches until every accepted tx is final
+   or the drain time is up.
+
+Latency is from the moment a tx was sent to the moment a ``get_tx`` poll (every 250 ms)
+first saw it final. Results go to ``<dir>/load/<name>-<time>.json``; ``report`` plots them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from consensus.tx import SignedTx
+from devnet import cluster, procs
+from devnet.manifest import DevnetError, Manifest, NodeEntry
+from devnet.rpc import NodeRpc, NodeUnreachable, RpcError
+from devnet.txs import Tapos, TxSigner, build_op, fetch_tapos, wait_status
+
+__all__ = ["MIX_OPS", "Load", "LoadSpec", "parse_mix", "percentile"]
+
+MIX_OPS = ("transfer", "pledge", "vote", "give", "claim")
+TICK = 0.1
+POLL = 0.25
+CLAIM_TTL = 2
+CLAIM_COOLDOWN = CLAIM_TTL + 3.0
+SETUP_PLEDGE = 100_000_000
+CLAIM_SOC_PLEDGE = 10_000_000
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """'transfer,pledge' or 'transfer:5,vote:1' -> weights."""
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, _, w = part.partition(":")
+        if name not in MIX_OPS:
+            raise DevnetError(f"unknown op {name!r} in --mix; choose from {', '.join(MIX_OPS)}")
+        try:
+            weight = float(w) if w else 1.0
+        except ValueError:
+            raise DevnetError(f"bad weight {w!r} for {name} in --mix") from None
+        if weight < 0:
+            raise DevnetError(f"negative weight for {name} in --mix")
+        mix[name] = mix.get(name, 0.0) + weight
+    if not mix or sum(mix.values()) <= 0:
+        raise DevnetError("--mix names no op")
+    return mix
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of an ascending list (None when empty)."""
+    if not sorted_values:
+        return None
+    k = max(0, min(len(sorted_values) - 1, int(-(-q * len(sorted_values) // 1)) - 1))
+    return sorted_values[k]
+
+
+@dataclass
+class LoadSpec:
+    tps: float
+    duration: float
+    mix: dict[str, float] = field(default_factory=lambda: {"transfer": 1.0})
+    nodes: list[str] | None = None
+    drain: float = 30.0
+    name: str = "load"
+    setup_timeout: float = 60.0
+    seed: int | None = None
+
+
+@dataclass
+class _Sent:
+    t: float  # time.monotonic() when sent
+    node: str
+    final_t: float | None = None
+
+
+class Load:
+    """Runs one load. ``run()`` blocks; ``start()`` runs it on a thread (``join()`` waits).
+    Thread-safe counters; ``state`` is setup -> running -> draining -> done (or failed)."""
+
+    def __init__(self, m: Manifest, spec: LoadSpec, *, sample_metrics: bool = True) -> None:
+        if spec.tps <= 0 or spec.duration <= 0:
+            raise DevnetError("--tps and --duration must be positive")
+        self.m = m
+        self.spec = spec
+        self.entries = m.nodes_named(spec.nodes) if spec.nodes else list(m.nodes)
+        if len(m.accounts) < 2 and set(spec.mix) & {"vote", "give"}:
+            raise DevnetError("vote and give need at least 2 funded accounts")
+        if not m.accounts:
+            raise DevnetError("the devnet has no funded accounts")
+        self.signer = TxSigner(m)
+        self.rng = random.Random(spec.seed)
+        self.sample_metrics = sample_metrics
+        self.lock = threading.Lock()
+        self.state = "new"
+        self.error: str | None = None
+        self.running = threading.Event()
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent: dict[str, _Sent] = {}
+        self.rejected: Counter[str] = Counter()
+        self.op_counts: Counter[str] = Counter()
+        self.unreachable = 0
+        self.skipped = 0
+        self.planned = 0
+        self.healthy: dict[str, bool] = {e.name: True for e in self.entries}
+        self.t0 = 0.0
+        self.t_end = 0.0
+        self.result: dict[str, Any] | None = None
+        self.result_path: Path | None = None
+        self._tapos: Tapos | None = None
+        self._tapos_at = 0.0
+        self._rr = 0
+        self.society = f"ld-{self.rng.randbytes(3).hex()}"
+        self.claim_society = self.society + "-c"
+        self.claim_id: str | None = None
+        self._claim_ready: dict[str, float] = {}
+        self._sender_rr = 0
+
+    # --- public ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run_safe, name=f"load-{self.spec.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float) -> dict[str, Any]:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self.stop()
+                self._thread.join(10.0)
+                raise DevnetError(f"load {self.spec.name!r} did not finish within {timeout:g} s")
+        if self.error is not None:
+            raise DevnetError(f"load {self.spec.name!r} failed: {self.error}")
+        assert self.result is not None
+        return self.result
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, progress: Any = None) -> dict[str, Any]:
+        """Blocking run; ``progress`` is an optional callback(self) called every tick."""
+        self._progress = progress
+        self._run()
+        assert self.result is not None
+        return self.result
+
+    def final_ids(self) -> list[str]:
+        with self.lock:
+            return [t for t, s in self.sent.items() if s.final_t is not None]
+
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            final = sum(1 for s in self.sent.values() if s.final_t is not None)
+            return {"planned": self.planned, "accepted": len(self.sent), "final": final,
+                    "rejected": sum(self.rejected.values()), "unreachable": self.unreachable,
+                    "skipped": self.skipped}
+
+    # --- the run -------------------------------------------------------------------------------
+
+    def _run_safe(self) -> None:
+        self._progress = None
+        try:
+            self._run()
+        except Exception as exc:  # reported by join(); the thread must not die silently
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.state = "failed"
+            self.running.set()
+            self.done.set()
+
+    def _run(self) -> None:
+        self._rpcs = {e.name: NodeRpc(e.rpc_url, timeout=5.0) for e in self.entries}
+        self._pools = {e.name: ThreadPoolExecutor(max_workers=1) for e in self.entries}
+        poller = threading.Thread(target=self._poll_loop, name="load-poll", daemon=True)
+        try:
+            self.state = "setup"
+            self._refresh_health()
+            self._setup()
+            self.state = "running"
+            self.running.set()
+            poller.start()
+            self._submit_phase()
+            self.state = "draining"
+            self._drain()
+            self.state = "done"
+        finally:
+            self._stop.set()
+            if poller.is_alive():
+                poller.join(5.0)
+            for pool in self._pools.values():
+                pool.shutdown(wait=True)
+            for r in self._rpcs.values():
+                r.close()
+            if self.state != "done":
+                self.state = "failed"
+            self.result = self._summary()
+            self._save()
+            self.running.set()
+            self.done.set()
+
+    def _healthy_entries(self) -> list[NodeEntry]:
+        return [e for e in self.entries if self.healthy.get(e.name)]
+
+    def _refresh_health(self) -> None:
+        for e in self.entries:
+            ok = procs.node_alive(e)
+            if ok:
+                with NodeRpc(e.rpc_url, timeout=1.0) as r:
+                    ok = r.health()
+            self.healthy[e.name] = ok
+
+    def _tapos_now(self, force: bool = False) -> Tapos:
+        now = time.monotonic()
+        if self._tapos is None or force or now - self._tapos_at >= 1.0:
+            last: Exception | None = None
+            for e in self._healthy_entries() or self.entries:
+                try:
+                    with NodeRpc(e.rpc_url, timeout=2.0) as r:
+                        self._tapos = fetch_tapos(r)
+                    self._tapos_at = now
+                    break
+                except (NodeUnreachable, RpcError) as exc:
+                    last = exc
+            if self._tapos is None:
+                raise DevnetError(f"no node answers chain_info ({last})")
+        return self._tapos
+
+    # --- setup -----------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        mix = set(self.spec.mix)
+        if not mix & {"pledge", "vote", "give", "claim"}:
+            return
+        names = [a.name for a in self.m.accounts]
+        claimant = names[0]
+        phases: list[list[tuple[str, str, dict[str, Any]]]] = []
+        rules = {"decay_period_s": 86400, "decay_ppm": 0, "approval_bp": 1, "observation_s": 0,
+                 "waiting_s": 0, "claim_ttl_s": 3600, "benefit_ratio": 1000, "claim_bond": 0,
+                 "min_pledge": 1}
+        creates = [(claimant, "create_society", {"society": self.society, "name": "devnet load",
+                                                 "purpose": "load", "rules": rules})]
+        joins = [(n, "join", {"society": self.society, "identity": n}) for n in names]
+        pledges = [(n, "pledge", {"society": self.society, "amount": SETUP_PLEDGE})
+                   for n in names]
+        if "claim" in mix:
+            crules = dict(rules, claim_ttl_s=CLAIM_TTL, approval_bp=10000, benefit_ratio=1)
+            creates.append((claimant, "create_society", {
+                "society": self.claim_society, "name": "devnet load claims", "purpose": "load",
+                "rules": crules}))
+            joins += [(n, "join", {"society": self.claim_society, "identity": n})
+                      for n in names]
+            pledges += [(n, "pledge", {"society": self.claim_society,
+                                       "amount": CLAIM_SOC_PLEDGE}) for n in names]
+        phases += [creates, joins, pledges]
+        need_claim = bool(mix & {"vote", "give"})
+        if need_claim:
+            phases.append([(claimant, "claim", {
+                "society": self.society, "amount": 10**11, "karma": 10**7,
+                "subject": "devnet load", "details": "", "evidence": "load"})])
+        for i, phase in enumerate(phases):
+            ids = self._submit_setup(phase, f"setup phase {i + 1}/{len(phases) + need_claim}")
+            if need_claim and phase[0][1] == "claim":
+                self.claim_id = ids[0]
+        if need_claim:
+            assert self.claim_id is not None
+            votes = [(n, "vote", {"claim": self.claim_id, "stance": "approve"})
+                     for n in names[1:]]
+            self._submit_setup(votes, f"setup phase {len(phases) + 1}/{len(phases) + 1}")
+
+    def _submit_setup(self, phase: list[tuple[str, str, dict[str, Any]]], what: str) -> list[str]:
+        tapos = self._tapos_now(force=True)
+        txs = [self.signer.sign(s, build_op(op, f, self.m), tapos) for s, op, f in phase]
+        entries = self._healthy_entries()
+        if not entries:
+            raise DevnetError(f"{what}: no healthy node to submit to")
+        e = entries[0]
+        r = self._rpcs[e.name]
+        answers = r.call("submit_txs", [t.raw.hex() for t in txs])
+        for (s, op, _f), a in zip(phase, answers, strict=True):
+            if not isinstance(a, dict) or "tx_id" not in a:
+                raise DevnetError(f"{what}: {op} from {s} rejected by {e.name}: {a}")
+        ids = [t.tx_id.hex() for t in txs]
+        wait_status(r, ids, "included", self.spec.setup_timeout)
+        return ids
+
+    # --- submission ------------------------------------------------------------------------
+
+    def _pick_op(self) -> str:
+        names = list(self.spec.mix)
+        weights = [self.spec.mix[n] for n in names]
+        return self.rng.choices(names, weights)[0]
+
+    def _next_sender(self, exclude_first: bool = False) -> str:
+        names = [a.name for a in self.m.accounts]
+        if exclude_first and len(names) > 1:
+            names = names[1:]
+        self._sender_rr += 1
+        return names[self._sender_rr % len(names)]
+
+    def _make_tx(self, tapos: Tapos, now: float) -> tuple[str, SignedTx]:
+        kind = self._pick_op()
+        if kind == "claim":
+            ready = [a.name for a in self.m.accounts if self._claim_ready.get(a.name, 0.0) <= now]
+            if ready:
+                sender = ready[self.rng.randrange(len(ready))]
+                self._claim_ready[sender] = now + CLAIM_COOLDOWN
+                seq = self.planned
+                op = build_op("claim", {"society": self.claim_society, "amount": 1, "karma": 1,
+                                        "subject": f"load {seq}", "details": "",
+                                        "evidence": f"{seq}"}, self.m)
+                return kind, self.signer.sign(sender, op, tapos)
+            kind = "transfer"  # every account has an open claim: send a transfer instead
+        if kind == "transfer":
+            sender = self._next_sender()
+            to = self.m.accounts[self.rng.randrange(len(self.m.accounts))].name
+            op = build_op("transfer", {"to": to, "amount": 1, "memo": f"load {self.planned}"},
+                          self.m)
+        elif kind == "pledge":
+            sender = self._next_sender()
+            op = build_op("pledge", {"society": self.society, "amount": 1}, self.m)
+        elif kind == "vote":
+            sender = self._next_sender(exclude_first=True)
+            op = build_op("vote", {"claim": self.claim_id, "stance": "approve"}, self.m)
+        else:  # give
+            sender = self._next_sender(exclude_first=True)
+            op = build_op("give", {"claim": self.claim_id, "amount": 1}, self.m)
+        return kind, self.signer.sign(sender, op, tapos)
+
+    def _submit_phase(self) -> None:
+        spec = self.spec
+        self.t0 = time.monotonic()
+        max_burst = max(1, int(spec.tps))  # at most one second of backlog at once
+        while not self._stop.is_set():
+            now = time.monotonic()
+            elapsed = now - self.t0
+            if elapsed >= spec.duration:
+                break
+            due = int(elapsed * spec.tps) + 1 - self.planned
+            if due > max_burst:
+                with self.lock:
+                    self.skipped += due - max_burst
+                    self.planned += due - max_burst
+                due = max_burst
+            healthy = self._healthy_entries()
+            if due > 0 and not healthy:
+                with self.lock:
+                    self.skipped += due
+                    self.planned += due
+            elif due > 0:
+                try:
+                    tapos = self._tapos_now()
+                except DevnetError:
+                    tapos = None
+                if tapos is None:
+                    with self.lock:
+                        self.skipped += due
+                        self.planned += due
+                else:
+                    batches: dict[str, list[tuple[str, SignedTx]]] = {}
+                    for _ in range(due):
+                        kind, tx = self._make_tx(tapos, now)
+                        with self.lock:
+                            self.planned += 1
+                        e = healthy[self._rr % len(healthy)]
+                        self._rr += 1
+                        batches.setdefault(e.name, []).append((kind, tx))
+                    self._send(batches, healthy)
+            if self._progress is not None:
+                self._progress(self)
+            next_tick = now + TICK
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+        self.t_end = time.monotonic()
+
+    def _send(self, batches: dict[str, list[tuple[str, SignedTx]]],
+              healthy: list[NodeEntry]) -> None:
+        futures: dict[str, Future[list[Any]]] = {}
+        for name, items in batches.items():
+            raws = [tx.raw.hex() for _, tx in items]
+            futures[name] = self._pools[name].submit(self._rpcs[name].call, "submit_txs", raws)
+        retry: list[tuple[str, SignedTx]] = []
+        for name, fut in futures.items():
+            items = batches[name]
+            sent_at = time.monotonic()
+            try:
+                answers = fut.result(timeout=10.0)
+            except (NodeUnreachable, RpcError, TimeoutError):
+                self.healthy[name] = False
+                retry += items
+                continue
+            self._record(name, items, answers, sent_at)
+        if retry:
+            others = [e for e in healthy if self.healthy.get(e.name)]
+            if not others:
+                with self.lock:
+                    self.unreachable += len(retry)
+                return
+            e = others[0]
+            try:
+                answers = self._rpcs[e.name].call("submit_txs", [tx.raw.hex() for _, tx in retry])
+            except (NodeUnreachable, RpcError):
+                self.healthy[e.name] = False
+                with self.lock:
+                    self.unreachable += len(retry)
+                return
+            self._record(e.name, retry, answers, time.monotonic())
+
+    def _record(self, node: str, items: list[tuple[str, SignedTx]], answers: Any,
+                sent_at: float) -> None:
+        if not isinstance(answers, list) or len(answers) != len(items):
+            with self.lock:
+                self.rejected["bad_answer"] += len(items)
+            return
+        with self.lock:
+            for (kind, tx), a in zip(items, answers, strict=True):
+                if isinstance(a, dict) and a.get("tx_id") == tx.tx_id.hex():
+                    self.sent.setdefault(a["tx_id"], _Sent(sent_at, node))
+                    self.op_counts[kind] += 1
+                else:
+                    err = a.get("error") if isinstance(a, dict) else None
+                    reason = (err.get("data") or {}).get("reason") if isinstance(err, dict) \
+                        else None
+                    self.rejected[f"{kind}:{reason or 'error'}"] += 1
+
+    # --- polling and drain ------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        rpcs = {e.name: NodeRpc(e.rpc_url, timeout=3.0) for e in self.entries}
+        last_health = 0.0
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now - last_health >= 1.0:
+                    last_health = now
+                    self._refresh_health()
+                    if self.sample_metrics:
+                        try:
+                            cluster.append_sample(self.m, cluster.collect_status(self.m), "load")
+                        except OSError:
+                            pass
+                self._poll_once(rpcs)
+                self._stop.wait(POLL)
+        finally:
+            for r in rpcs.values():
+                r.close()
+
+    def _poll_once(self, rpcs: dict[str, NodeRpc]) -> int:
+        with self.lock:
+            pending: dict[str, list[str]] = {}
+            for tx_id, s in self.sent.items():
+                if s.final_t is None:
+                    pending.setdefault(s.node, []).append(tx_id)
+        healthy = [e.name for e in self._healthy_entries()]
+        left = 0
+        for node, ids in pending.items():
+            ask = node if self.healthy.get(node) else (healthy[0] if healthy else None)
+            if ask is None:
+                left += len(ids)
+                continue
+            ids = ids[:4000]  # bounded work per poll
+            try:
+                answers = rpcs[ask].batch([("get_tx", [t]) for t in ids])
+            except (NodeUnreachable, RpcError):
+                self.healthy[ask] = False
+                left += len(ids)
+                continue
+            seen = time.monotonic()
+            with self.lock:
+                for t, a in zip(ids, answers, strict=True):
+                    if isinstance(a, dict) and a.get("status") == "final":
+                        self.sent[t].final_t = seen
+                    else:
+                        left += 1
+        return left
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + self.spec.drain
+        while time.monotonic() < deadline and not self._stop.is_set():
+            c = self.counts()
+            if c["final"] >= c["accepted"]:
+                return
+            if self._progress is not None:
+                self._progress(self)
+            time.sleep(POLL)
+
+    # --- results --------------------------------------------------------------------------
+
+    def _summary(self) -> dict[str, Any]:
+        with self.lock:
+            sent = list(self.sent.values())
+            rejected = dict(self.rejected)
+            ops_ = dict(self.op_counts)
+        window = max(1e-9, (self.t_end or time.monotonic()) - self.t0) if self.t0 else 0.0
+        lat = sorted(s.final_t - s.t for s in sent if s.final_t is not None)
+        final = len(lat)
+        per_second: dict[int, list[int]] = {}
+        for s in sent:
+            per_second.setdefault(int(s.t - self.t0), [0, 0])[0] += 1
+            if s.final_t is not None:
+                per_second.setdefault(int(s.final_t - self.t0), [0, 0])[1] += 1
+        last_final = max((s.final_t for s in sent if s.final_t is not None), default=None)
+        return {
+            "name": self.spec.name,
+            "state": self.state,
+            "error": self.error,
+            "time": time.time(),
+            "target_tps": self.spec.tps,
+            "duration_s": self.spec.duration,
+            "window_s": round(window, 3),
+            "mix": self.spec.mix,
+            "nodes": [e.name for e in self.entries],
+            "society": self.society if set(self.spec.mix) - {"transfer"} else None,
+            "claim_id": self.claim_id,
+            "planned": self.planned,
+            "accepted": len(sent),
+            "rejected": rejected,
+            "unreachable": self.unreachable,
+            "skipped": self.skipped,
+            "final": final,
+            "not_final": len(sent) - final,
+            "ops": ops_,
+            "achieved_tps": round(len(sent) / window, 3) if window else 0.0,
+            "final_tps": round(final / (last_final - self.t0), 3)
+            if last_final is not None and last_final > self.t0 else 0.0,
+            "latency_s": {"p50": percentile(lat, 0.50), "p90": percentile(lat, 0.90),
+                          "p99": percentile(lat, 0.99), "max": lat[-1] if lat else None},
+            "latencies_s": [round(x, 4) for x in lat],
+            "per_second": [[k, v[0], v[1]] for k, v in sorted(per_second.items())],
+        }
+
+    def _save(self) -> None:
+        assert self.result is not None
+        d = self.m.dir / "load"
+        d.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = d / f"{self.spec.name}-{stamp}-{os.getpid()}.json"
+        path.write_text(json.dumps(self.result, indent=1) + "\n", encoding="utf-8")
+        self.result_path = path
