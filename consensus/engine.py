@@ -49,6 +49,7 @@ __all__ = ["BlockInfo", "Consensus"]
 log = logging.getLogger("muxer.consensus")
 
 MAX_VOTES_PER_BLOCK = 1024
+STATS_WINDOW = 256  # blocks scanned at start-up for the witnesses' production record
 
 
 class BlockInfo(NamedTuple):
@@ -74,6 +75,10 @@ class Consensus:
         self.evidence: list[Evidence] = []
         # (slot of the deciding block, maintenance height) for each election decided here
         self.decisions: list[tuple[int, int]] = self._stored_decisions()
+        # production record as far as this node has seen: witness -> last slot / missed
+        self.last_slot: dict[bytes, int] = {}
+        self.missed: dict[bytes, int] = {}
+        self._count_recent_production(STATS_WINDOW)
         self._rebuild()
         head = chain.get_block(chain.head.id) if chain.head.height else None
         if head is not None:
@@ -140,6 +145,28 @@ class Consensus:
         info = self.tree.get(block_id)
         return None if info is None else info.slot
 
+    def _count_recent_production(self, blocks: int) -> None:
+        chain = self.chain
+        prev_slot: int | None = None
+        for h in range(max(0, chain.head.height - blocks), chain.head.height + 1):
+            bid = chain.block_id_at(h)
+            block = chain.get_block(bid) if bid and h > 0 else None
+            slot = 0 if block is None else chain.slot_of(block.timestamp)
+            if block is not None and prev_slot is not None:
+                self._record_production(block.witness, prev_slot, slot)
+            prev_slot = slot if (block is not None or h == 0) else None
+
+    def _record_production(self, witness: bytes, parent_slot: int, slot: int) -> None:
+        self.last_slot[witness] = max(slot, self.last_slot.get(witness, 0))
+        for s in range(max(parent_slot + 1, slot - 10_000), slot):
+            w = self.schedule.witness_at(s)
+            self.missed[w] = self.missed.get(w, 0) + 1
+
+    def production_stats(self) -> dict[bytes, tuple[int, int]]:
+        """witness -> (last slot it produced, slots it missed), as far as this node saw."""
+        ws = set(self.last_slot) | set(self.missed)
+        return {w: (self.last_slot.get(w, 0), self.missed.get(w, 0)) for w in ws}
+
     def _new_tracker(self, final: BlockRef) -> FinalityTracker:
         return FinalityTracker(
             self.chain_id, Checkpoint(final.id, final.slot), self.voters_for_slot,
@@ -201,6 +228,10 @@ class Consensus:
 
     def on_block_committed(self, block: Block) -> list[bytes]:
         """A block became the main chain's head. Returns maintenance decisions made."""
+        parent = self.tree.get(block.previous_id)
+        if parent is not None:
+            self._record_production(block.witness, parent.slot,
+                                    self.chain.slot_of(block.timestamp))
         self._add_to_tree(block)
         self.node_view.on_block(block.id)
         self.chain_view.on_block(block.id)

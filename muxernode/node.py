@@ -728,7 +728,8 @@ class Node:
         return views.list_claims(self.ledger.state, society, self._head_time())
 
     async def list_witnesses(self) -> list[dict[str, Any]]:
-        return views.list_witnesses(self.ledger.state, set(self.active_witnesses()), {})
+        return views.list_witnesses(self.ledger.state, set(self.active_witnesses()),
+                                    self.consensus.production_stats())
 
     async def peers(self) -> list[dict[str, Any]]:
         return [] if self.network is None else self.network.peers_info()

@@ -230,6 +230,30 @@ def test_invalid_block_is_refused_and_changes_nothing(store: KVStore, case: str)
     assert digests(c) == digests(twin) == (nxt.state_digest, nxt.state_digest)
 
 
+def test_vote_check_hook_refuses_a_block_and_changes_nothing(store: KVStore) -> None:
+    c = history(store)
+    vote = Vote.sign(WITNESS, c.chain_id, c.chain_id, 0, c.head.id, c.head.slot)
+    block = forge(c, _good_txs(c), votes=[vote])
+    seen: list[bytes] = []
+
+    def check(b: Block) -> str | None:
+        seen.append(b.id)
+        return "vote by a witness outside the round"
+
+    c.check_votes = check
+    before = store_contents(store)
+    head, app_digest = c.head, c.app.state_digest()
+    with pytest.raises(ChainError) as info:
+        c.apply_block(block)
+    assert info.value.reason == "bad_vote" and seen == [block.id]
+    assert store_contents(store) == before
+    assert c.head == head and c.app.state_digest() == app_digest
+    assert not c.vote_included(vote.hash)
+    c.check_votes = lambda b: None
+    c.apply_block(block)
+    assert c.vote_included(vote.hash) and c.head.id == block.id
+
+
 def test_failed_write_changes_nothing_on_leveldb(ldb: LevelDBStore) -> None:
     """The batch fails half way (a bad value after the state, block and undo puts): with
     write_batch(transaction=True) nothing reaches the database."""
@@ -318,6 +342,8 @@ def test_apply_commits_everything_in_one_synced_batch(store: KVStore) -> None:
     for tx in txs:
         assert batch[schema.tx_index_key(tx.tx_id)] == schema.u64(block.height)
     assert batch[b"Mnode-record"] == b"kept with the block"
+    assert batch[schema.vote_index_key(vote.hash)] == schema.u64(block.height)
+    assert c.vote_included(vote.hash)
     state_keys = {k for k in batch if k.startswith(b"S")}
     assert state_keys >= {b"Sa" + ALICE.address, b"Sa" + NOBODY.address, b"Sa" + BOB.address}
     # the undo record holds the previous value of every state key the block changed
@@ -402,9 +428,11 @@ def test_pop_block_restores_state_and_store_exactly(store: KVStore) -> None:
         tx_on(c, DAVE, op_register_witness(DAVE.public_key, "http://dave")),
         tx_on(c, CAROL, op_vote_witness([WITNESS.address, DAVE.address])),
     ]
-    block = produce(c, txs)
+    vote = Vote.sign(WITNESS, c.chain_id, c.chain_id, 0, c.head.id, c.head.slot)
+    block = produce(c, txs, votes=[vote])
     after = snapshot(c)
     assert state_dump(store) != before_state
+    assert c.vote_included(vote.hash)
 
     popped = c.pop_block()
 
@@ -415,6 +443,7 @@ def test_pop_block_restores_state_and_store_exactly(store: KVStore) -> None:
     assert c.block_id_at(block.height) is None
     assert all(c.tx_height(t.tx_id) is None for t in txs)
     assert store.get(schema.undo_key(block.id)) is None
+    assert not c.vote_included(vote.hash)
     # and the popped block applies again, to the very same result
     c.apply_block(popped)
     assert snapshot(c) == after

@@ -584,11 +584,8 @@ def test_list_witnesses(net: Net) -> None:
 
 
 def test_list_witnesses_reports_production(net: Net) -> None:
-    # NODE BUG (muxernode/node.py Node.list_witnesses): it passes an empty stats mapping to
-    # views.list_witnesses, so "last_slot" and "missed" are always 0, even for the witness
-    # this very node runs, which produced every block. docs/rpc.md: "last_slot / missed:
-    # the last slot the witness produced and the slots it missed, as far as this node has
-    # seen; 0 and 0 when it has no record".
+    # docs/rpc.md: "last_slot / missed: the last slot the witness produced and the slots it
+    # missed, as far as this node has seen; 0 and 0 when it has no record".
     head = net.head()
     head_slot = head["head_time"] - net.genesis_time  # 1-s slots
     (w1, _w12) = net.call("list_witnesses")
