@@ -319,8 +319,10 @@ class Chain:
         if block is None or raw_undo is None:
             raise ChainError("no_undo", f"no undo record for block {head.height}")
         parent_raw = self.store.get(schema.block_key(block.previous_id))
-        if block.height == 1 or parent_raw is None:
+        if block.height == 1:
             parent = self.genesis_ref
+        elif parent_raw is None:
+            raise ChainError("no_parent", f"parent of block {head.height} is not stored")
         else:
             pb = decode_block(parent_raw, self.params.max_block_bytes)
             parent = BlockRef(pb.height, pb.id, pb.timestamp, self.slot_of(pb.timestamp))

@@ -274,6 +274,9 @@ class Consensus:
         for block in applied:
             for v in block.votes:
                 self.vote_pool.pop(v.hash, None)
+                # the node view must see them too, as on_block_committed lets it: else a
+                # node that switched branches never learns the justifications they carry
+                self._note(self.node_view.add_vote(v, signature_checked=True).evidence)
         if applied:
             self._decide_elections(applied[-1])
 

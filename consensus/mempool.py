@@ -72,10 +72,19 @@ class Mempool:
         if tx.tx_id in self._txs:
             raise Rejected("duplicate", "already in the mempool")
         need = len(tx.raw)
+        saved: tuple[list[SignedTx], int, int] | None = None
         if len(self._txs) + 1 > self.max_count or self._bytes + need > self.max_bytes:
+            saved = (list(self._txs.values()), self.evicted, self.dropped)
             self._make_room(tx)
         self._ensure_open()
-        self._view.apply_tx(tx)
+        try:
+            self._view.apply_tx(tx)
+        except Rejected:
+            if saved is not None:  # it spent what a tx it evicted gave it: undo the eviction
+                self._txs = {t.tx_id: t for t in saved[0]}
+                self._rebuild(())
+                self.evicted, self.dropped = saved[1], saved[2]
+            raise
         self._txs[tx.tx_id] = tx
         self._bytes += need
 
@@ -97,6 +106,10 @@ class Mempool:
             size -= len(victim.raw)
         if count > self.max_count or size > self.max_bytes:
             raise Rejected("mempool_full")
+        # An invalid newcomer must evict nobody: check it on the current view first (a
+        # refused tx changes nothing; an admitted one is wiped by the rebuild below).
+        self._ensure_open()
+        self._view.apply_tx(tx)
         for v in victims:
             del self._txs[v.tx_id]
             self._bytes -= len(v.raw)
@@ -121,6 +134,9 @@ class Mempool:
         self._bytes = 0
         for tx in old:
             if tx.tx_id in self._txs:
+                continue
+            if len(self._txs) >= self.max_count or self._bytes + len(tx.raw) > self.max_bytes:
+                self.dropped += 1  # readd can overfill: the newest arrivals go first
                 continue
             try:
                 self._ensure_open()

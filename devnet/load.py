@@ -128,6 +128,8 @@ class Load:
         self.unreachable = 0
         self.skipped = 0
         self.planned = 0
+        self.total = max(1, round(spec.tps * spec.duration))
+        self._progress: Any = None
         self.healthy: dict[str, bool] = {e.name: True for e in self.entries}
         self.t0 = 0.0
         self.t_end = 0.0
@@ -356,12 +358,12 @@ class Load:
         spec = self.spec
         self.t0 = time.monotonic()
         max_burst = max(1, int(spec.tps))  # at most one second of backlog at once
-        while not self._stop.is_set():
+        total = self.total
+        while not self._stop.is_set() and self.planned < total:
             now = time.monotonic()
             elapsed = now - self.t0
-            if elapsed >= spec.duration:
-                break
-            due = int(elapsed * spec.tps) + 1 - self.planned
+            last = elapsed >= spec.duration
+            due = (total if last else min(total, int(elapsed * spec.tps) + 1)) - self.planned
             if due > max_burst:
                 with self.lock:
                     self.skipped += due - max_burst
@@ -393,6 +395,8 @@ class Load:
                     self._send(batches, healthy)
             if self._progress is not None:
                 self._progress(self)
+            if last:
+                break
             next_tick = now + TICK
             time.sleep(max(0.0, next_tick - time.monotonic()))
         self.t_end = time.monotonic()

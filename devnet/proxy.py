@@ -160,9 +160,9 @@ class FrameRewriter:
         self.broken = False
         self.rewritten = 0
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: bytes | bytearray) -> bytes:
         if self.broken:
-            return data
+            return bytes(data)
         out = bytearray()
         pos = 0
         while True:

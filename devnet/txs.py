@@ -18,7 +18,7 @@ from consensus.crypto import AddressError, PrivateKey, address_from_text
 from consensus.errors import Rejected
 from consensus.tx import SignedTx, build_tx, tapos_of
 from devnet.manifest import DevnetError, Manifest
-from devnet.rpc import NodeRpc, RpcError
+from devnet.rpc import NodeRpc
 from muxernode import ops
 
 __all__ = ["Tapos", "TxSigner", "build_op", "fetch_tapos", "wait_status"]

@@ -446,7 +446,11 @@ class Node:
 
     async def _verify_block_txs(self, block: Block) -> bool:
         # verified once: txs admitted to our mempool were verified on admission
-        todo = [tx for tx in block.txs if tx.tx_id not in self.mempool]
+        # (the same bytes: a tx_id does not cover the signature, so a block could carry a
+        # mempool tx's id with a forged signature)
+        pool = self.mempool
+        todo = [tx for tx in block.txs
+                if (known := pool.get(tx.tx_id)) is None or known.raw != tx.raw]
         oks = await self._verify(todo)
         return all(oks)
 

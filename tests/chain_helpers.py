@@ -33,11 +33,9 @@ __all__ = [
     "forge",
     "fresh_chain",
     "id_prefix",
-    "ledger_of",
     "next_time",
     "open_chain",
     "produce",
-    "same_state",
     "state_dump",
     "tx_on",
     "witness_for_slot",
@@ -66,12 +64,6 @@ def fresh_chain(store: KVStore | None = None, genesis: Genesis = GENESIS) -> Cha
 def clone(chain: Chain) -> Chain:
     """An independent Chain over a MemoryKV copy of chain's store."""
     return open_chain(MemoryKV(store_contents(chain.store)), chain.genesis)
-
-
-def ledger_of(chain: Chain) -> Ledger:
-    app = chain.app
-    assert isinstance(app, Ledger)
-    return app
 
 
 def id_prefix(block_id: bytes) -> int:
@@ -176,10 +168,6 @@ def chain_dump(kv: KVReader) -> dict[bytes, bytes]:
 def digests(chain: Chain) -> tuple[bytes, bytes]:
     """(the app's in-memory digest, the digest recomputed from the store)."""
     return chain.app.state_digest(), recompute_digest(chain.store)
-
-
-def same_state(a: Chain, b: Chain) -> bool:
-    return chain_dump(a.store) == chain_dump(b.store) and a.head == b.head
 
 
 def changed_keys(before: Mapping[bytes, bytes], after: Mapping[bytes, bytes]) -> set[bytes]:

@@ -850,7 +850,10 @@ class EquivocatingNode(Node):
             twin = Block.build(self.witness_key, self.chain_id, block.height,
                                block.previous_id, block.timestamp, block.txs,
                                block.votes[:-1], block.state_digest)
+            # stored and in the block tree, as a side block received from a peer would be
+            # (a stored block missing from the tree would never be taken again)
             self.store.write({schema.block_key(twin.id): twin.encode()}, sync=False)
+            self.consensus.add_side_block(twin)
             self.twins[slot] = twin.id
             ids.append(twin.id)
         if net is not None:

@@ -614,8 +614,8 @@ def _branch_pair(prefix_len: int = 2) -> tuple[list[Block], list[Block], list[Bl
     ca = fresh_chain()
     prefix = [produce(ca, [tx_on(ca, ALICE, op_create(f"soc{i}"))]) for i in range(prefix_len)]
     cb = fresh_chain()
-    for b in prefix:
-        cb.apply_block(b)
+    for blk in prefix:
+        cb.apply_block(blk)
     a = [
         produce(ca, [tx_on(ca, ALICE, op_transfer(NOBODY.address, 7000)),
                      tx_on(ca, BOB, op_join("soc0"))]),
@@ -789,7 +789,7 @@ def _build(
     return out
 
 
-@settings(max_examples=50, deadline=None,
+@settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
     prefix_specs=st.lists(block_spec, max_size=4),

@@ -1,0 +1,422 @@
+"""``python -m devnet``: local MUXER clusters, load, faults, scenarios and reports.
+
+    up [--nodes 4] [--witnesses N] [--block-interval 1] [--accounts 10] [--detach]
+    down [--clean]          status [--json] [--watch]          logs NODE [-n N] [--follow]
+    load --tps R --duration S [--mix transfer,pledge,vote,give,claim]
+    kill NODE [--signal KILL|TERM]    start NODE    restart NODE      (NODE: n1, n1,n2, all)
+    partition A,B/C,D [--mode drop|reset]    heal
+    scenario FILE [--fresh]            report [--seconds N]
+
+Every subcommand takes --dir (default: .devnet in the repository root). The devnet drives
+nodes only through the ``muxernode`` CLI and their RPC; see README.md, "The devnet".
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from devnet import cluster, control, procs
+from devnet.load import Load, LoadSpec, parse_mix
+from devnet.manifest import DevnetError, Manifest, default_dir, load_manifest
+from devnet.ui import status_table
+
+console = Console()
+
+
+class _Group(click.Group):
+    """Turns DevnetError into a clear one-line error and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DevnetError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def dir_option(f: Any) -> Any:
+    return click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+                         default=None, help="Devnet directory (default: .devnet in the repo "
+                         "root).")(f)
+
+
+def _dir(directory: Path | None) -> Path:
+    return (directory or default_dir()).resolve()
+
+
+def _manifest(directory: Path | None) -> Manifest:
+    return load_manifest(_dir(directory))
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """Local MUXER devnets: start clusters, drive load, inject faults, run scenarios."""
+
+
+# --- up / down ----------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop()
+
+
+@main.command()
+@click.option("--nodes", default=4, show_default=True, type=click.IntRange(1, 32))
+@click.option("--witnesses", default=None, type=click.IntRange(1, 32),
+              help="Witnesses, one per node on the first N nodes [default: --nodes].")
+@click.option("--block-interval", default=1, show_default=True, type=click.IntRange(1, 60))
+@click.option("--accounts", default=10, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--maintenance-interval", default=60, show_default=True,
+              type=click.IntRange(1, 10**6))
+@click.option("--base-fee", default=10, show_default=True, type=click.IntRange(0, 10**12))
+@click.option("--seed", type=int, default=None, help="Deterministic keys (tests).")
+@click.option("--timeout", default=90.0, show_default=True,
+              help="Seconds to wait for finality to advance on every node.")
+@click.option("--detach", is_flag=True, help="Return once the cluster is up.")
+@dir_option
+def up(nodes: int, witnesses: int | None, block_interval: int, accounts: int,
+       maintenance_interval: int, base_fee: int, seed: int | None, timeout: float,
+       detach: bool, directory: Path | None) -> None:
+    """Create a devnet, start it, wait for finality, then show a live status table."""
+    d = _dir(directory)
+    m = cluster.create(d, nodes=nodes, witnesses=witnesses or nodes,
+                       block_interval=block_interval, accounts=accounts,
+                       maintenance_interval=maintenance_interval, base_fee=base_fee, seed=seed,
+                       log=lambda s: console.print(f"[dim]{s}[/dim]"))
+    console.print(f"devnet in {d}: chain {m.chain_id[:16]}…, {nodes} node(s), "
+                  f"{witnesses or nodes} witness(es)")
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        try:
+            cluster.start_all(m)
+            console.print("nodes serving RPC; waiting for finality to advance on every node…")
+            cluster.wait_final(m, min_final=1, timeout=timeout)
+        except DevnetError as exc:
+            if detach:
+                raise DevnetError(f"{exc}\nThe nodes are left running for inspection; stop "
+                                  f"them with: python -m devnet down --dir {d}") from None
+            console.print("[red]start-up failed[/red]; stopping the nodes")
+            cluster.stop_all(m)
+            raise
+        except (KeyboardInterrupt, _Stop):
+            console.print("interrupted during start-up; stopping the nodes")
+            cluster.stop_all(m)
+            sys.exit(130)
+        status = cluster.collect_status(m)
+        if detach:
+            console.print(status_table(status))
+            console.print(f"manifest: {m.path}\nstatus: python -m devnet status --dir {d}\n"
+                          f"stop:   python -m devnet down --dir {d}")
+            return
+        _live(m)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _live(m: Manifest, *, stop_on_exit: bool = True, source: str = "up") -> None:
+    """The live table, refreshed (and sampled to metrics.jsonl) every second until Ctrl-C."""
+    try:
+        with Live(status_table(cluster.collect_status(m)), console=console,
+                  refresh_per_second=2) as live:
+            while True:  # ends with Ctrl-C or SIGTERM
+                t0 = time.monotonic()
+                status = cluster.collect_status(m)
+                cluster.append_sample(m, status, source)
+                live.update(status_table(status, title=f"devnet {m.dir}  chain "
+                                         f"{m.chain_id[:16]}…  (Ctrl-C to "
+                                         f"{'stop' if stop_on_exit else 'quit'})"))
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+    except (KeyboardInterrupt, _Stop):
+        pass
+    if stop_on_exit:
+        console.print("stopping the devnet…")
+        res = cluster.stop_all(m)
+        console.print(", ".join(f"{k}: {v}" for k, v in res.items()))
+        _where(m)
+
+
+def _where(m: Manifest) -> None:
+    console.print(f"data and logs are kept in {m.dir}: nodes/<name>/ (node.log, config.toml, "
+                  f"db/), proxy/proxy.log, metrics.jsonl.\nRemove them with: python -m devnet "
+                  f"down --clean --dir {m.dir}")
+
+
+@main.command()
+@click.option("--clean", is_flag=True, help="Also remove the devnet directory.")
+@dir_option
+def down(clean: bool, directory: Path | None) -> None:
+    """Stop every node (SIGTERM, then SIGKILL after 15 s) and the proxy."""
+    m = _manifest(directory)
+    res = cluster.stop_all(m)
+    console.print(", ".join(f"{k}: {v}" for k, v in res.items()))
+    if clean:
+        cluster.clean(m)
+        console.print(f"removed {m.dir}")
+    else:
+        _where(m)
+
+
+# --- observing ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--watch", is_flag=True, help="Live table (and metrics samples) until Ctrl-C.")
+@dir_option
+def status(as_json: bool, watch: bool, directory: Path | None) -> None:
+    """The status of every node: height, final height, peers, mempool, tx/s."""
+    m = _manifest(directory)
+    if watch:
+        previous = signal.signal(signal.SIGTERM, _raise_stop)
+        try:
+            _live(m, stop_on_exit=False, source="status")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return
+    st = cluster.collect_status(m)
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+    else:
+        console.print(status_table(st))
+
+
+@main.command()
+@click.argument("node")
+@click.option("-n", "lines", default=50, show_default=True, type=click.IntRange(0, 100_000))
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@dir_option
+def logs(node: str, lines: int, follow: bool, directory: Path | None) -> None:
+    """Print the last lines of a node's log (NODE: a node name, or 'proxy')."""
+    m = _manifest(directory)
+    path = Path(m.proxy_dir / "proxy.log") if node == "proxy" else Path(m.node(node).log)
+    if not path.exists():
+        raise DevnetError(f"no log yet at {path}")
+    text = procs.tail(path, lines)
+    if text:
+        click.echo(text)
+    if not follow:
+        return
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            while m.path.exists():  # ends with Ctrl-C, or when the devnet is removed
+                chunk = f.read(65536)
+                if chunk:
+                    click.echo(chunk.decode(errors="replace"), nl=False)
+                else:
+                    time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+
+
+# --- load ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--tps", required=True, type=click.FloatRange(0.1, 100_000))
+@click.option("--duration", required=True, type=click.FloatRange(0.1, 86_400),
+              help="Seconds of submission.")
+@click.option("--mix", default="transfer", show_default=True,
+              help="Ops to send, comma-separated, optional weights: transfer:5,vote:1. "
+                   "From transfer, pledge, vote, give, claim.")
+@click.option("--nodes", "node_spec", default="all", show_default=True,
+              help="Nodes to submit to (n1,n2 or all).")
+@click.option("--drain", default=30.0, show_default=True,
+              help="Seconds to wait after submission for txs to become final.")
+@click.option("--name", default="load", show_default=True, help="Name of the result file.")
+@click.option("--seed", type=int, default=None, help="Seed of the op and sender choices.")
+@dir_option
+def load(tps: float, duration: float, mix: str, node_spec: str, drain: float, name: str,
+         seed: int | None, directory: Path | None) -> None:
+    """Sign and submit txs at a target rate; report tx/s and latency to final."""
+    m = _manifest(directory)
+    spec = LoadSpec(tps=tps, duration=duration, mix=parse_mix(mix),
+                    nodes=None if node_spec == "all" else [n.name for n in
+                                                           m.nodes_named(node_spec)],
+                    drain=drain, name=name, seed=seed)
+    ld = Load(m, spec)
+    total = ld.total
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+                  transient=False) as progress:
+        task = progress.add_task("setup", total=total, info="")
+
+        def tick(load: Load) -> None:
+            c = load.counts()
+            progress.update(task, description=load.state, completed=min(total, c["planned"]),
+                            info=f"accepted {c['accepted']} final {c['final']} "
+                                 f"rejected {c['rejected']} unreachable {c['unreachable']}")
+
+        try:
+            result = ld.run(progress=tick)
+        except KeyboardInterrupt:
+            ld.stop()
+            raise
+        tick(ld)
+    lat = result["latency_s"]
+
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f} s"
+
+    console.print(
+        f"accepted {result['accepted']} of {result['planned']} planned in "
+        f"{result['window_s']:.1f} s: [bold]{result['achieved_tps']:.1f} tx/s[/bold] "
+        f"(target {tps:g}); final {result['final']}, not final {result['not_final']}, "
+        f"rejected {sum(result['rejected'].values())}, unreachable {result['unreachable']}, "
+        f"skipped {result['skipped']}")
+    console.print(f"latency submission -> final: p50 {f(lat['p50'])}, p90 {f(lat['p90'])}, "
+                  f"p99 {f(lat['p99'])}, max {f(lat['max'])}")
+    if result["rejected"]:
+        console.print(f"rejections (op:reason): {result['rejected']}")
+    console.print(f"results: {ld.result_path}")
+    if result["state"] != "done":
+        raise DevnetError(f"load ended in state {result['state']}: {result.get('error')}")
+
+
+# --- faults -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("node")
+@click.option("--signal", "sig", type=click.Choice(["KILL", "TERM"]), default="KILL",
+              show_default=True, help="KILL crashes the node; TERM stops it cleanly.")
+@dir_option
+def kill(node: str, sig: str, directory: Path | None) -> None:
+    """Kill a node (NODE: n1, n1,n2 or all)."""
+    m = _manifest(directory)
+    res = control.kill_nodes(m, m.nodes_named(node), sig)
+    console.print(", ".join(f"{k}: {v}" for k, v in res.items()))
+
+
+@main.command()
+@click.argument("node")
+@dir_option
+def start(node: str, directory: Path | None) -> None:
+    """Start stopped node(s) (NODE: n1, n1,n2 or all); starts the proxy too if needed."""
+    m = _manifest(directory)
+    entries = m.nodes_named(node)
+    control.start_nodes(m, entries)
+    console.print(", ".join(f"{e.name}: pid {e.pid}" for e in entries))
+
+
+@main.command()
+@click.argument("node")
+@dir_option
+def restart(node: str, directory: Path | None) -> None:
+    """Stop node(s) cleanly (SIGTERM) and start them again."""
+    m = _manifest(directory)
+    entries = m.nodes_named(node)
+    control.restart_nodes(m, entries)
+    console.print(", ".join(f"{e.name}: pid {e.pid}" for e in entries))
+
+
+@main.command()
+@click.argument("groups")
+@click.option("--mode", type=click.Choice(["drop", "reset"]), default="drop",
+              show_default=True, help="drop: links go silent (held); reset: connections close.")
+@dir_option
+def partition(groups: str, mode: str, directory: Path | None) -> None:
+    """Cut every p2p link between groups, e.g. n1,n2/n3,n4 (through the link proxy)."""
+    m = _manifest(directory)
+    parsed = control.parse_groups(m, groups)
+    st = control.partition(m, parsed, mode)
+    console.print(f"partitioned {' | '.join(','.join(g) for g in parsed)} ({mode}); "
+                  f"{len(st.get('cut', []))} node pair(s) cut")
+
+
+@main.command()
+@dir_option
+def heal(directory: Path | None) -> None:
+    """Restore every p2p link."""
+    m = _manifest(directory)
+    control.heal(m)
+    console.print("all links restored")
+
+
+# --- scenario / report ----------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--fresh", is_flag=True,
+              help="Start a new devnet in --dir with the file's [devnet] settings, run, stop it.")
+@click.option("--nodes", type=click.IntRange(1, 32), default=None,
+              help="With --fresh: nodes to start [default: the file's devnet.nodes].")
+@click.option("--timeout", default=90.0, show_default=True,
+              help="With --fresh: seconds to wait for finality at start.")
+@dir_option
+def scenario(file: Path, fresh: bool, nodes: int | None, timeout: float,
+             directory: Path | None) -> None:
+    """Run a TOML scenario of steps; exit 1 when a step fails."""
+    from devnet.scenario import Runner, load_scenario
+
+    doc = load_scenario(file)
+    d = _dir(directory)
+    m: Manifest | None = None
+    ok = False
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        if fresh:
+            cfg = doc.get("devnet", {})
+            n = nodes or int(cfg.get("nodes", 4))
+            m = cluster.create(d, nodes=n, witnesses=int(cfg.get("witnesses", n)),
+                               block_interval=int(cfg.get("block_interval", 1)),
+                               accounts=int(cfg.get("accounts", 10)),
+                               maintenance_interval=int(cfg.get("maintenance_interval", 60)),
+                               base_fee=int(cfg.get("base_fee", 10)), seed=cfg.get("seed"))
+            console.print(f"fresh devnet in {d}: {n} node(s)")
+            cluster.start_all(m)
+            cluster.wait_final(m, min_final=1, timeout=timeout)
+        else:
+            m = load_manifest(d)
+        need = int(doc.get("devnet", {}).get("min_nodes", 1))
+        if len(m.nodes) < need:
+            raise DevnetError(f"{file.name} needs {need} nodes; this devnet has {len(m.nodes)}")
+        console.print(f"scenario {file.name}: {doc.get('description', '').strip()}")
+        ok = Runner(m, doc, lambda s: console.print(s, highlight=False, markup=False)).run()
+    except (KeyboardInterrupt, _Stop):
+        console.print("interrupted")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if fresh and m is not None:
+            res = cluster.stop_all(m)
+            console.print("stopped: " + ", ".join(f"{k}: {v}" for k, v in res.items()))
+            _where(m)
+    if not ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--seconds", default=0.0, show_default=True,
+              help="First sample the devnet once a second for this long.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Report file [default: DIR/report.md]; PNGs go next to it.")
+@dir_option
+def report(seconds: float, out: Path | None, directory: Path | None) -> None:
+    """Write report.md with PNG plots (heights, tx/s, latency) from the samples and loads."""
+    from devnet.report import sample_for, write_report
+
+    m = _manifest(directory)
+    if seconds > 0:
+        console.print(f"sampling for {seconds:g} s…")
+        sample_for(m, seconds)
+    path = write_report(m, out)
+    console.print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

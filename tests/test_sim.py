@@ -1,0 +1,365 @@
+"""Scenarios for the deterministic simulation (tests/sim.py explains the harness).
+
+Every scenario runs real nodes over the seeded fault layer in virtual time, asserts safety
+(no two conflicting final blocks on any nodes at any time), equal state digests at common
+final heights, and the liveness the scenario expects. A failure message names its seed;
+``run_sim(seed, ...)`` with that seed replays it exactly (same process, or any process with
+the same PYTHONHASHSEED). bench/sim.py runs the same scenarios over more seeds and the
+21-witness network for the full 500 slots.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from consensus.chain import BlockRef
+from muxernode.node import Node
+from tests.sim import EquivocatingNode, Faults, Sim, SimConfig, SimResult, run_sim
+
+# 21 witnesses cost about 1 s of wall time per slot on the 2-core test machines (every
+# node verifies ~40 signatures and handles ~350 frames per slot), so `make test` runs a
+# shorter chain; bench/sim.py runs the full 500 slots (MUXER_SIM_SLOTS_21 overrides).
+SLOTS_21 = int(os.environ.get("MUXER_SIM_SLOTS_21", "30"))
+PARTITION_SEEDS = list(range(20))
+
+
+@pytest.fixture
+def sim_dir(tmp_path: Path) -> Iterator[Path]:
+    """LevelDB directories on tmpfs when there is one (fsync-heavy: ~20% faster)."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        with tempfile.TemporaryDirectory(dir=shm, prefix="muxer-sim-") as d:
+            yield Path(d)
+    else:
+        yield tmp_path
+
+
+# --- shared scenario pieces ------------------------------------------------------------------
+
+
+def same_chain(sim: Sim, nodes: list[int]) -> bool:
+    """All these nodes have one head and one final block."""
+    refs = [(sim.node(i).chain.head, sim.node(i).chain.final) for i in nodes]
+    return all(r == refs[0] for r in refs)
+
+
+async def wait_for(sim: Sim, what: str, pred: object, *, max_slots: int) -> int:
+    """Poll ``pred()`` once per slot (late in the slot); return the slot it held at."""
+    assert callable(pred)
+    start = sim.current_slot()
+    for slot in range(start, start + max_slots + 1):
+        await sim.run_until_slot(slot, 0.9)
+        if pred():
+            return slot
+    raise AssertionError(f"seed {sim.seed}: {what} not reached within {max_slots} slots "
+                         f"(slot {sim.current_slot()})")
+
+
+def finals(sim: Sim, nodes: list[int]) -> dict[int, int]:
+    return {i: sim.node(i).chain.final.height for i in nodes}
+
+
+def assert_converged(res: SimResult) -> None:
+    """At the end every node holds the same final chain up to the lowest final height."""
+    top = min(f.height for f in res.finals.values())
+    ref = next(iter(res.final_chains.values()))[: top + 1]
+    for n, chain in res.final_chains.items():
+        assert chain[: top + 1] == ref, f"seed {res.seed}: node {n} final chain differs"
+
+
+# --- steady state: 4 and 21 witnesses ----------------------------------------------------------
+
+
+async def steady(sim: Sim, slots: int) -> int:
+    sim.nursery.start_soon(lambda: sim.transfer_load(every_slots=2, until_slot=slots - 5))
+    await sim.run_until_slot(slots)
+    sim.check()
+    checked = sim.check_common_digests()
+    assert sim.replay_digests(0) > 0
+    return checked
+
+
+def check_steady(res: SimResult, slots: int, warmup: int) -> None:
+    assert_converged(res)
+    assert res.max_lag(from_slot=warmup) <= 2, f"seed {res.seed}: finality lag above 2 slots"
+    for n, f in res.finals.items():
+        assert f.slot >= slots - 3, f"seed {res.seed}: node {n} final at slot {f.slot}"
+        assert res.heads[n].slot - f.slot <= 2
+    assert not any(res.evidence.values())
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_four_witnesses_500_slots(seed: int, sim_dir: Path) -> None:
+    cfg = SimConfig(witnesses=4, faults=Faults(delay=(0.005, 0.08)))
+    res, checked = run_sim(seed, cfg, lambda sim: steady(sim, 500), sim_dir)
+    check_steady(res, 500, cfg.warmup_slots)
+    assert checked >= 490
+    tx_heights = res.heads[0].height  # the chain has a block in every slot
+    assert tx_heights >= 495
+
+
+def test_twenty_one_witnesses(sim_dir: Path) -> None:
+    cfg = SimConfig(witnesses=21, accounts=4, faults=Faults(delay=(0.005, 0.05)))
+    res, checked = run_sim(7, cfg, lambda sim: steady(sim, SLOTS_21), sim_dir)
+    check_steady(res, SLOTS_21, cfg.warmup_slots)
+    assert checked >= SLOTS_21 - 10
+
+
+# --- one witness offline -----------------------------------------------------------------------
+
+
+async def one_offline(sim: Sim) -> dict[int, int]:
+    await sim.run_until_slot(120)
+    sim.check_common_digests([0, 1, 2])
+    return finals(sim, [0, 1, 2])
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_one_witness_offline(seed: int, sim_dir: Path) -> None:
+    """3 of 4 witnesses run (supermajority = 3): they keep finalizing; a slot in four
+    stays empty, so the final block trails the head by up to 3 slots at the slot's end."""
+    cfg = SimConfig(witnesses=4)
+    res, heights = run_sim(seed, cfg, one_offline, sim_dir, start=[0, 1, 2])
+    assert_converged(res)
+    assert res.max_lag(from_slot=cfg.warmup_slots) <= 3
+    for f in res.finals.values():
+        assert f.slot >= 116
+    assert min(heights.values()) >= 80  # about 3 blocks in every 4 slots
+
+
+# --- partitions ----------------------------------------------------------------------------------
+
+
+async def partitions(sim: Sim) -> dict[str, object]:
+    """2|2 (nobody finalizes), heal (all converge and finalize), 3|1 (the 3 finalize, the
+    lone node does not), heal (all converge and finalize again)."""
+    everyone = [0, 1, 2, 3]
+    order = sim.rng.sample(everyone, 4)
+    await sim.run_until_slot(10)
+    # --- 2|2
+    left, right = sorted(order[:2]), sorted(order[2:])
+    sim.partition(left, right)
+    sim.sampling = False
+    await sim.run_until_slot(13, 0.9)  # votes in flight at the cut have landed by now
+    frozen = finals(sim, everyone)
+    await sim.run_until_slot(25, 0.9)
+    assert finals(sim, everyone) == frozen, f"seed {sim.seed}: finality during 2|2"
+    heads_22 = {i: sim.node(i).chain.head.height for i in everyone}
+    assert all(heads_22[i] > frozen[i] for i in everyone), "both sides keep producing"
+    sim.heal()
+    healed_at = await wait_for(
+        sim, "convergence after 2|2",
+        lambda: same_chain(sim, everyone) and min(finals(sim, everyone).values())
+        > max(heads_22.values()), max_slots=80)
+    # --- 3|1
+    lone = order[0]
+    majority = sorted(i for i in everyone if i != lone)
+    sim.partition(majority, [lone])
+    await sim.run_until_slot(sim.current_slot() + 3, 0.9)
+    lone_final = sim.node(lone).chain.final.height
+    start_31 = finals(sim, majority)
+    await sim.run_until_slot(sim.current_slot() + 12, 0.9)
+    assert sim.node(lone).chain.final.height == lone_final, "the lone node finalized"
+    for i, h in finals(sim, majority).items():
+        assert h >= start_31[i] + 6, f"seed {sim.seed}: node {i} stalled in the majority"
+    top_31 = max(sim.node(i).chain.head.height for i in everyone)
+    sim.heal()
+    await wait_for(sim, "convergence after 3|1",
+                   lambda: same_chain(sim, everyone)
+                   and sim.node(lone).chain.final.height > top_31, max_slots=80)
+    sim.sampling = True
+    end = sim.current_slot() + 4
+    await sim.run_until_slot(end, 0.9)
+    sim.check_common_digests()
+    return {"healed_22": healed_at, "lone": lone, "end": end}
+
+
+@pytest.mark.parametrize("seed", PARTITION_SEEDS)
+def test_partitions_heal(seed: int, sim_dir: Path) -> None:
+    cfg = SimConfig(witnesses=4, faults=Faults(delay=(0.005, 0.06)))
+    res, info = run_sim(seed, cfg, partitions, sim_dir)
+    assert_converged(res)
+    end = info["end"]
+    assert isinstance(end, int)
+    assert res.max_lag(from_slot=end - 2) <= 2
+    assert not any(res.evidence.values()), "honest witnesses never equivocate"
+
+
+# --- message faults ------------------------------------------------------------------------------
+
+
+LOSSY = Faults(delay=(0.005, 0.15), spike_p=0.03, spike=(0.3, 1.5), drop_p=0.01,
+               reset_p=0.002)
+
+
+async def lossy(sim: Sim, slots: int) -> None:
+    sim.nursery.start_soon(lambda: sim.transfer_load(every_slots=1, until_slot=slots - 10))
+    await sim.run_until_slot(slots)
+    # liveness under faults: the final block keeps moving and everyone converges
+    await wait_for(sim, "convergence", lambda: same_chain(sim, [0, 1, 2, 3]), max_slots=60)
+    sim.check_common_digests()
+    sim.replay_digests(1)
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_delays_drops_reordering(seed: int, sim_dir: Path) -> None:
+    """Per-frame delays (5-150 ms, 3% spikes up to 1.5 s: reordering across links), 1% of
+    frames lost, 0.2% resetting their connection."""
+    cfg = SimConfig(witnesses=4, faults=LOSSY)
+    res, _ = run_sim(seed, cfg, lambda sim: lossy(sim, 150), sim_dir)
+    assert_converged(res)
+    assert res.net_stats["dropped"] > 0 and res.net_stats["resets"] > 0
+    for f in res.finals.values():
+        assert f.height >= 100, f"seed {seed}: finality stalled under faults"
+    # most of the time finality keeps up even so
+    lags = [lag for v in res.lags.values() for _s, lag in v]
+    assert sum(1 for x in lags if x <= 2) >= 0.8 * len(lags)
+
+
+# --- an equivocating witness ---------------------------------------------------------------------
+
+
+async def equivocation(sim: Sim) -> dict[str, int]:
+    await sim.run_until_slot(80)
+    bad = sim.node(0)
+    assert isinstance(bad, EquivocatingNode)
+    twins_seen = 0
+    for i in (1, 2, 3):
+        node = sim.node(i)
+        twins_seen += sum(1 for t in bad.twins.values() if node.block_known(t))
+    sim.check_common_digests([1, 2, 3])
+    return {"twins": len(bad.twins), "twins_seen": twins_seen,
+            "double_votes": len(bad.double_votes)}
+
+
+@pytest.mark.parametrize("seed", [8, 9])
+def test_equivocating_witness(seed: int, sim_dir: Path) -> None:
+    """Witness 0 signs two blocks for each of its slots and two votes per slot. The honest
+    three stay safe, keep finalizing, and record double-vote evidence against it."""
+    cfg = SimConfig(witnesses=4, node_factory={0: EquivocatingNode})
+    res, info = run_sim(seed, cfg, equivocation, sim_dir)
+    assert_converged(res)
+    assert info["twins"] >= 10 and info["twins_seen"] > 0 and info["double_votes"] >= 40
+    bad_witness = next(iter(res.evidence[0]))[1] if res.evidence[0] else None
+    for i in (1, 2, 3):
+        kinds = {(k, w) for k, w in res.evidence[i]}
+        assert any(k == "double" for k, _w in kinds), f"seed {seed}: node {i} saw no evidence"
+        witnesses = {w for _k, w in kinds}
+        assert len(witnesses) == 1, "only the equivocator is accused"
+        if bad_witness is not None:
+            assert witnesses == {bad_witness}
+        assert res.finals[i].slot >= 70, f"seed {seed}: honest node {i} stopped finalizing"
+
+
+# --- crash and restart ---------------------------------------------------------------------------
+
+
+async def crash_restart(sim: Sim) -> dict[str, object]:
+    sim.nursery.start_soon(lambda: sim.transfer_load(every_slots=1, until_slot=100))
+    victim = 1 + sim.rng.randrange(3)
+    await sim.run_until_slot(20 + sim.rng.randrange(10), sim.rng.random())
+    before = sim.node(victim).chain.head.height
+    await sim.crash(victim)
+    await sim.run_until_slot(sim.current_slot() + 25)
+    others = [i for i in range(4) if i != victim]
+    ahead = min(sim.node(i).chain.head.height for i in others)
+    assert ahead > before + 15, "the other three went on without it"
+    await sim.restart(victim)
+    caught = await wait_for(sim, "catch-up by sync",
+                            lambda: same_chain(sim, [0, 1, 2, 3]), max_slots=60)
+    # a second crash at a random instant, right after restart this time
+    await sim.run_until_slot(caught + 3, sim.rng.random())
+    await sim.crash(victim)
+    await sim.restart(victim)
+    await wait_for(sim, "catch-up after the second crash",
+                   lambda: same_chain(sim, [0, 1, 2, 3]), max_slots=60)
+    await sim.run_until_slot(sim.current_slot() + 5)
+    sim.check_common_digests()
+    assert sim.replay_digests(victim) > 0
+    return {"victim": victim, "regressions": sim.nodes[victim].regressions,
+            "crashes": sim.nodes[victim].crashes}
+
+
+@pytest.mark.parametrize("seed", [10, 11])
+def test_crash_and_restart(seed: int, sim_dir: Path) -> None:
+    res, info = run_sim(seed, SimConfig(witnesses=4), crash_restart, sim_dir)
+    assert_converged(res)
+    assert info["crashes"] == 2
+    victim = info["victim"]
+    assert isinstance(victim, int)
+    assert res.finals[victim] == res.finals[0] or res.finals[victim].slot >= res.heads[0].slot - 3
+
+
+# --- an election -----------------------------------------------------------------------------------
+
+
+async def election(sim: Sim) -> dict[str, object]:
+    keys = sim.witness_keys
+    new_set = [k.address for k in keys[2:6]]  # w2..w5 (genesis active: w0..w3)
+    await sim.run_until_slot(3)
+    raws = [sim.make_tx(a, [9, new_set]) for a in range(len(sim.account_keys))]
+    results = await sim.submit(0, raws)
+    assert all("tx_id" in r for r in results), results
+    # maintenance at t >= 30 s; the new set starts at the first round after the block
+    # whose votes make that maintenance block final
+    await wait_for(sim, "the new epoch",
+                   lambda: all(len(sim.node(i).consensus.schedule.epochs) == 2
+                               for i in range(6)), max_slots=60)
+    epochs = [tuple(sim.node(i).consensus.schedule.epochs) for i in range(6)]
+    assert all(e == epochs[0] for e in epochs), "every node switched at the same round"
+    first = epochs[0][1].first_slot
+    assert set(epochs[0][1].active) == set(new_set)
+    await sim.run_until_slot(first + 24)
+    producers = set(sim.witnesses_between(0, first, first + 23))
+    before = set(sim.witnesses_between(0, 1, first - 1))
+    sim.check_common_digests()
+    return {"first": first, "producers": producers, "before": before,
+            "new_set": set(new_set), "old_set": {k.address for k in keys[:4]}}
+
+
+@pytest.mark.parametrize("seed", [12, 13])
+def test_vote_witness_election(seed: int, sim_dir: Path) -> None:
+    """6 registered witnesses, 4 active (w0..w3 at genesis). Every account approves
+    w2..w5; after the maintenance at 30 s is final, the schedule's second epoch makes
+    w2..w5 the producers and voters, and finality goes on with them."""
+    cfg = SimConfig(witnesses=6, active=4, maintenance=30)
+    res, info = run_sim(seed, cfg, election, sim_dir)
+    assert_converged(res)
+    first = info["first"]
+    assert isinstance(first, int) and first > 30
+    assert info["before"] == info["old_set"]
+    assert info["producers"] == info["new_set"], "w4 and w5 produce, w0 and w1 do not"
+    for f in res.finals.values():
+        assert f.slot >= first + 20, f"seed {seed}: no finality under the new set"
+    assert res.max_lag(from_slot=first + 4) <= 2
+
+
+# --- replay ------------------------------------------------------------------------------------------
+
+
+def test_same_seed_same_run(sim_dir: Path) -> None:
+    """Two runs of a faulty scenario with one seed: identical final chains, heads, lags
+    and fault counts; another seed gives another run."""
+    cfg = SimConfig(witnesses=4, faults=LOSSY)
+
+    async def scenario(sim: Sim) -> list[BlockRef]:
+        sim.nursery.start_soon(lambda: sim.transfer_load(every_slots=1, until_slot=50))
+        await sim.run_until_slot(60, 0.5)
+        return [sim.node(i).chain.head for i in range(4)]
+
+    runs = [run_sim(21, cfg, scenario, sim_dir / f"r{k}") for k in range(2)]
+    (a, heads_a), (b, heads_b) = runs
+    assert a.outcome() == b.outcome()
+    assert heads_a == heads_b
+    assert a.lags == b.lags and a.net_stats == b.net_stats
+    other, _ = run_sim(22, cfg, scenario, sim_dir / "other")
+    assert other.net_stats != a.net_stats
+
+
+def test_node_factory_default_is_node() -> None:
+    assert SimConfig().node_factory.get(0, Node) is Node
