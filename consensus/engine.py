@@ -233,7 +233,7 @@ class Consensus:
             self._record_production(block.witness, parent.slot,
                                     self.chain.slot_of(block.timestamp))
         self._add_to_tree(block)
-        self.node_view.on_block(block.id)
+        self._note_retried(block.id)
         self.chain_view.on_block(block.id)
         self._count_included(block)
         self._decide_elections(block)
@@ -242,7 +242,12 @@ class Consensus:
     def add_side_block(self, block: Block) -> None:
         """A valid-looking block off the main chain: known for ancestry and fork choice."""
         self._add_to_tree(block)
-        self.node_view.on_block(block.id)
+        self._note_retried(block.id)
+
+    def _note_retried(self, block_id: bytes) -> None:
+        """Votes that waited for this block are processed now: keep their evidence."""
+        for outcome in self.node_view.on_block(block_id):
+            self._note(outcome.evidence)
 
     def leaves(self) -> list[bytes]:
         """Tips of the block tree (candidates for the fork choice)."""

@@ -411,7 +411,10 @@ class Node:
     async def accept_block(self, block: Block) -> bool:
         if block.id in self.bad_blocks:
             return False
-        if self.block_known(block.id) or block.height <= self.chain.final.height:
+        # "have it" = in the block tree, not merely stored: a side block stored before a
+        # restart is not in the rebuilt tree and must be taken again when it comes back
+        if (block.id in self.consensus.tree or block.id in self.orphans
+                or block.id in self.held or block.height <= self.chain.final.height):
             return True  # already have it, or it cannot matter (below final)
         if block.timestamp > self.now() + 1:
             if len(self.held) < MAX_HELD:

@@ -443,7 +443,7 @@ class SimResult:
     heads: dict[int, BlockRef]
     finals: dict[int, BlockRef]
     lags: dict[int, list[tuple[int, int]]]  # node -> [(slot, head.slot - final.slot)]
-    evidence: dict[int, list[tuple[str, bytes]]]  # node -> [(kind, witness)]
+    evidence: dict[int, list[tuple[str, bytes, bytes, bytes]]]  # [(kind, witness, a, b)]
     net_stats: dict[str, int]
     extra: dict[str, Any]
 
@@ -736,10 +736,11 @@ class Sim:
 
     def result(self) -> SimResult:
         live = self.running()
-        evidence: dict[int, list[tuple[str, bytes]]] = {}
+        evidence: dict[int, list[tuple[str, bytes, bytes, bytes]]] = {}
         for sn in live:
             assert sn.node is not None
-            evidence[sn.index] = [(e.kind, e.vote_a.witness) for e in sn.node.consensus.evidence]
+            evidence[sn.index] = [(e.kind, e.vote_a.witness, e.vote_a.hash, e.vote_b.hash)
+                                  for e in sn.node.consensus.evidence]
         return SimResult(
             seed=self.seed,
             virtual_seconds=trio.current_time(),
@@ -826,24 +827,27 @@ class EquivocatingNode(Node):
 
     The twin of each block it produces has the same parent, slot, txs and state digest but
     one vote fewer (so a different votes_root and id): a fully valid block. Each peer is
-    told about the two blocks in a random order, so honest nodes split between them. After
-    its honest vote for a slot it signs a second vote with the same source and target slot
-    and a different target block (the twin when there is one, else the head's parent): a
-    "double" vote that honest nodes must record as evidence.
+    told about the two blocks in its own random order, so honest nodes may split between
+    them. After its honest vote for a slot it signs a second vote with the same source and
+    target slot and another target block (the twin when there is one, else the source's
+    block itself, which is a valid checkpoint at the target slot): a "double" vote that
+    honest nodes must record as evidence. Both votes go out together.
     """
 
-    twins: dict[int, bytes]
-    double_votes: list[Vote]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.twins: dict[int, bytes] = {}  # slot -> id of the second block
+        self.double_votes: list[Vote] = []
+        self._producing = False
 
     def produce(self, slot: int) -> Block:
-        if not hasattr(self, "twins"):
-            self.twins = {}
-            self.double_votes = []
         net, self.network = self.network, None  # announce by hand, below
+        self._producing = True
         try:
-            block = super().produce(slot)
+            block = super().produce(slot)  # commits it and casts the honest vote (unsent)
         finally:
             self.network = net
+            self._producing = False
         ids = [block.id]
         if block.votes:
             assert self.witness_key is not None
@@ -861,13 +865,15 @@ class EquivocatingNode(Node):
             for pid in net.peer_ids():
                 announce_to(self, [pid], Kind.BLOCK, rng.sample(ids, len(ids)))
             net.broadcast_head()
+        self._double_vote(slot)
         return block
 
     def cast_vote(self, slot: int) -> None:
-        if not hasattr(self, "twins"):
-            self.twins = {}
-            self.double_votes = []
         super().cast_vote(slot)
+        if not self._producing:
+            self._double_vote(slot)
+
+    def _double_vote(self, slot: int) -> None:
         key = self.witness_key
         if key is None:
             return
@@ -876,17 +882,13 @@ class EquivocatingNode(Node):
         if len(mine) != 1:
             return
         honest = mine[0]
-        other = self.twins.get(slot)
-        if other is None or other == honest.target_id:
-            info = self.consensus.tree.get(honest.target_id)
-            if info is None or not info.parent or info.height <= 0:
-                return
-            other = info.parent
-        if other == honest.source_id:
-            return  # a source -> source link would be invalid, not slashable
+        other = self.twins.get(slot, honest.source_id)
+        if other == honest.target_id:
+            other = honest.source_id
+        if other == honest.target_id:
+            return  # the head is the source's block: no other valid target for this slot
         vote = Vote.sign(key, self.chain_id, honest.source_id, honest.source_slot, other, slot)
         self.double_votes.append(vote)
         self.consensus.add_vote(vote, slot)
         if self.network is not None:
-            self.network.broadcast_votes([vote.hash])
-
+            self.network.broadcast_votes([honest.hash, vote.hash])

@@ -224,36 +224,40 @@ def test_delays_drops_reordering(seed: int, sim_dir: Path) -> None:
 # --- an equivocating witness ---------------------------------------------------------------------
 
 
-async def equivocation(sim: Sim) -> dict[str, int]:
+async def equivocation(sim: Sim) -> dict[str, object]:
     await sim.run_until_slot(80)
     bad = sim.node(0)
     assert isinstance(bad, EquivocatingNode)
-    twins_seen = 0
-    for i in (1, 2, 3):
-        node = sim.node(i)
-        twins_seen += sum(1 for t in bad.twins.values() if node.block_known(t))
+    twins_seen = {i: sum(1 for t in bad.twins.values() if sim.node(i).block_known(t))
+                  for i in (1, 2, 3)}
     sim.check_common_digests([1, 2, 3])
-    return {"twins": len(bad.twins), "twins_seen": twins_seen,
-            "double_votes": len(bad.double_votes)}
+    # double votes old enough to have reached everyone (the last ones may be in flight)
+    settled = {v.hash for v in bad.double_votes if v.target_slot <= 77}
+    return {"twins": len(bad.twins), "twins_seen": twins_seen, "double_votes": settled,
+            "witness": bad.witness_key.address if bad.witness_key else b""}
 
 
 @pytest.mark.parametrize("seed", [8, 9])
 def test_equivocating_witness(seed: int, sim_dir: Path) -> None:
-    """Witness 0 signs two blocks for each of its slots and two votes per slot. The honest
-    three stay safe, keep finalizing, and record double-vote evidence against it."""
+    """Witness 0 signs two blocks for each of its slots and two votes for every slot. The
+    honest three stay safe, keep finalizing, and record evidence of every double vote
+    against it, and against nobody else."""
     cfg = SimConfig(witnesses=4, node_factory={0: EquivocatingNode})
     res, info = run_sim(seed, cfg, equivocation, sim_dir)
     assert_converged(res)
-    assert info["twins"] >= 10 and info["twins_seen"] > 0 and info["double_votes"] >= 40
-    bad_witness = next(iter(res.evidence[0]))[1] if res.evidence[0] else None
+    twins, seen, double = info["twins"], info["twins_seen"], info["double_votes"]
+    assert isinstance(twins, int) and isinstance(seen, dict) and isinstance(double, set)
+    assert twins >= 15, "the equivocator signed a second block in its slots"
+    assert all(n == twins for n in seen.values()), "every honest node got every twin"
+    assert len(double) >= 60
     for i in (1, 2, 3):
-        kinds = {(k, w) for k, w in res.evidence[i]}
-        assert any(k == "double" for k, _w in kinds), f"seed {seed}: node {i} saw no evidence"
-        witnesses = {w for _k, w in kinds}
-        assert len(witnesses) == 1, "only the equivocator is accused"
-        if bad_witness is not None:
-            assert witnesses == {bad_witness}
-        assert res.finals[i].slot >= 70, f"seed {seed}: honest node {i} stopped finalizing"
+        assert {w for _k, w, _a, _b in res.evidence[i]} == {info["witness"]}
+        assert {k for k, _w, _a, _b in res.evidence[i]} == {"double"}
+        accused = {h for _k, _w, a, b in res.evidence[i] for h in (a, b)}
+        assert double <= accused, f"seed {seed}: node {i} missed evidence"
+        assert res.finals[i].slot >= 76, f"seed {seed}: honest node {i} stopped finalizing"
+    # a split between a block and its twin can cost the honest votes one slot
+    assert res.max_lag([1, 2, 3], from_slot=10) <= 3
 
 
 # --- crash and restart ---------------------------------------------------------------------------
@@ -293,6 +297,31 @@ def test_crash_and_restart(seed: int, sim_dir: Path) -> None:
     victim = info["victim"]
     assert isinstance(victim, int)
     assert res.finals[victim] == res.finals[0] or res.finals[victim].slot >= res.heads[0].slot - 3
+
+
+async def crash_under_forks(sim: Sim) -> int:
+    """Node 1 crashes six times while witness 0 forks the chain in every one of its slots,
+    so node 1 has side blocks on disk at each restart."""
+    for k in range(6):
+        await sim.run_until_slot(10 + 12 * k, sim.rng.random())
+        await sim.crash(1)
+        await sim.run_until_slot(sim.current_slot() + 2, sim.rng.random())
+        await sim.restart(1)
+    slot = await wait_for(sim, "catch-up by sync", lambda: same_chain(sim, [1, 2, 3]),
+                          max_slots=40)
+    sim.check_common_digests([1, 2, 3])
+    return slot
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_crash_restart_with_side_blocks(seed: int, sim_dir: Path) -> None:
+    """Regression (seeds 1 and 4): a side block stored before a crash is not in the block
+    tree rebuilt at restart; the node took "stored" for "have it", ignored the block when
+    the network's chain came back through it, and stayed on a dead fork for good."""
+    cfg = SimConfig(witnesses=4, node_factory={0: EquivocatingNode})
+    res, slot = run_sim(seed, cfg, crash_under_forks, sim_dir)
+    assert_converged(res)
+    assert res.finals[1].slot >= slot - 3
 
 
 # --- an election -----------------------------------------------------------------------------------
@@ -359,7 +388,3 @@ def test_same_seed_same_run(sim_dir: Path) -> None:
     assert a.lags == b.lags and a.net_stats == b.net_stats
     other, _ = run_sim(22, cfg, scenario, sim_dir / "other")
     assert other.net_stats != a.net_stats
-
-
-def test_node_factory_default_is_node() -> None:
-    assert SimConfig().node_factory.get(0, Node) is Node
