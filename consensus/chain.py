@@ -18,7 +18,7 @@ The chain reads no clock: "not more than 1 s ahead of the local clock" is the no
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +91,8 @@ class Chain:
         self.on_commit: list[Callable[[Block, BlockRef], None]] = []
         # state keys the last commit changed, and a counter of commits and pops: a view
         # that saw version v-1 and finds last_changes set may refresh just those keys
-        self.last_changes: Iterable[bytes] | None = None
+        self.last_changes: Mapping[bytes, bytes | None] | None = None
+        self._refs: dict[bytes, BlockRef] = {}  # recent committed blocks, for set_final
         self.version = 0
         # extra validity of a block's votes (the consensus engine's): a reason, or None
         self.check_votes: Callable[[Block], str | None] | None = None
@@ -240,7 +241,10 @@ class Chain:
             self.app_reset()
             raise
         self.head = ref
-        self.last_changes = changes.keys()
+        self._refs[block.id] = ref
+        if len(self._refs) > 4096:
+            del self._refs[next(iter(self._refs))]
+        self.last_changes = changes
         self.version += 1
         self._ids[block.height] = block.id
         self._ids.pop(block.height - 70000, None)
@@ -377,14 +381,16 @@ class Chain:
 
     def set_final(self, block_id: bytes) -> None:
         """Record a new final block on the main chain and prune undo records below it."""
-        raw = self.store.get(schema.block_key(block_id))
-        if raw is None:
-            return
-        block = decode_block(raw, self.params.max_block_bytes)
-        if block.height <= self.final.height or self.block_id_at(block.height) != block_id:
+        ref = self._refs.get(block_id)
+        if ref is None:  # not a recent main-chain block: read its header from the store
+            raw = self.store.get(schema.block_key(block_id))
+            if raw is None:
+                return
+            block = decode_block(raw, self.params.max_block_bytes)
+            ref = BlockRef(block.height, block.id, block.timestamp, self.slot_of(block.timestamp))
+        if ref.height <= self.final.height or self.block_id_at(ref.height) != block_id:
             return
         old = self.final
-        ref = BlockRef(block.height, block.id, block.timestamp, self.slot_of(block.timestamp))
         batch: dict[bytes, bytes | None] = {
             schema.META_FINAL: _pack([ref.height, ref.id, ref.timestamp, ref.slot])
         }

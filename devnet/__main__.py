@@ -70,8 +70,27 @@ class _Stop(Exception):
     pass
 
 
+_stopping = False
+
+
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    global _stopping
+    if _stopping:  # a second Ctrl-C must not abort the clean-up that the first one began
+        return
+    _stopping = True
     raise _Stop()
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM raise _Stop while the block runs (even where SIGINT was ignored,
+    as for a background job of a shell), so that the devnet stops its nodes itself."""
+
+    def __enter__(self) -> None:
+        self._old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
 
 
 @main.command()
@@ -99,8 +118,7 @@ def up(nodes: int, witnesses: int | None, block_interval: int, accounts: int,
                        log=lambda s: console.print(f"[dim]{s}[/dim]"))
     console.print(f"devnet in {d}: chain {m.chain_id[:16]}…, {nodes} node(s), "
                   f"{witnesses or nodes} witness(es)")
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
-    try:
+    with _StopSignals():
         try:
             cluster.start_all(m)
             console.print("nodes serving RPC; waiting for finality to advance on every node…")
@@ -123,18 +141,22 @@ def up(nodes: int, witnesses: int | None, block_interval: int, accounts: int,
                           f"stop:   python -m devnet down --dir {d}")
             return
         _live(m)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _live(m: Manifest, *, stop_on_exit: bool = True, source: str = "up") -> None:
-    """The live table, refreshed (and sampled to metrics.jsonl) every second until Ctrl-C."""
+    """The live table, refreshed (and sampled to metrics.jsonl) every second until Ctrl-C,
+    SIGTERM, or until another command (``down``) has stopped every process."""
     try:
         with Live(status_table(cluster.collect_status(m)), console=console,
                   refresh_per_second=2) as live:
-            while True:  # ends with Ctrl-C or SIGTERM
+            while True:
                 t0 = time.monotonic()
                 status = cluster.collect_status(m)
+                if not status["proxy"]["running"] and not any(
+                        n["running"] for n in status["nodes"]):
+                    live.update(status_table(status))
+                    console.print("every devnet process has been stopped (by `down`?)")
+                    return
                 cluster.append_sample(m, status, source)
                 live.update(status_table(status, title=f"devnet {m.dir}  chain "
                                          f"{m.chain_id[:16]}…  (Ctrl-C to "
@@ -181,11 +203,8 @@ def status(as_json: bool, watch: bool, directory: Path | None) -> None:
     """The status of every node: height, final height, peers, mempool, tx/s."""
     m = _manifest(directory)
     if watch:
-        previous = signal.signal(signal.SIGTERM, _raise_stop)
-        try:
+        with _StopSignals():
             _live(m, stop_on_exit=False, source="status")
-        finally:
-            signal.signal(signal.SIGTERM, previous)
         return
     st = cluster.collect_status(m)
     if as_json:
@@ -368,34 +387,34 @@ def scenario(file: Path, fresh: bool, nodes: int | None, timeout: float,
     d = _dir(directory)
     m: Manifest | None = None
     ok = False
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
-    try:
-        if fresh:
-            cfg = doc.get("devnet", {})
-            n = nodes or int(cfg.get("nodes", 4))
-            m = cluster.create(d, nodes=n, witnesses=int(cfg.get("witnesses", n)),
-                               block_interval=int(cfg.get("block_interval", 1)),
-                               accounts=int(cfg.get("accounts", 10)),
-                               maintenance_interval=int(cfg.get("maintenance_interval", 60)),
-                               base_fee=int(cfg.get("base_fee", 10)), seed=cfg.get("seed"))
-            console.print(f"fresh devnet in {d}: {n} node(s)")
-            cluster.start_all(m)
-            cluster.wait_final(m, min_final=1, timeout=timeout)
-        else:
-            m = load_manifest(d)
-        need = int(doc.get("devnet", {}).get("min_nodes", 1))
-        if len(m.nodes) < need:
-            raise DevnetError(f"{file.name} needs {need} nodes; this devnet has {len(m.nodes)}")
-        console.print(f"scenario {file.name}: {doc.get('description', '').strip()}")
-        ok = Runner(m, doc, lambda s: console.print(s, highlight=False, markup=False)).run()
-    except (KeyboardInterrupt, _Stop):
-        console.print("interrupted")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if fresh and m is not None:
-            res = cluster.stop_all(m)
-            console.print("stopped: " + ", ".join(f"{k}: {v}" for k, v in res.items()))
-            _where(m)
+    with _StopSignals():
+        try:
+            if fresh:
+                cfg = doc.get("devnet", {})
+                n = nodes or int(cfg.get("nodes", 4))
+                m = cluster.create(d, nodes=n, witnesses=int(cfg.get("witnesses", n)),
+                                   block_interval=int(cfg.get("block_interval", 1)),
+                                   accounts=int(cfg.get("accounts", 10)),
+                                   maintenance_interval=int(cfg.get("maintenance_interval", 60)),
+                                   base_fee=int(cfg.get("base_fee", 10)), seed=cfg.get("seed"))
+                console.print(f"fresh devnet in {d}: {n} node(s)")
+                cluster.start_all(m)
+                cluster.wait_final(m, min_final=1, timeout=timeout)
+            else:
+                m = load_manifest(d)
+            need = int(doc.get("devnet", {}).get("min_nodes", 1))
+            if len(m.nodes) < need:
+                raise DevnetError(f"{file.name} needs {need} nodes; this devnet has "
+                                  f"{len(m.nodes)}")
+            click.echo(f"scenario {file.name}: {doc.get('description', '').strip()}")
+            ok = Runner(m, doc, click.echo).run()
+        except (KeyboardInterrupt, _Stop):
+            console.print("interrupted")
+        finally:
+            if fresh and m is not None:
+                res = cluster.stop_all(m)
+                console.print("stopped: " + ", ".join(f"{k}: {v}" for k, v in res.items()))
+                _where(m)
     if not ok:
         sys.exit(1)
 

@@ -285,15 +285,16 @@ class Load:
             phases.append([(claimant, "claim", {
                 "society": self.society, "amount": 10**11, "karma": 10**7,
                 "subject": "devnet load", "details": "", "evidence": "load"})])
+        total = len(phases) + (1 if need_claim else 0)
         for i, phase in enumerate(phases):
-            ids = self._submit_setup(phase, f"setup phase {i + 1}/{len(phases) + need_claim}")
-            if need_claim and phase[0][1] == "claim":
+            ids = self._submit_setup(phase, f"setup phase {i + 1}/{total}")
+            if phase[0][1] == "claim":
                 self.claim_id = ids[0]
         if need_claim:
             assert self.claim_id is not None
             votes = [(n, "vote", {"claim": self.claim_id, "stance": "approve"})
                      for n in names[1:]]
-            self._submit_setup(votes, f"setup phase {len(phases) + 1}/{len(phases) + 1}")
+            self._submit_setup(votes, f"setup phase {total}/{total}")
 
     def _submit_setup(self, phase: list[tuple[str, str, dict[str, Any]]], what: str) -> list[str]:
         tapos = self._tapos_now(force=True)

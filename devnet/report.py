@@ -90,12 +90,12 @@ def write_report(m: Manifest, out: Path | None = None) -> Path:
     images: list[tuple[str, str]] = []
 
     def series(key: str, name: str) -> tuple[list[float], list[float]]:
+        # NaN where the node had no value (stopped, unreachable): the line breaks there
         xs, ys = [], []
         for s in samples:
             v = s["nodes"].get(name, {}).get(key)
-            if v is not None:
-                xs.append(s["t"] - t0)
-                ys.append(float(v))
+            xs.append(s["t"] - t0)
+            ys.append(float("nan") if v is None else float(v))
         return xs, ys
 
     # heights

@@ -205,7 +205,7 @@ class Node:
         if self._pending_version == chain.version:
             self.pending.state.rollback()  # same head (an eviction): keep the whole cache
         elif self._pending_version == chain.version - 1 and chain.last_changes is not None:
-            self.pending.state.forget(chain.last_changes)
+            self.pending.state.absorb(chain.last_changes)
         else:
             self.pending.state.reset()
         self._pending_version = chain.version

@@ -17,7 +17,7 @@ itself outside the sum. Keys in the store carry the ledger's one-byte prefix.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from consensus.codec import decode, encode
@@ -152,6 +152,20 @@ class State:
         for k in store_keys:
             if k.startswith(self._prefix):
                 cache.pop(k[n:], None)
+        self._digest_sum = _load_sum(self._kv, self._prefix)
+
+    def absorb(self, changes: Mapping[bytes, bytes | None]) -> None:
+        """Like ``forget``, but take the committed values from ``changes`` (store keys and
+        their new encodings) for the records already cached, instead of re-reading them."""
+        self.rollback()
+        n = len(self._prefix)
+        cache = self._cache
+        prefix = self._prefix
+        for k, raw in changes.items():
+            if k.startswith(prefix):
+                key = k[n:]
+                if key in cache:
+                    cache[key] = [None if raw is None else decode(raw), raw]
         self._digest_sum = _load_sum(self._kv, self._prefix)
 
     def digest(self) -> bytes:

@@ -260,6 +260,33 @@ def test_mutual_aid_scenario(devnet3: Path) -> None:
         f"{res.stdout}\n{res.stderr}\n{log_tails(devnet3)}"
 
 
+def test_load(devnet3: Path) -> None:
+    out = devnet("load", "--tps", "10", "--duration", "3", "--mix",
+                 "transfer,pledge,vote,give,claim", "--drain", "20", "--dir", str(devnet3),
+                 timeout=90).stdout
+    assert "tx/s" in out and "p99" in out
+    files = sorted((devnet3 / "load").glob("load-*.json"))
+    assert files
+    result = json.loads(files[-1].read_text())
+    assert result["state"] == "done" and result["planned"] == 30
+    assert result["accepted"] == 30 and result["final"] == 30, result["rejected"]
+    assert 0 < result["latency_s"]["p50"] <= result["latency_s"]["p99"] < 20
+
+
+def test_logs_and_report(devnet3: Path) -> None:
+    out = devnet("logs", "n1", "-n", "5", "--dir", str(devnet3), timeout=30).stdout
+    assert 0 < len(out.splitlines()) <= 5
+    assert "muxer" in out or "p2p" in out
+    res = devnet("logs", "n9", "--dir", str(devnet3), check=False, timeout=30)
+    assert res.returncode != 0 and "no node 'n9'" in res.stderr
+    devnet("report", "--seconds", "2", "--dir", str(devnet3), timeout=60)
+    text = (devnet3 / "report.md").read_text()
+    assert "# Devnet report" in text and "| n3 |" in text
+    assert "## Load `load`" in text
+    for png in ("heights.png", "txrate.png", "latency.png", "load.png"):
+        assert (devnet3 / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_down_stops_everything_then_clean(devnet3: Path) -> None:
     m = load_manifest(devnet3)
     pids = [(n.pid, procs.node_marks(n)) for n in m.nodes] + \
