@@ -148,13 +148,25 @@ def watch_final_stalled(m: Manifest, seconds: float, *, heads_advance: bool = Tr
                      f"{st1[n]['head_height']}" for n, a in st0.items())
 
 
+CONVERGED_SPREAD = 3  # blocks between the highest and lowest final height
+
+
 def check_converged(m: Manifest, baseline: int | None) -> tuple[bool, str]:
-    """All running nodes agree on the block at the lowest of their final heights, which is
-    above ``baseline`` (if given)."""
-    rows = _live_rows(cluster.collect_status(m))
+    """Every running node answers, their final heights are within CONVERGED_SPREAD of each
+    other (a node that restarted has caught up), the lowest is above ``baseline`` (if
+    given), and all agree on the block at that height. Stopped nodes are left out."""
+    status = cluster.collect_status(m)
+    rows = _live_rows(status)
+    mute = [n["name"] for n in status["nodes"] if n["running"] and not n["reachable"]]
+    if mute:
+        return False, f"running but not answering: {', '.join(mute)}"
     if not rows:
-        return False, "no running node answers"
+        return False, "no running node"
     h = min(int(n["final_height"] or 0) for n in rows)
+    top = max(int(n["final_height"] or 0) for n in rows)
+    if top - h > CONVERGED_SPREAD:
+        return False, "final heights apart: " + ", ".join(
+            f"{n['name']} {n['final_height']}" for n in rows)
     if baseline is not None and h <= baseline:
         return False, f"lowest final height {h} is not above {baseline}"
     ids: dict[str, str] = {}

@@ -143,8 +143,10 @@ class Runner:
         return [e for e in self.m.nodes if procs.node_alive(e)]
 
     def _nodes(self, spec: Any, default: str = "first") -> list[NodeEntry]:
-        if spec is None:
+        if spec is None or spec == "":
             spec = default
+        if not spec:
+            raise ScenarioError("this step needs node = \"n1\" (or \"n1,n2\", \"all\")")
         running = self._running()
         if spec == "first":
             if not running:

@@ -23,6 +23,9 @@ class NodeMetrics:
                                     registry=r)
         self.txs_included = Counter("muxer_txs_included", "Transactions included in blocks",
                                     registry=r)
+        self.gossip_dropped = Counter("muxer_gossip_txs_dropped",
+                                      "Gossiped txs dropped because the check queue was full",
+                                      registry=r)
         self.block_apply_seconds = Histogram(
             "muxer_block_apply_seconds", "Time to build or apply and commit one block",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,

@@ -33,7 +33,7 @@ from muxernode.config import NodeConfig
 from muxernode.ledger import Ledger
 from muxernode.metrics import NodeMetrics
 from muxernode.ops import decode_op, op_to_json
-from p2p import Kind, Network, P2PConfig, PeerUnavailable, Transport
+from p2p import PENALTIES, Kind, Network, P2PConfig, PeerUnavailable, Transport
 from storage import schema
 from storage.leveldb import LevelDBStore
 
@@ -48,6 +48,9 @@ NODE_KEY_FILE = "node.key"  # the p2p identity (not a witness key), mode 0600
 MAX_ORPHANS = 2048  # blocks whose parent we have not seen yet
 MAX_HELD = 256  # blocks from the near future, held until their time
 SYNC_BATCH = 256
+GOSSIP_QUEUE = 256  # batches of gossiped txs waiting for their signature checks
+# reasons that prove a gossiped tx bad in itself (not merely unwanted here)
+INVALID_TX = frozenset({"bad_encoding", "bad_signature", "too_large", "bad_op"})
 # decoded state records kept per ledger view (chain's and mempool's); bounds memory
 CACHE_ENTRIES = 150_000
 
@@ -175,6 +178,9 @@ class Node:
         self._sync_wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.p2p_port: int | None = None
+        # gossiped tx batches waiting to be checked (bounded: beyond it they are dropped)
+        self._gossip_send, self._gossip_recv = trio.open_memory_channel[
+            tuple[bytes, list[bytes]]](GOSSIP_QUEUE)
         self.metrics = NodeMetrics()
         self._verify_limiter = trio.CapacityLimiter(max(1, config.verify_threads))
         self._included_times: deque[tuple[float, int]] = deque(maxlen=64)
@@ -571,6 +577,21 @@ class Node:
                 self._finalize()
         return verdicts
 
+    def queue_gossip_txs(self, peer_id: bytes, raws: list[bytes]) -> None:
+        try:
+            self._gossip_send.send_nowait((peer_id, raws))
+        except trio.WouldBlock:
+            self.metrics.gossip_dropped.inc(len(raws))  # best effort: the sender retries
+
+    async def gossip_tx_loop(self) -> None:
+        """Check gossiped txs off the readers' path; penalize the senders of invalid ones."""
+        async for peer_id, raws in self._gossip_recv:
+            results = await self.submit_txs(raws, relay=True)
+            bad = sum(1 for r in results
+                      if r.get("error", {}).get("data", {}).get("reason") in INVALID_TX)
+            if bad and self.network is not None:
+                self.network.report(peer_id, PENALTIES["invalid_tx"] * bad, "invalid_tx")
+
     async def sync_loop(self) -> None:
         """Catch up from peers that are ahead: ranges of blocks, from several peers."""
         net = self.network
@@ -786,8 +807,10 @@ class Node:
                 nursery.start_soon(self.vote_loop)
                 if self.network is not None:
                     nursery.start_soon(self.sync_loop)
+                    nursery.start_soon(self.gossip_tx_loop)
                 await self.stopping.wait()
                 self._sync_wakeup.set()
+                self._gossip_send.close()
                 if self.network is not None:
                     self.network.stop()
         finally:
@@ -872,9 +895,11 @@ class P2PAdapter:
         return out
 
     async def on_txs(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
-        results = await self.node.submit_txs(raws, relay=True)
-        return [r.get("error", {}).get("data", {}).get("reason") not in
-                ("bad_encoding", "bad_signature", "too_large", "bad_op") for r in results]
+        # Queued, not awaited: verifying them here would hold this peer's reader, and a
+        # block or vote queued behind a batch of txs would arrive late and fork the next
+        # producer. Invalid ones are reported to the network once checked.
+        self.node.queue_gossip_txs(peer_id, raws)
+        return [True] * len(raws)
 
     async def on_blocks(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
         return await self.node.accept_blocks(raws)
