@@ -275,26 +275,28 @@ class Consensus:
 
     def on_switch(self, popped: list[Block], applied: list[Block]) -> None:
         """The main chain switched branches: popped left it, applied joined it."""
-        self.on_blocks_popped(popped)
-        for block in applied:
-            for v in block.votes:
-                self.vote_pool.pop(v.hash, None)
-                # the node view must see them too, as on_block_committed lets it: else a
-                # node that switched branches never learns the justifications they carry
-                self._note(self.node_view.add_vote(v, signature_checked=True).evidence)
-        if applied:
-            self._decide_elections(applied[-1])
+        parent = self.tree.get(applied[0].previous_id) if applied else None
+        self.on_blocks_popped(popped, fork_slot=None if parent is None else parent.slot,
+                              applied=applied)
 
-    def on_blocks_popped(self, popped: Iterable[Block]) -> None:
-        """Blocks left the main chain (fork switch): their votes are unincluded again."""
+    def on_blocks_popped(self, popped: Iterable[Block], *, fork_slot: int | None = None,
+                         applied: Iterable[Block] = ()) -> None:
+        """Blocks left the main chain (fork switch): their votes are unincluded again.
+
+        Decisions taken above the fork point are rolled back and the chain view is rebuilt
+        over the new main chain; elections are decided again at each applied block in
+        chain order, as if it had been committed on its own (the decision belongs to the
+        block whose votes make the maintenance block final, not to the branch's tip), so
+        every node holding this chain computes the same schedule."""
         for block in popped:
             for v in block.votes:
                 self.vote_pool[v.hash] = v
-        head_slot = self.chain.head.slot
-        if any(slot > head_slot for slot, _ in self.decisions):
-            self.schedule.rollback(head_slot)
-            self.decisions = [d for d in self.decisions if d[0] <= head_slot]
+        cut = self.chain.head.slot if fork_slot is None else fork_slot
+        if any(slot > cut for slot, _ in self.decisions):
+            self.schedule.rollback(cut)
+            self.decisions = [d for d in self.decisions if d[0] <= cut]
             self._save_schedule()
+        applied_ids = {b.id for b in applied}
         self.chain_view = self._new_tracker(self.chain.final)
         for h in range(self.chain.final.height + 1, self.chain.head.height + 1):
             bid = self.chain.block_id_at(h)
@@ -303,6 +305,14 @@ class Consensus:
                 slot = self.chain.slot_of(stored.timestamp)
                 for v in stored.votes:
                     self.chain_view.add_vote(v, max_target_slot=slot, signature_checked=True)
+                if stored.id in applied_ids:
+                    for v in stored.votes:
+                        self.vote_pool.pop(v.hash, None)
+                        # the node view must see them too, as on_block_committed lets it:
+                        # else a node that switched branches never learns the
+                        # justifications they carry
+                        self._note(self.node_view.add_vote(v, signature_checked=True).evidence)
+                    self._decide_elections(stored)
 
     def add_vote(self, vote: Vote, current_slot: int) -> tuple[str, list[Evidence]]:
         """A gossiped (or own) vote: count it in the node view and keep it for inclusion."""

@@ -368,6 +368,37 @@ def test_vote_witness_election(seed: int, sim_dir: Path) -> None:
     assert res.max_lag(from_slot=first + 4) <= 2
 
 
+async def election_across_partition(sim: Sim) -> dict[str, object]:
+    """The election of test_vote_witness_election with the six nodes split 3|3 from slot
+    26 (before the maintenance at 30) to slot 45 (protocol section 7: test elections
+    under forks). Only a side holding 3 of the 4 active voters can finalize the
+    maintenance block and decide the election while split."""
+    everyone = list(range(6))
+    new_set = [k.address for k in sim.witness_keys[2:6]]
+    await sim.run_until_slot(3)
+    await sim.submit(0, [sim.make_tx(a, [9, new_set]) for a in range(len(sim.account_keys))])
+    await sim.run_until_slot(26)
+    order = sim.rng.sample(everyone, 6)
+    sim.partition(order[:3], order[3:])
+    sim.sampling = False
+    await sim.run_until_slot(45)
+    sim.heal()
+
+    def settled() -> bool:
+        epochs = [sim.node(i).consensus.schedule.epochs for i in everyone]
+        return (same_chain(sim, everyone) and len(epochs[0]) == 2
+                and all(e == epochs[0] for e in epochs)
+                and sim.node(0).chain.final.slot > 46)
+
+    await wait_for(sim, "one chain, one schedule and finality after the heal", settled,
+                   max_slots=60)
+    first = sim.node(0).consensus.schedule.epochs[1].first_slot
+    await sim.run_until_slot(max(first, sim.current_slot()) + 12)
+    sim.check_common_digests()
+    return {"first": first,
+            "producers": set(sim.witnesses_between(0, max(first, 50), sim.current_slot()))}
+
+
 # --- replay ------------------------------------------------------------------------------------------
 
 
