@@ -29,8 +29,12 @@ test: lint
 devnet: $(STAMP)
 	$(BIN)/python -m devnet up $(DEVNET_ARGS)
 
+# Each benchmark prints its figures next to the raw verify rate of the same run.
 bench: $(STAMP)
 	$(BIN)/python -m bench.ledger
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m bench.node
+	$(BIN)/python -m bench.network
+	@if [ -f bench/sim.py ]; then $(BIN)/python -m bench.sim; fi
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix $(SRC)

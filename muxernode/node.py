@@ -567,7 +567,9 @@ class Node:
                 verdicts.append(False)
                 continue
             status, _evidence = self.consensus.add_vote(vote, slot + 1)
-            verdicts.append(status not in INVALID)
+            # not_voter is no proof of a bad peer: an honest one on a branch that switched
+            # voter sets at another round relays it (section 7's known limit)
+            verdicts.append(status not in INVALID or status == "not_voter")
             if status in ("accepted", "pending"):
                 fresh.append((vote.hash, vote.encode()))
         if fresh:

@@ -445,7 +445,14 @@ class SimResult:
     lags: dict[int, list[tuple[int, int]]]  # node -> [(slot, head.slot - final.slot)]
     evidence: dict[int, list[tuple[str, bytes, bytes, bytes]]]  # [(kind, witness, a, b)]
     net_stats: dict[str, int]
+    p2p: dict[int, dict[str, int]]  # node -> its Network's counters (this incarnation)
     extra: dict[str, Any]
+
+    def misbehaviour(self, nodes: Iterable[int] | None = None) -> dict[int, int]:
+        """Misbehaviour points each node gave its peers (honest runs: none at all)."""
+        keys = self.p2p.keys() if nodes is None else nodes
+        return {n: self.p2p[n].get("misbehaviour_points", 0) for n in keys
+                if self.p2p[n].get("misbehaviour_points", 0)}
 
     def max_lag(self, nodes: Iterable[int] | None = None, *, from_slot: int = 0,
                 to_slot: int | None = None) -> int:
@@ -751,6 +758,8 @@ class Sim:
             lags=self.lags,
             evidence=evidence,
             net_stats=dict(self.net.stats),
+            p2p={sn.index: dict(sn.node.network.counters) for sn in live
+                 if sn.node is not None and sn.node.network is not None},
             extra={},
         )
 
