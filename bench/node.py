@@ -161,6 +161,7 @@ def submit_all(url: str, txs: list[str], seconds: float, batch: int = 500,
     """Submit in batches from several clients until done or time is up."""
     admitted = rejected = 0
     pos = 0
+    errors: list[Any] = []
 
     async def client(http: httpx.AsyncClient) -> None:
         nonlocal admitted, rejected, pos
@@ -169,7 +170,13 @@ def submit_all(url: str, txs: list[str], seconds: float, batch: int = 500,
             pos += batch
             r = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "submit_txs",
                                            "params": [chunk]}, timeout=120)
-            for item in r.json()["result"]:
+            doc = r.json()
+            if "result" not in doc:  # the whole call refused (e.g. the node is busy)
+                errors.append(doc.get("error"))
+                rejected += len(chunk)
+                await trio.sleep(0.1)
+                continue
+            for item in doc["result"]:
                 if "tx_id" in item:
                     admitted += 1
                 else:
@@ -186,6 +193,8 @@ def submit_all(url: str, txs: list[str], seconds: float, batch: int = 500,
     start = time.monotonic()
     deadline = start + seconds
     trio.run(run)
+    if errors:
+        print(f"  {len(errors)} submit_txs calls refused; first: {errors[0]}")
     return admitted, rejected, time.monotonic() - start
 
 

@@ -34,6 +34,8 @@ from storage.kv import KVStore
 
 __all__ = ["BlockRef", "Chain", "ChainError"]
 
+RECENT_IDS = 8192  # main-chain height -> id kept in memory (TaPoS, RPC); older: one read
+
 log = logging.getLogger("muxer.chain")
 
 
@@ -130,7 +132,7 @@ class Chain:
         bid = self._ids.get(height)
         if bid is None:
             bid = self.store.get(schema.height_key(height))
-            if bid is not None and height > self.head.height - 70000:
+            if bid is not None and height > self.head.height - RECENT_IDS:
                 self._ids[height] = bid
         return bid
 
@@ -247,7 +249,7 @@ class Chain:
         self.last_changes = changes
         self.version += 1
         self._ids[block.height] = block.id
-        self._ids.pop(block.height - 70000, None)
+        self._ids.pop(block.height - RECENT_IDS, None)
         for cb in self.on_commit:
             cb(block, ref)
         return ref

@@ -270,8 +270,13 @@ class Consensus:
         final = self.chain.final
         if final.id not in self.tree:
             return
-        keep = {bid for bid in self.tree if self.is_ancestor(final.id, bid)}
-        self.tree = {bid: info for bid, info in self.tree.items() if bid in keep}
+        # one pass in height order: a block stays iff it is final or its parent stayed
+        keep = {final.id}
+        for bid, info in sorted(self.tree.items(), key=lambda kv: kv[1].height):
+            if info.height > final.height and info.parent in keep:
+                keep.add(bid)
+        self.tree = {bid: self.tree[bid] for bid in keep}
+        self.tree[final.id] = BlockInfo(b"", final.height, final.slot)
 
     def on_switch(self, popped: list[Block], applied: list[Block]) -> None:
         """The main chain switched branches: popped left it, applied joined it."""

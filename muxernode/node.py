@@ -52,7 +52,7 @@ GOSSIP_QUEUE = 256  # batches of gossiped txs waiting for their signature checks
 # reasons that prove a gossiped tx bad in itself (not merely unwanted here)
 INVALID_TX = frozenset({"bad_encoding", "bad_signature", "too_large", "bad_op"})
 # decoded state records kept per ledger view (chain's and mempool's); bounds memory
-CACHE_ENTRIES = 150_000
+CACHE_ENTRIES = 40_000
 
 
 class NodeError(Exception):
@@ -362,6 +362,7 @@ class Node:
             return
         if self.chain.block_id_at(info.height) == final.block_id:
             self.chain.set_final(final.block_id)
+            self.consensus.prune_tree()  # what does not descend from final never wins
 
     def _update_metrics(self) -> None:
         m = self.metrics

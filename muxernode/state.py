@@ -17,6 +17,7 @@ itself outside the sum. Keys in the store carry the ledger's one-byte prefix.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -180,8 +181,14 @@ class State:
 
     def trim_cache(self, max_entries: int) -> None:
         """Bound memory: drop committed records when the cache grows past max_entries."""
-        if len(self._cache) > max_entries and not self._undo:
-            self._cache.clear()
+        cache = self._cache
+        if len(cache) <= max_entries or self._undo:
+            return
+        # oldest-loaded first (dict order): hot records are re-read from the store cheaply,
+        # and trimming to 80 % keeps this from running on every block
+        drop = len(cache) - max_entries * 4 // 5
+        for key in list(itertools.islice(cache, drop)):
+            del cache[key]
 
 
 def _load_sum(kv: KVReader, prefix: bytes) -> int:

@@ -22,10 +22,11 @@ Determinism: one scenario seed decides everything.
   node would otherwise draw it from ``os.urandom``). The fault layer has its own
   ``random.Random(f"{seed}/net")``; load generators their own too. String seeds are hashed
   with SHA-512 by ``random``, so they do not depend on PYTHONHASHSEED.
-- Residual: iteration order of sets of bytes depends on PYTHONHASHSEED (str/bytes hashing
-  is randomized per process). Within one process every run replays exactly (the replay
-  test checks it); to replay a seed in another process, run it with the same
-  PYTHONHASHSEED (bench/sim.py pins PYTHONHASHSEED=0 by re-executing itself).
+- Residual: the node and p2p code iterate a few sets of bytes, whose order depends on
+  PYTHONHASHSEED (str/bytes hashing is randomized per process). Within one process every
+  run replays exactly (test_same_seed_same_run checks it); runs in separate processes
+  with different PYTHONHASHSEED values gave identical outcomes in every scenario tried,
+  but if a replay ever differs, pin PYTHONHASHSEED as well.
 
 The fault layer (``FaultNetwork``, a ``MemoryNetwork`` whose transports hand out
 ``FaultStream`` pairs instead of trio's memory streams):
@@ -69,7 +70,6 @@ Checks (``Sim.check`` runs them at every slot sample and at the end):
 from __future__ import annotations
 
 import json
-import logging
 import random
 import time
 from collections import deque
@@ -112,8 +112,6 @@ __all__ = [
     "deterministic_trio",
     "run_sim",
 ]
-
-log = logging.getLogger("muxer.sim")
 
 GENESIS_TIME = 1_800_000_000  # a multiple of every block and maintenance interval used
 P2P_PORT = 7000
@@ -327,7 +325,11 @@ class FaultNetwork(MemoryNetwork):
         self.overrides: dict[tuple[str, str], Faults] = {}  # directed (from, to) host pairs
         self.links: list[FaultLink] = []
         self.group_of: dict[str, int] | None = None  # partition: host -> group
-        self.stats: dict[str, int] = {"frames": 0, "dropped": 0, "resets": 0, "cut": 0}
+        # overtakes: frames delivered to a host before a frame sent to it earlier on
+        # another connection (reordering across links)
+        self.stats: dict[str, int] = {"frames": 0, "dropped": 0, "resets": 0, "cut": 0,
+                                      "overtakes": 0}
+        self._latest_at: dict[str, float] = {}  # host -> latest delivery time scheduled
 
     def transport(self, host: str) -> FaultTransport:
         return FaultTransport(self, host)
@@ -379,6 +381,11 @@ class FaultNetwork(MemoryNetwork):
             return
         at = max(pipe.last_at, trio.current_time() + faults.draw_delay(rng))
         pipe.last_at = at
+        latest = self._latest_at.get(dst, 0.0)
+        if at < latest:
+            self.stats["overtakes"] += 1
+        else:
+            self._latest_at[dst] = at
         pipe.queue.append((at, frame))
         pipe.wake()
         if len(self.links) > 64 and self.stats["frames"] % 4096 == 0:
@@ -446,7 +453,6 @@ class SimResult:
     evidence: dict[int, list[tuple[str, bytes, bytes, bytes]]]  # [(kind, witness, a, b)]
     net_stats: dict[str, int]
     p2p: dict[int, dict[str, int]]  # node -> its Network's counters (this incarnation)
-    extra: dict[str, Any]
 
     def misbehaviour(self, nodes: Iterable[int] | None = None) -> dict[int, int]:
         """Misbehaviour points each node gave its peers (honest runs: none at all)."""
@@ -760,7 +766,6 @@ class Sim:
             net_stats=dict(self.net.stats),
             p2p={sn.index: dict(sn.node.network.counters) for sn in live
                  if sn.node is not None and sn.node.network is not None},
-            extra={},
         )
 
     def witnesses_between(self, i: int, lo_slot: int, hi_slot: int) -> list[bytes]:
@@ -810,8 +815,24 @@ def run_sim(seed: int | str, cfg: SimConfig, scenario: Scenario[T], root: Path, 
                 nursery.cancel_scope.cancel()
 
     with deterministic_trio(seed):
-        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        try:
+            trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        except BaseExceptionGroup as group:
+            leaves = _leaves(group)
+            if len(leaves) == 1:  # one failure (a check, a node's bug): show it plainly
+                raise leaves[0] from group
+            raise
     return out[0]
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(_leaves(exc))
+        elif not isinstance(exc, trio.Cancelled):
+            out.append(exc)
+    return out
 
 
 # --- a faulty witness ------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 Every scenario runs real nodes over the seeded fault layer in virtual time, asserts safety
 (no two conflicting final blocks on any nodes at any time), equal state digests at common
 final heights, and the liveness the scenario expects. A failure message names its seed;
-``run_sim(seed, ...)`` with that seed replays it exactly (same process, or any process with
-the same PYTHONHASHSEED). bench/sim.py runs the same scenarios over more seeds and the
+``run_sim(seed, ...)`` with that seed replays it exactly (see tests/sim.py on
+PYTHONHASHSEED). bench/sim.py runs the same scenarios over more seeds and the
 21-witness network for the full 500 slots.
 """
 
@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from consensus.chain import BlockRef
-from muxernode.node import Node
 from tests.sim import (
     EquivocatingNode,
     Faults,
@@ -56,9 +55,8 @@ def same_chain(sim: Sim, nodes: list[int]) -> bool:
     return all(r == refs[0] for r in refs)
 
 
-async def wait_for(sim: Sim, what: str, pred: object, *, max_slots: int) -> int:
+async def wait_for(sim: Sim, what: str, pred: Callable[[], bool], *, max_slots: int) -> int:
     """Poll ``pred()`` once per slot (late in the slot); return the slot it held at."""
-    assert callable(pred)
     start = sim.current_slot()
     for slot in range(start, start + max_slots + 1):
         await sim.run_until_slot(slot, 0.9)
@@ -87,13 +85,20 @@ def assert_converged(res: SimResult, *, honest: bool = True) -> None:
 # --- steady state: 4 and 21 witnesses ----------------------------------------------------------
 
 
-async def steady(sim: Sim, slots: int) -> int:
+async def steady(sim: Sim, slots: int) -> tuple[int, int]:
+    """Returns (heights whose digests were compared, txs included on node 0's chain)."""
     sim.nursery.start_soon(lambda: sim.transfer_load(every_slots=2, until_slot=slots - 5))
     await sim.run_until_slot(slots)
     sim.check()
     checked = sim.check_common_digests()
     assert sim.replay_digests(0) > 0
-    return checked
+    chain = sim.node(0).chain
+    txs = 0
+    for h in range(1, chain.head.height + 1):
+        bid = chain.block_id_at(h)
+        block = chain.get_block(bid) if bid is not None else None
+        txs += 0 if block is None else len(block.txs)
+    return checked, txs
 
 
 def check_steady(res: SimResult, slots: int, warmup: int) -> None:
@@ -108,18 +113,25 @@ def check_steady(res: SimResult, slots: int, warmup: int) -> None:
 @pytest.mark.parametrize("seed", [1, 2])
 def test_four_witnesses_500_slots(seed: int, sim_dir: Path) -> None:
     cfg = SimConfig(witnesses=4, faults=Faults(delay=(0.005, 0.08)))
-    res, checked = run_sim(seed, cfg, lambda sim: steady(sim, 500), sim_dir)
+    res, (checked, txs) = run_sim(seed, cfg, lambda sim: steady(sim, 500), sim_dir)
     check_steady(res, 500, cfg.warmup_slots)
     assert checked >= 490
-    tx_heights = res.heads[0].height  # the chain has a block in every slot
-    assert tx_heights >= 495
+    assert res.heads[0].height >= 495  # a block in (nearly) every slot
+    assert txs >= 0.9 * (500 - 5) / 2  # the transfers, one every 2 slots, went in
+
+
+def twenty_one_witnesses(seed: int, sim_dir: Path, slots: int) -> SimResult:
+    cfg = SimConfig(witnesses=21, accounts=4, faults=Faults(delay=(0.005, 0.05)),
+                    wall_limit=max(170.0, 3.0 * slots))
+    res, (checked, txs) = run_sim(seed, cfg, lambda sim: steady(sim, slots), sim_dir)
+    check_steady(res, slots, cfg.warmup_slots)
+    assert checked >= slots - 10
+    assert txs >= 0.8 * (slots - 5) / 2 - 1
+    return res
 
 
 def test_twenty_one_witnesses(sim_dir: Path) -> None:
-    cfg = SimConfig(witnesses=21, accounts=4, faults=Faults(delay=(0.005, 0.05)))
-    res, checked = run_sim(7, cfg, lambda sim: steady(sim, SLOTS_21), sim_dir)
-    check_steady(res, SLOTS_21, cfg.warmup_slots)
-    assert checked >= SLOTS_21 - 10
+    twenty_one_witnesses(7, sim_dir, SLOTS_21)
 
 
 # --- one witness offline -----------------------------------------------------------------------
@@ -225,7 +237,8 @@ def test_delays_drops_reordering(seed: int, sim_dir: Path) -> None:
     cfg = SimConfig(witnesses=4, faults=LOSSY)
     res, _ = run_sim(seed, cfg, lambda sim: lossy(sim, 150), sim_dir)
     assert_converged(res)
-    assert res.net_stats["dropped"] > 0 and res.net_stats["resets"] > 0
+    stats = res.net_stats
+    assert stats["dropped"] > 0 and stats["resets"] > 0 and stats["overtakes"] > 100
     for f in res.finals.values():
         assert f.height >= 100, f"seed {seed}: finality stalled under faults"
     # most of the time finality keeps up even so
@@ -268,8 +281,11 @@ def test_equivocating_witness(seed: int, sim_dir: Path) -> None:
         accused = {h for _k, _w, a, b in res.evidence[i] for h in (a, b)}
         assert double <= accused, f"seed {seed}: node {i} missed evidence"
         assert res.finals[i].slot >= 76, f"seed {seed}: honest node {i} stopped finalizing"
-    # a split between a block and its twin can cost the honest votes one slot
-    assert res.max_lag([1, 2, 3], from_slot=10) <= 3
+    # a split between a block and its twin can cost the honest votes a slot or two
+    # (bench/sim.py over 10 seeds: lag 4 at worst, above 2 in under 3% of the samples)
+    assert res.max_lag([1, 2, 3], from_slot=10) <= 4
+    lags = [lag for n in (1, 2, 3) for _s, lag in res.lags[n]]
+    assert sum(1 for x in lags if x <= 2) >= 0.9 * len(lags)
 
 
 # --- crash and restart ---------------------------------------------------------------------------
@@ -306,6 +322,7 @@ def test_crash_and_restart(seed: int, sim_dir: Path) -> None:
     res, info = run_sim(seed, SimConfig(witnesses=4), crash_restart, sim_dir)
     assert_converged(res)
     assert info["crashes"] == 2
+    assert info["regressions"] == [], "the final block survives a crash"
     victim = info["victim"]
     assert isinstance(victim, int)
     assert res.finals[victim] == res.finals[0] or res.finals[victim].slot >= res.heads[0].slot - 3
@@ -336,7 +353,7 @@ def test_crash_restart_with_side_blocks(seed: int, sim_dir: Path) -> None:
     assert res.finals[1].slot >= slot - 3
 
 
-# --- an election -----------------------------------------------------------------------------------
+# --- an election -----------------------------------------------------------------------------
 
 
 async def election(sim: Sim) -> dict[str, object]:
@@ -430,7 +447,7 @@ def test_election_across_partition(seed: int, sim_dir: Path) -> None:
         assert f.slot >= max(first, 50) + 8
 
 
-# --- replay ------------------------------------------------------------------------------------------
+# --- replay ----------------------------------------------------------------------------------
 
 
 def test_same_seed_same_run(sim_dir: Path) -> None:
