@@ -43,7 +43,6 @@ class SignedTx:
         "sender_pubkey",
         "signature",
         "tx_id",
-        "unsigned_bytes",
     )
 
     def __init__(
@@ -66,9 +65,13 @@ class SignedTx:
         self.op = op
         self.signature = signature
         self.raw = raw
-        self.unsigned_bytes = unsigned_bytes
         self.tx_id = sha256(unsigned_bytes)
         self.sender = address_of(sender_pubkey)
+
+    @property
+    def unsigned_bytes(self) -> bytes:
+        """packb(unsigned_tx): a slice of raw, not kept (a mempool holds many txs)."""
+        return self.raw[1:-_SIG_TAIL]
 
     def unsigned(self) -> list[Any]:
         return [

@@ -7,6 +7,9 @@ clock as a parameter so that simulations can drive it with trio's MockClock.
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
+import gc
 import logging
 import os
 import random
@@ -96,6 +99,15 @@ def load_witness_key(path: str | Path) -> PrivateKey:
     return PrivateKey(seed)
 
 
+def _release_memory() -> None:
+    """Return freed heap to the OS after a large transient parse (glibc only; else no-op)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def load_or_create_node_key(data_dir: Path) -> PrivateKey:
     """The node's p2p identity: created once (0600), then reused so peers know it."""
     path = data_dir / NODE_KEY_FILE
@@ -138,7 +150,10 @@ class Node:
         gpath = self.data_dir / GENESIS_FILE
         if not gpath.exists():
             raise NodeError(f"{self.data_dir} is not initialised: run muxernode init first")
-        self.genesis = load_genesis(gpath)
+        # The balances matter only to `init`; a node keeps the rest (chain id, time, params,
+        # witnesses) and hands the memory the parse used back to the OS.
+        self.genesis = dataclasses.replace(load_genesis(gpath), balances=())
+        _release_memory()
         self.params = self.genesis.params
         self.chain_id = self.genesis.chain_id
         self.store = LevelDBStore(str(self.data_dir / DB_DIR))
