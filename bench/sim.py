@@ -53,6 +53,7 @@ def parts(slots_21: int) -> list[Part]:
         Part("crash_forks", scenarios.test_crash_restart_with_side_blocks, 10, 90),
         Part("election", scenarios.test_vote_witness_election, 10, 70),
         Part("election_split", scenarios.test_election_across_partition, 30, 75),
+        Part("election_crash", scenarios.test_election_with_crash, 30, 80),
     ]
 
 

@@ -75,7 +75,7 @@ def address_from_text(text: str) -> bytes:
     return bytes.fromhex(body)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)
 def _public_key(public_key: bytes) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(public_key)
 

@@ -95,7 +95,14 @@ class Consensus:
         elected = self._elected()
         if elected is None:
             raise ValueError("the state holds no elected witness set")
-        return Schedule(self.chain_id, [(1, elected[1])])
+        height, active = elected
+        if height != 0:
+            # nothing decided (so nothing saved) yet, but a maintenance block already
+            # replaced the genesis election in the state (a restart between the two): the
+            # first epoch is still the genesis set, the first registered witnesses
+            genesis = self.chain.genesis
+            active = [w.address for w in genesis.witnesses][: genesis.params.active_witnesses]
+        return Schedule(self.chain_id, [(1, active)])
 
     def _stored_decisions(self) -> list[tuple[int, int]]:
         raw = self.chain.store.get(schema.META_SCHEDULE)
@@ -266,17 +273,25 @@ class Consensus:
             self.tree.pop(b, None)
 
     def prune_tree(self) -> None:
-        """Forget blocks that do not descend from the final block (they can never win)."""
+        """Forget blocks that do not descend from the final block (they can never win).
+
+        The root is the chain view's final block when it is lower than the node's final
+        (it usually is, by a slot): the chain view still counts votes whose sources and
+        targets lie between the two, and elections look its final block up here."""
         final = self.chain.final
-        if final.id not in self.tree:
+        root_id, root = final.id, self.tree.get(final.id)
+        cv_root = self.tree.get(self.chain_view.final.block_id)
+        if root is None or (cv_root is not None and cv_root.height < root.height):
+            root_id, root = self.chain_view.final.block_id, cv_root
+        if root is None:
             return
-        # one pass in height order: a block stays iff it is final or its parent stayed
-        keep = {final.id}
+        # one pass in height order: a block stays iff it is the root or its parent stayed
+        keep = {root_id}
         for bid, info in sorted(self.tree.items(), key=lambda kv: kv[1].height):
-            if info.height > final.height and info.parent in keep:
+            if info.height > root.height and info.parent in keep:
                 keep.add(bid)
         self.tree = {bid: self.tree[bid] for bid in keep}
-        self.tree[final.id] = BlockInfo(b"", final.height, final.slot)
+        self.tree[root_id] = BlockInfo(b"", root.height, root.slot)
 
     def on_switch(self, popped: list[Block], applied: list[Block]) -> None:
         """The main chain switched branches: popped left it, applied joined it."""

@@ -101,7 +101,7 @@ def claim_list_key(society: str, opened_at: int, claim_id: bytes) -> bytes:
     return b"l" + society.encode() + b"\x00" + u64(opened_at) + claim_id
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=256)  # entries can be big ints (n up to 4096): keep few
 def _decay_factor(ppm: int, n: int) -> tuple[int, int]:
     return (10**6 - ppm) ** n, 10 ** (6 * n)
 

@@ -49,14 +49,14 @@ class Snapshot:
 
 
 class LevelDBStore:
-    def __init__(self, path: str, *, create: bool = True, cache_mb: int = 16) -> None:
+    def __init__(self, path: str, *, create: bool = True, cache_mb: int = 8) -> None:
         self.path = path
         try:
             self._db = plyvel.DB(
                 path,
                 create_if_missing=create,
                 lru_cache_size=cache_mb * 1024 * 1024,
-                write_buffer_size=8 * 1024 * 1024,
+                write_buffer_size=4 * 1024 * 1024,
                 # most reads on the hot path are misses (duplicate checks of new tx ids):
                 # a bloom filter answers them without touching the table files
                 bloom_filter_bits=10,

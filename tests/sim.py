@@ -52,7 +52,10 @@ The fault layer (``FaultNetwork``, a ``MemoryNetwork`` whose transports hand out
 - Crashes: ``crash(i)`` resets every connection of the node's host and cancels the node's
   cancel scope: no BYE, no clean shutdown, just the LevelDB closed (``Node.run``'s finally;
   the harness closes it again in its own finally, which is idempotent) so that
-  ``restart(i)`` can open a new ``Node`` on the same data directory.
+  ``restart(i)`` can open a new ``Node`` on the same data directory. The host refuses
+  connections until then.
+- A faulty witness: ``EquivocatingNode``, a test-only ``Node`` subclass (no hook in the
+  node), signs two valid blocks for each of its slots and two votes for each slot.
 
 Checks (``Sim.check`` runs them at every slot sample and at the end):
 - safety: every block that any node ever reported final, at any time, is recorded as
@@ -65,6 +68,8 @@ Checks (``Sim.check`` runs them at every slot sample and at the end):
   node's main chain into a fresh in-memory ledger and compares every block's digest.
 - liveness: the sampler records, per node and slot, head.slot - final.slot (the lag), and
   scenarios assert on it.
+- p2p: ``SimResult.misbehaviour()`` sums the misbehaviour points nodes gave their peers;
+  among honest nodes it must stay empty (an honest node penalized is a bug too).
 """
 
 from __future__ import annotations

@@ -33,6 +33,14 @@ from tests.sim import (
 # shorter chain; bench/sim.py runs the full 500 slots (MUXER_SIM_SLOTS_21 overrides).
 SLOTS_21 = int(os.environ.get("MUXER_SIM_SLOTS_21", "30"))
 PARTITION_SEEDS = list(range(20))
+RESTART_DECISION_BUG = (
+    "open bug: on restart the chain view is rooted at the stored (node-view) final block, "
+    "so a node that crashed after its node view finalized the maintenance block but "
+    "before its chain view did decides the election at its head's slot, not at the "
+    "block the others decided it at; when the two lie in different rounds its epoch "
+    "starts a round apart (33 vs 37), it marks the others' blocks in between invalid "
+    "and never follows the chain again"
+)
 
 
 @pytest.fixture
@@ -445,6 +453,47 @@ def test_election_across_partition(seed: int, sim_dir: Path) -> None:
     assert info["producers"] == new_set
     for f in res.finals.values():
         assert f.slot >= max(first, 50) + 8
+
+
+async def election_with_crash(sim: Sim) -> int:
+    """The election of test_vote_witness_election; one random node crashes around the
+    maintenance block (slots 29-33) and restarts 1-4 slots later. Returns the victim."""
+    everyone = list(range(6))
+    new_set = [k.address for k in sim.witness_keys[2:6]]
+    await sim.run_until_slot(3)
+    await sim.submit(0, [sim.make_tx(a, [9, new_set]) for a in range(len(sim.account_keys))])
+    victim = sim.rng.randrange(6)
+    await sim.run_until_slot(29 + sim.rng.randrange(5), sim.rng.random())
+    await sim.crash(victim)
+    await sim.run_until_slot(sim.current_slot() + 1 + sim.rng.randrange(4), sim.rng.random())
+    await sim.restart(victim)
+
+    def settled() -> bool:
+        epochs = [[(e.first_slot, e.active) for e in sim.node(i).consensus.schedule.epochs]
+                  for i in everyone]
+        return (same_chain(sim, everyone) and len(epochs[0]) == 2
+                and all(e == epochs[0] for e in epochs))
+
+    await wait_for(sim, "one chain and one schedule after the restart", settled,
+                   max_slots=40)
+    await sim.run_until_slot(sim.current_slot() + 6)
+    sim.check_common_digests()
+    return victim
+
+
+@pytest.mark.parametrize("seed", [
+    0, 2,  # regressions: restarted with the new set as its genesis epoch
+    pytest.param(20, marks=pytest.mark.xfail(reason=RESTART_DECISION_BUG, strict=False)),
+    pytest.param(23, marks=pytest.mark.xfail(reason=RESTART_DECISION_BUG, strict=False)),
+])
+def test_election_with_crash(seed: int, sim_dir: Path) -> None:
+    """Regression (seeds 0, 2): a node that restarted after the maintenance block but
+    before any decision had saved the schedule rebuilt it from the state's latest
+    election, i.e. with the NEW set as its genesis epoch, and never followed the chain
+    again. Known bug (seeds 20, 23, xfail): see RESTART_DECISION_BUG."""
+    cfg = SimConfig(witnesses=6, active=4, maintenance=30)
+    res, _victim = run_sim(seed, cfg, election_with_crash, sim_dir)
+    assert_converged(res)
 
 
 # --- replay ----------------------------------------------------------------------------------
