@@ -25,7 +25,7 @@ docs/protocol-notes.md for the table):
     W                           registered witnesses in registration order [address, ...]
     Q                           open claims by closing [[closes_at, claim_id], ...] sorted
     t + tx_id                   expiration of an included tx (duplicate check)
-    x + expiration(8)           tx ids that expire at that second [tx_id, ...]
+    x + expiration(8) + tx_id   an included tx id by expiration (value 0), for pruning
     G                           globals   [burned, next_maintenance_k, pruned_until,
                                            genesis_supply]
     E                           elected set [maintenance_height, [address, ...]]
@@ -237,30 +237,23 @@ class Ledger:
     def _record_tx(self, tx: SignedTx) -> None:
         st = self.state
         st.put(b"t" + tx.tx_id, tx.expiration)
-        bucket_key = b"x" + u64(tx.expiration)
-        bucket = st.touch(bucket_key)
-        if bucket is None:
-            st.put(bucket_key, [tx.tx_id])
-        else:
-            bucket.append(tx.tx_id)
+        # one key per tx, ordered by expiration: a shared per-second list would be
+        # re-encoded whole on every block and grow without bound under load
+        st.put(b"x" + u64(tx.expiration) + tx.tx_id, 0)
 
     def _prune_expired(self, t: int) -> None:
         """Forget tx ids whose expiration <= t: they can never be valid again."""
         st = self.state
         g = st.get(GLOBALS)
-        start = g[G_PRUNED] + 1
-        if start > t:
+        if g[G_PRUNED] >= t:
             return
-        # Buckets only exist for expirations at most max_tx_lifetime_s past the last block
-        # time that was pruned, so the loop is bounded by that, not by the gap in time.
-        stop = min(t, g[G_PRUNED] + self.params.max_tx_lifetime_s + 1)
-        for second in range(start, stop + 1):
-            bucket_key = b"x" + u64(second)
-            bucket = st.get(bucket_key)
-            if bucket is not None:
-                for tx_id in bucket:
-                    st.delete(b"t" + tx_id)
-                st.delete(bucket_key)
+        # keys sort by expiration, and pruned ones are gone: the scan starts at the oldest
+        # live id and stops at the first that has not expired
+        for key, _ in st.iterate_committed(b"x"):
+            if int.from_bytes(key[1:9], "big") > t:
+                break
+            st.delete(b"t" + key[9:])
+            st.delete(key)
         st.touch(GLOBALS)[G_PRUNED] = t
 
     # --- balances and stake ---------------------------------------------------------------
