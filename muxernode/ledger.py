@@ -24,8 +24,8 @@ docs/protocol-notes.md for the table):
     w + address                 witness   [signing_key, url, registration_order, votes]
     W                           registered witnesses in registration order [address, ...]
     Q                           open claims by closing [[closes_at, claim_id], ...] sorted
-    t + tx_id                   expiration of an included tx (duplicate check)
-    x + expiration(8) + tx_id   an included tx id by expiration (value 0), for pruning
+    t + expiration(8) + tx_id   an included tx (value 0): duplicate check and pruning
+    X + expiration(8)           how many included tx ids expire at that second
     G                           globals   [burned, next_maintenance_k, pruned_until,
                                            genesis_supply]
     E                           elected set [maintenance_height, [address, ...]]
@@ -95,6 +95,10 @@ def vote_key(claim_id: bytes, address: bytes) -> bytes:
 
 def witness_key(address: bytes) -> bytes:
     return b"w" + address
+
+
+def tx_seen_key(tx: SignedTx) -> bytes:
+    return b"t" + u64(tx.expiration) + tx.tx_id
 
 
 def claim_list_key(society: str, opened_at: int, claim_id: bytes) -> bytes:
@@ -229,31 +233,39 @@ class Ledger:
             )
         if ctx.tapos(tx.ref_block_num) != tx.ref_block_prefix:
             raise Rejected("unknown_ref_block")
-        if self.state.get(b"t" + tx.tx_id) is not None:
+        if self.state.get(tx_seen_key(tx)) is not None:
             raise Rejected("duplicate")
         if tx.fee < self.params.base_fee:
             raise Rejected("fee_too_low", f"fee {tx.fee} is below base_fee {self.params.base_fee}")
 
     def _record_tx(self, tx: SignedTx) -> None:
+        # The id is keyed under its expiration (a duplicate has the same unsigned bytes, so
+        # the same expiration): one key serves the duplicate check and ordered pruning. A
+        # per-second count says which seconds have ids to prune.
         st = self.state
-        st.put(b"t" + tx.tx_id, tx.expiration)
-        # one key per tx, ordered by expiration: a shared per-second list would be
-        # re-encoded whole on every block and grow without bound under load
-        st.put(b"x" + u64(tx.expiration) + tx.tx_id, 0)
+        st.put(tx_seen_key(tx), 0)
+        count_key = b"X" + u64(tx.expiration)
+        count = st.get(count_key)
+        st.put(count_key, 1 if count is None else count + 1)
 
     def _prune_expired(self, t: int) -> None:
         """Forget tx ids whose expiration <= t: they can never be valid again."""
         st = self.state
         g = st.get(GLOBALS)
-        if g[G_PRUNED] >= t:
+        start = g[G_PRUNED] + 1
+        if start > t:
             return
-        # keys sort by expiration, and pruned ones are gone: the scan starts at the oldest
-        # live id and stops at the first that has not expired
-        for key, _ in st.iterate_committed(b"x"):
-            if int.from_bytes(key[1:9], "big") > t:
-                break
-            st.delete(b"t" + key[9:])
-            st.delete(key)
+        # Ids only exist for expirations at most max_tx_lifetime_s past the last block
+        # time that was pruned, so the loop is bounded by that, not by the gap in time.
+        stop = min(t, g[G_PRUNED] + self.params.max_tx_lifetime_s + 1)
+        for second in range(start, stop + 1):
+            count_key = b"X" + u64(second)
+            if st.get(count_key) is None:
+                continue
+            # every id expiring then was committed by an earlier block (expiration > T)
+            for key, _ in st.iterate_committed(b"t" + u64(second)):
+                st.delete(key)
+            st.delete(count_key)
         st.touch(GLOBALS)[G_PRUNED] = t
 
     # --- balances and stake ---------------------------------------------------------------

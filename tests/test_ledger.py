@@ -154,21 +154,22 @@ def test_duplicate_ids_forgotten_after_expiry() -> None:
     tx = c.tx(ALICE, op_transfer(BOB.address, 5), expiration=exp)
     other = c.tx(BOB, op_transfer(ALICE.address, 5), expiration=exp + 1)
     assert c.block(tx, other) == [None, None]
-    id_key = b"t" + tx.tx_id
-    bucket = b"x" + L.u64(exp) + tx.tx_id
-    assert c.get(id_key) == exp
-    assert c.get(bucket) == 0
-    assert c.get(b"x" + L.u64(exp + 1) + other.tx_id) == 0
+    id_key = L.tx_seen_key(tx)
+    bucket = b"X" + L.u64(exp)
+    assert c.get(id_key) == 0
+    assert c.get(bucket) == 1
+    assert c.get(L.tx_seen_key(other)) == 0
+    assert c.get(b"X" + L.u64(exp + 1)) == 1
     assert c.block(tx, at=exp - 1) == ["duplicate"]  # still valid by time: the id is kept
-    assert c.get(id_key) == exp
+    assert c.get(id_key) == 0
     c.block(at=exp)  # pruned at the first block with T >= expiration
     assert c.get(id_key) is None
     assert c.get(bucket) is None
-    assert c.get(b"t" + other.tx_id) == exp + 1
+    assert c.get(L.tx_seen_key(other)) == 0
     # a forgotten id cannot come back: the tx itself is expired from then on
     assert c.block(tx) == ["expired"]
     assert c.time == exp + 1
-    assert c.get(b"t" + other.tx_id) is None
+    assert c.get(L.tx_seen_key(other)) is None
     assert c.globals()[L.G_PRUNED] == c.time
 
 
@@ -177,9 +178,9 @@ def test_pruning_across_a_gap_longer_than_the_lifetime() -> None:
     txs = [c.tx(ALICE, op_transfer(BOB.address, 1), expiration=c.next_time + LIFETIME - i)
            for i in range(3)]
     assert c.block(*txs) == [None, None, None]
-    assert sum(1 for _ in c.kv.iterate(STATE_PREFIX + b"x")) == 3
+    assert sum(1 for _ in c.kv.iterate(STATE_PREFIX + b"X")) == 3
     c.block(dt=10 * LIFETIME)
-    assert list(c.kv.iterate(STATE_PREFIX + b"x")) == []
+    assert list(c.kv.iterate(STATE_PREFIX + b"X")) == []
     assert list(c.kv.iterate(STATE_PREFIX + b"t")) == []
 
 
@@ -1195,7 +1196,7 @@ def test_block_at_the_pruned_time_prunes_nothing() -> None:
     c.ledger.begin_block(ctx)
     c.ledger.end_block()
     assert c.globals()[L.G_PRUNED] == c.time
-    assert c.get(b"t" + tx.tx_id) == c.time + 1
+    assert c.get(L.tx_seen_key(tx)) == 0
 
 
 def test_empty_ledger_reports_nothing() -> None:
