@@ -79,6 +79,7 @@ class Consensus:
         self.last_slot: dict[bytes, int] = {}
         self.missed: dict[bytes, int] = {}
         self._count_recent_production(STATS_WINDOW)
+        self._saved_cv_final = Checkpoint(b"", -1)  # last chain-view final written
         self._rebuild()
         head = chain.get_block(chain.head.id) if chain.head.height else None
         if head is not None:
@@ -180,20 +181,57 @@ class Consensus:
             self.is_ancestor, self.slot_of_block,
         )
 
+    def _cv_base(self) -> BlockRef:
+        """Where the chain view starts: its stored final checkpoint, if still on our chain
+        and not above the node's final block; else the node's final block.
+
+        Restarting the chain view from the node's (gossip-fed, higher) final block would
+        make it finalize earlier than the chain's own votes did, and decide an election at
+        another round than every other node (the restart-during-election bug)."""
+        chain = self.chain
+        raw = chain.store.get(schema.META_CHAIN_FINAL)
+        if raw is not None:
+            bid, slot, height = msgpack.unpackb(raw)
+            if height <= chain.final.height and chain.block_id_at(height) == bid:
+                if height == 0:
+                    return chain.genesis_ref
+                block = chain.get_block(bid)
+                if block is not None:
+                    return BlockRef(height, bid, block.timestamp, slot)
+        return chain.final
+
+    def _save_cv_final(self) -> None:
+        cp = self.chain_view.final
+        info = self.tree.get(cp.block_id)
+        if info is None or cp == self._saved_cv_final:
+            return
+        self._saved_cv_final = cp
+        # not in the block's batch: an older value after a crash only means a longer
+        # (deterministic) replay; it is never ahead of the truth
+        self.chain.store.write({schema.META_CHAIN_FINAL: msgpack.packb(
+            [cp.block_id, cp.slot, info.height], use_bin_type=True)})
+
     def _rebuild(self) -> None:
-        """Trackers and tree from the stored final block and the main chain above it."""
+        """Trackers and tree from the stored final checkpoints and the main chain above."""
         chain = self.chain
         final = chain.final
-        self.tree = {final.id: BlockInfo(b"", final.height, final.slot)}
+        base = self._cv_base()
+        self.tree = {base.id: BlockInfo(b"", base.height, base.slot)}
         self.node_view = self._new_tracker(final)
-        self.chain_view = self._new_tracker(final)
-        for h in range(final.height + 1, chain.head.height + 1):
+        self.chain_view = self._new_tracker(base)
+        self._saved_cv_final = self.chain_view.final
+        for h in range(base.height + 1, chain.head.height + 1):
             bid = chain.block_id_at(h)
             block = chain.get_block(bid) if bid else None
             if block is None:
                 break
             self._add_to_tree(block)
-            self._count_included(block)
+            slot = chain.slot_of(block.timestamp)
+            for v in block.votes:
+                self.chain_view.add_vote(v, max_target_slot=slot, signature_checked=True)
+                if h > final.height:
+                    self._note(self.node_view.add_vote(v, signature_checked=True).evidence)
+                self.vote_pool.pop(v.hash, None)
 
     def _add_to_tree(self, block: Block) -> None:
         self.tree[block.id] = BlockInfo(block.previous_id, block.height,
@@ -244,6 +282,7 @@ class Consensus:
         self.chain_view.on_block(block.id)
         self._count_included(block)
         self._decide_elections(block)
+        self._save_cv_final()
         return []
 
     def add_side_block(self, block: Block) -> None:
@@ -317,8 +356,9 @@ class Consensus:
             self.decisions = [d for d in self.decisions if d[0] <= cut]
             self._save_schedule()
         applied_ids = {b.id for b in applied}
-        self.chain_view = self._new_tracker(self.chain.final)
-        for h in range(self.chain.final.height + 1, self.chain.head.height + 1):
+        base = self._cv_base()
+        self.chain_view = self._new_tracker(base)
+        for h in range(base.height + 1, self.chain.head.height + 1):
             bid = self.chain.block_id_at(h)
             stored = self.chain.get_block(bid) if bid else None
             if stored is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from storage.kv import KVStore
 
 __all__ = [
+    "META_CHAIN_FINAL",
     "META_CHAIN_ID",
     "META_FINAL",
     "META_HEAD",
@@ -61,6 +62,7 @@ META_FINAL = b"Mfinal"
 META_LAST_SLOT = b"Mlast_slot"  # last slot this node produced for: never sign two blocks
 META_LAST_VOTE = b"Mlast_vote"  # the voter guard's record: never two votes for one slot
 META_SCHEDULE = b"Mschedule"  # witness schedule epochs decided by this chain
+META_CHAIN_FINAL = b"Mchain_final"  # the chain view's final checkpoint [id, slot, height]
 
 
 class SchemaError(Exception):
