@@ -24,7 +24,7 @@ test: lint
 	@echo "== ledger line coverage (target >= 90%) =="
 	$(BIN)/python -m coverage report --include='muxernode/ledger.py,muxernode/ops.py,muxernode/state.py' --fail-under=90
 	@echo "== whole project coverage =="
-	$(BIN)/python -m coverage report --skip-covered --skip-empty | tail -n 1
+	$(BIN)/python -m coverage report --skip-empty | grep TOTAL
 
 devnet: $(STAMP)
 	$(BIN)/python -m devnet up $(DEVNET_ARGS)
