@@ -17,7 +17,7 @@
     level = "info"
 
     [limits]
-    mempool_txs = 30000
+    mempool_txs = 10000
     mempool_bytes = 67108864
     verify_threads = 2
 """
@@ -55,7 +55,7 @@ class NodeConfig:
     witness_key_file: str = ""
     log_format: str = "text"
     log_level: str = "info"
-    mempool_txs: int = 30_000
+    mempool_txs: int = 10_000
     mempool_bytes: int = 64 << 20
     verify_threads: int = 2
 

@@ -26,6 +26,11 @@ class NodeMetrics:
         self.gossip_dropped = Counter("muxer_gossip_txs_dropped",
                                       "Gossiped txs dropped because the check queue was full",
                                       registry=r)
+        self.txs_shed = Counter("muxer_txs_shed", "Submitted txs refused while overloaded",
+                                registry=r)
+        self.loop_lag = Gauge("muxer_event_loop_lag_seconds",
+                              "How late the event loop runs (load shedding above 0.25 s)",
+                              registry=r)
         self.block_apply_seconds = Histogram(
             "muxer_block_apply_seconds", "Time to build or apply and commit one block",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,

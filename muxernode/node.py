@@ -52,6 +52,8 @@ MAX_ORPHANS = 2048  # blocks whose parent we have not seen yet
 MAX_HELD = 256  # blocks from the near future, held until their time
 SYNC_BATCH = 256
 GOSSIP_QUEUE = 256  # batches of gossiped txs waiting for their signature checks
+LAG_PROBE_S = 0.1
+SHED_LAG_S = 0.25  # event-loop lateness above which new txs are refused (load shedding)
 # reasons that prove a gossiped tx bad in itself (not merely unwanted here)
 INVALID_TX = frozenset({"bad_encoding", "bad_signature", "too_large", "bad_op"})
 # decoded state records kept per ledger view (chain's and mempool's); bounds memory
@@ -200,6 +202,7 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self.p2p_port: int | None = None
         self._last_trim = time.monotonic()
+        self.loop_lag = 0.0
         # gossiped tx batches waiting to be checked (bounded: beyond it they are dropped)
         self._gossip_send, self._gossip_recv = trio.open_memory_channel[
             tuple[bytes, list[bytes]]](GOSSIP_QUEUE)
@@ -246,6 +249,10 @@ class Node:
     # --- submission ---------------------------------------------------------------------
 
     async def submit_txs(self, raws: list[bytes], relay: bool = True) -> list[dict[str, Any]]:
+        if self.overloaded:
+            busy = Rejected("mempool_full", "the node is overloaded; retry shortly")
+            self.metrics.txs_shed.inc(len(raws))
+            return [_error(busy) for _ in raws]
         results: list[dict[str, Any]] = [{} for _ in raws]
         admitted: list[bytes] = []
         decoded: list[tuple[int, SignedTx]] = []
@@ -605,7 +612,26 @@ class Node:
                 self._finalize()
         return verdicts
 
+    @property
+    def overloaded(self) -> bool:
+        """The event loop runs late: shed tx intake so blocks and votes keep flowing."""
+        return self.loop_lag > SHED_LAG_S
+
+    async def lag_monitor(self) -> None:
+        """Measure how late the event loop wakes us (a late loop delays blocks and votes,
+        and late votes cost finality): the basis of load shedding."""
+        while not self.stopping.is_set():
+            t0 = trio.current_time()
+            await trio.sleep(LAG_PROBE_S)
+            late = trio.current_time() - t0 - LAG_PROBE_S
+            # smoothed: one long block build is not overload, a loop late at every probe is
+            self.loop_lag = 0.8 * self.loop_lag + 0.2 * late
+            self.metrics.loop_lag.set(self.loop_lag)
+
     def queue_gossip_txs(self, peer_id: bytes, raws: list[bytes]) -> None:
+        if self.overloaded:
+            self.metrics.gossip_dropped.inc(len(raws))
+            return
         try:
             self._gossip_send.send_nowait((peer_id, raws))
         except trio.WouldBlock:
@@ -833,6 +859,7 @@ class Node:
                 task_status.started(self.rpc_port)
                 nursery.start_soon(self.produce_loop)
                 nursery.start_soon(self.vote_loop)
+                nursery.start_soon(self.lag_monitor)
                 if self.network is not None:
                     nursery.start_soon(self.sync_loop)
                     nursery.start_soon(self.gossip_tx_loop)
