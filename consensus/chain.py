@@ -34,6 +34,7 @@ from storage.kv import KVStore
 
 __all__ = ["BlockRef", "Chain", "ChainError"]
 
+DECODED_BLOCKS = 16  # recently read blocks kept decoded
 RECENT_IDS = 8192  # main-chain height -> id kept in memory (TaPoS, RPC); older: one read
 
 log = logging.getLogger("muxer.chain")
@@ -95,6 +96,7 @@ class Chain:
         # that saw version v-1 and finds last_changes set may refresh just those keys
         self.last_changes: Mapping[bytes, bytes | None] | None = None
         self._refs: dict[bytes, BlockRef] = {}  # recent committed blocks, for set_final
+        self._decoded: dict[bytes, Block] = {}
         self.version = 0
         # extra validity of a block's votes (the consensus engine's): a reason, or None
         self.check_votes: Callable[[Block], str | None] | None = None
@@ -137,8 +139,19 @@ class Chain:
         return bid
 
     def get_block(self, block_id: bytes) -> Block | None:
+        # Blocks are immutable by id: recent ones stay decoded (RPC get_tx / get_block
+        # polling would otherwise decode a whole block per call).
+        block = self._decoded.get(block_id)
+        if block is not None:
+            return block
         raw = self.store.get(schema.block_key(block_id))
-        return None if raw is None else decode_block(raw, self.params.max_block_bytes)
+        if raw is None:
+            return None
+        block = decode_block(raw, self.params.max_block_bytes)
+        self._decoded[block_id] = block
+        if len(self._decoded) > DECODED_BLOCKS:
+            del self._decoded[next(iter(self._decoded))]
+        return block
 
     def get_block_raw(self, block_id: bytes) -> bytes | None:
         return self.store.get(schema.block_key(block_id))
