@@ -225,7 +225,7 @@ def main() -> None:
                         for h in range(1, final_height(c.urls[0]) + 1))
             while total < args.sync_txs:
                 offset += 1
-                rate, _ = run_step(c, chain_id, 2000, 30, offset)
+                rate, _ = run_step(c, chain_id, 1400, 30, offset)
                 total += int(rate * 30)
                 print(f"chain holds ~{total:,} txs", flush=True)
             head = rpc(c.urls[0], "chain_info")["head_height"]
