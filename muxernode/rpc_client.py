@@ -30,7 +30,7 @@ __all__ = [
     "resolve_rpc_url",
 ]
 
-DEFAULT_RPC_URL = "http://127.0.0.1:8765/rpc"
+DEFAULT_RPC_URL = "http://127.0.0.1:8545/rpc"  # the node's default [rpc] listen
 ENV_RPC = "MUXER_RPC"
 
 
