@@ -22,7 +22,12 @@ from consensus.app import Application, BlockContext
 from consensus.errors import Rejected
 from consensus.tx import SignedTx
 
-__all__ = ["Mempool"]
+__all__ = ["Mempool", "fee_rate"]
+
+
+def fee_rate(tx: SignedTx) -> int:
+    """Fee per byte, scaled to an integer (eviction order)."""
+    return tx.fee * 1_000_000 // len(tx.raw)
 
 
 class Mempool:
@@ -44,6 +49,7 @@ class Mempool:
         self._open = False
         self.evicted = 0
         self.dropped = 0
+        self._floor_rate: int | None = None  # lowest pending fee rate, None = recompute
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -67,6 +73,18 @@ class Mempool:
             self._view.begin_block(self._context())
             self._open = True
 
+    def _floor(self) -> int:
+        """The lowest fee rate pending (cached: a full pool is asked on every submission)."""
+        if self._floor_rate is None:
+            self._floor_rate = min((fee_rate(t) for t in self._txs.values()), default=0)
+        return self._floor_rate
+
+    def is_full_for(self, tx: SignedTx) -> bool:
+        """True if ``tx`` would be refused as ``mempool_full``: check before verifying it."""
+        full = (len(self._txs) + 1 > self.max_count
+                or self._bytes + len(tx.raw) > self.max_bytes)
+        return full and fee_rate(tx) <= self._floor()
+
     def add(self, tx: SignedTx) -> None:
         """Admit a verified tx or raise Rejected with the reason."""
         if tx.tx_id in self._txs:
@@ -74,6 +92,8 @@ class Mempool:
         need = len(tx.raw)
         saved: tuple[list[SignedTx], int, int] | None = None
         if len(self._txs) + 1 > self.max_count or self._bytes + need > self.max_bytes:
+            if fee_rate(tx) <= self._floor():
+                raise Rejected("mempool_full")  # it could evict nobody
             saved = (list(self._txs.values()), self.evicted, self.dropped)
             self._make_room(tx)
         self._ensure_open()
@@ -87,6 +107,8 @@ class Mempool:
             raise
         self._txs[tx.tx_id] = tx
         self._bytes += need
+        if self._floor_rate is not None:
+            self._floor_rate = min(self._floor_rate, fee_rate(tx))
 
     def _make_room(self, tx: SignedTx) -> None:
         need = len(tx.raw)
@@ -113,6 +135,7 @@ class Mempool:
         for v in victims:
             del self._txs[v.tx_id]
             self._bytes -= len(v.raw)
+        self._floor_rate = None
         self.evicted += len(victims)
         self._rebuild(())
 
@@ -122,6 +145,7 @@ class Mempool:
             tx = self._txs.pop(tx_id, None)
             if tx is not None:
                 self._bytes -= len(tx.raw)
+        self._floor_rate = None
         self._rebuild(readd)
 
     def _rebuild(self, readd: Iterable[SignedTx]) -> None:
@@ -129,6 +153,7 @@ class Mempool:
             self._view.abort_block()
             self._open = False
         self._reset_view()
+        self._floor_rate = None
         old = list(readd) + list(self._txs.values())
         self._txs = {}
         self._bytes = 0

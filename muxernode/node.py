@@ -266,6 +266,9 @@ class Node:
             if tx.tx_id in self.mempool:
                 results[i] = {"tx_id": tx.tx_id.hex()}  # idempotent resubmission
                 continue
+            if self.mempool.is_full_for(tx):  # refuse before paying for its signature
+                results[i] = _error(Rejected("mempool_full"))
+                continue
             decoded.append((i, tx))
         oks = await self._verify([tx for _, tx in decoded])
         async with self._lock:
