@@ -29,7 +29,7 @@ class NodeMetrics:
         self.txs_shed = Counter("muxer_txs_shed", "Submitted txs refused while overloaded",
                                 registry=r)
         self.loop_lag = Gauge("muxer_event_loop_lag_seconds",
-                              "How late the event loop runs (load shedding above 0.25 s)",
+                              "How late the event loop runs (load shedding above 0.5 s)",
                               registry=r)
         self.block_apply_seconds = Histogram(
             "muxer_block_apply_seconds", "Time to build or apply and commit one block",

@@ -53,7 +53,7 @@ MAX_HELD = 256  # blocks from the near future, held until their time
 SYNC_BATCH = 256
 GOSSIP_QUEUE = 256  # batches of gossiped txs waiting for their signature checks
 LAG_PROBE_S = 0.1
-SHED_LAG_S = 0.25  # event-loop lateness above which new txs are refused (load shedding)
+SHED_LAG_S = 0.5  # event-loop lateness above which new txs are refused (load shedding)
 # reasons that prove a gossiped tx bad in itself (not merely unwanted here)
 INVALID_TX = frozenset({"bad_encoding", "bad_signature", "too_large", "bad_op"})
 # decoded state records kept per ledger view (chain's and mempool's); bounds memory
