@@ -225,7 +225,9 @@ class Chain:
             app.abort_block()
             raise
         if result.state_digest != block.state_digest:
-            self._undo_in_memory(result.undo)
+            # end_block folded the block into the app's cache and the store was not
+            # written: dropping the cache returns the app to the committed state
+            self.app_reset()
             raise ChainError("bad_digest", "the state digest differs from the recomputed one")
         return self._commit(block, result.changes, result.undo, extra)
 
@@ -266,11 +268,6 @@ class Chain:
         for cb in self.on_commit:
             cb(block, ref)
         return ref
-
-    def _undo_in_memory(self, undo: Any) -> None:
-        # end_block already folded the block into the app's cache; the store was not
-        # written, so dropping the cache returns the app to the committed state.
-        self.app_reset()
 
     def app_reset(self) -> None:
         # The Ledger keeps its cache in ``app.state`` (no ``reset`` of its own): without

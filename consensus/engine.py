@@ -271,8 +271,8 @@ class Consensus:
                 return "vote signature invalid"
         return None
 
-    def on_block_committed(self, block: Block) -> list[bytes]:
-        """A block became the main chain's head. Returns maintenance decisions made."""
+    def on_block_committed(self, block: Block) -> None:
+        """A block became the main chain's head."""
         parent = self.tree.get(block.previous_id)
         if parent is not None:
             self._record_production(block.witness, parent.slot,
@@ -283,7 +283,6 @@ class Consensus:
         self._count_included(block)
         self._decide_elections(block)
         self._save_cv_final()
-        return []
 
     def add_side_block(self, block: Block) -> None:
         """A valid-looking block off the main chain: known for ancestry and fork choice."""
@@ -391,13 +390,17 @@ class Consensus:
         """Known votes not yet on the chain, valid in a block at block_slot."""
         final_slot = self.chain.final.slot
         out = []
+        voter_sets: dict[int, set[bytes]] = {}
         for h, v in list(self.vote_pool.items()):
             if v.target_slot <= final_slot and v.target_slot < self.chain_view.final.slot:
                 del self.vote_pool[h]  # stale for both views
                 continue
             if v.target_slot >= block_slot or self.chain.vote_included(h):
                 continue
-            if v.witness not in self.voters_for_slot(v.target_slot):
+            voters = voter_sets.get(v.target_slot)
+            if voters is None:  # one lookup per target slot, not per vote
+                voters = voter_sets[v.target_slot] = set(self.schedule.voters_at(v.target_slot))
+            if v.witness not in voters:
                 continue
             out.append(v)
             if len(out) >= MAX_VOTES_PER_BLOCK:

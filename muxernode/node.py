@@ -209,7 +209,6 @@ class Node:
         self.metrics = NodeMetrics()
         self._verify_limiter = trio.CapacityLimiter(max(1, config.verify_threads))
         self._included_times: deque[tuple[float, int]] = deque(maxlen=64)
-        self._produced: deque[int] = deque(maxlen=128)  # slots we produced recently
         self.started = False
         self.stopping = trio.Event()
         self.rpc_port: int | None = None
@@ -352,7 +351,6 @@ class Node:
         self._after_block(block, started)
         self._mark_seen(block.id)
         self._on_new_head_block(block)
-        self._produced.append(slot)
         log.info("produced", extra={"kv": {"height": block.height, "slot": slot,
                                             "txs": len(block.txs), "dropped": len(dropped)}})
         return block
