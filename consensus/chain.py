@@ -153,6 +153,23 @@ class Chain:
             del self._decoded[next(iter(self._decoded))]
         return block
 
+    def ref_at(self, height: int) -> BlockRef | None:
+        """The main chain's block at height as a BlockRef, decoding it only if it is not
+        among the recent committed ones (a header walk, e.g. participation, must not
+        decode thousands of txs per block)."""
+        bid = self.block_id_at(height)
+        if bid is None:
+            return None
+        if height == 0:
+            return self.genesis_ref
+        ref = self._refs.get(bid)
+        if ref is None:
+            blk = self.get_block(bid)
+            if blk is None:
+                return None
+            ref = BlockRef(blk.height, blk.id, blk.timestamp, self.slot_of(blk.timestamp))
+        return ref
+
     def get_block_raw(self, block_id: bytes) -> bytes | None:
         return self.store.get(schema.block_key(block_id))
 

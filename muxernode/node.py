@@ -194,6 +194,7 @@ class Node:
         self.network: Network | None = None
         self.orphans: dict[bytes, Block] = {}  # by id; parent not known yet
         self.held: dict[bytes, Block] = {}  # from the near future (section 6: hold, not drop)
+        self._participation: tuple[bytes, float] = (b"", 1.0)  # (head id, value)
         self.bad_blocks: dict[bytes, None] = {}  # ids known invalid (bounded, oldest out)
         self.seen: dict[bytes, int] = {}  # block id -> arrival order, for the fork choice
         self._seen_counter = 0
@@ -451,6 +452,9 @@ class Node:
     async def accept_block(self, block: Block) -> bool:
         if block.id in self.bad_blocks:
             return False
+        # a second block its witness signed for a slot is evidence even when the block is
+        # of no use (below final, or invalid later): checked before anything drops it
+        self.consensus.note_block(block, verified=False)
         # "have it" = in the block tree, not merely stored: a side block stored before a
         # restart is not in the rebuilt tree and must be taken again when it comes back
         if (block.id in self.consensus.tree or block.id in self.orphans
@@ -728,25 +732,22 @@ class Node:
         }
 
     def participation(self) -> float:
-        """Share of the last 128 slots (up to the head) that hold a block."""
+        """Share of the last 128 slots (up to the head) that hold a block (cached per head:
+        chain_info is polled by every wallet and dashboard)."""
         head = self.chain.head
-        if head.slot == 0:
-            return 1.0
-        lo = max(1, head.slot - 127)
-        filled = 0
-        h = head.height
-        ref = head
-        while h > 0 and ref.slot >= lo and filled < 128:
-            filled += 1
-            h -= 1
-            bid = self.chain.block_id_at(h)
-            if h == 0 or bid is None:
-                break
-            blk = self.chain.get_block(bid)
-            if blk is None:
-                break
-            ref = BlockRef(blk.height, blk.id, blk.timestamp, self.chain.slot_of(blk.timestamp))
-        return round(filled / (head.slot - lo + 1), 4)
+        if self._participation[0] == head.id:
+            return self._participation[1]
+        value = 1.0
+        if head.slot > 0:
+            lo = max(1, head.slot - 127)
+            filled = 0
+            ref: BlockRef | None = head
+            while ref is not None and ref.height > 0 and ref.slot >= lo and filled < 128:
+                filled += 1
+                ref = self.chain.ref_at(ref.height - 1)
+            value = round(filled / (head.slot - lo + 1), 4)
+        self._participation = (head.id, value)
+        return value
 
     async def get_tx(self, tx_id: bytes) -> dict[str, Any]:
         tx = self.mempool.get(tx_id)
