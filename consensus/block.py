@@ -14,17 +14,17 @@ chain; tx signatures are checked by the node, once per tx_id.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from consensus.codec import CodecError, decode, encode
+from consensus.codec import CodecError, check_canonical, encode, unpacker
 from consensus.crypto import TAG_BLOCK, PrivateKey, sha256, verify
 from consensus.errors import Rejected
 from consensus.merkle import merkle_root
-from consensus.tx import SignedTx, tx_from_obj
+from consensus.tx import SignedTx, tx_from_obj, tx_id_of
 from consensus.vote import Vote, VoteError, decode_vote
 
-__all__ = ["BLOCK_VERSION", "Block", "BlockError", "decode_block"]
+__all__ = ["BLOCK_VERSION", "Block", "BlockError", "decode_block", "peek_block_id"]
 
 BLOCK_VERSION = 1
 _U63 = 2**63 - 1
@@ -113,17 +113,59 @@ def _bin(x: Any, n: int) -> bool:
     return type(x) is bytes and len(x) == n
 
 
-def decode_block(raw: bytes, max_block_bytes: int) -> Block:
-    """Decode and check a block on its own; raises BlockError."""
+def peek_block_id(raw: bytes) -> bytes | None:
+    """The id the bytes of a block claim, H(bytes of its header), without decoding its txs
+    (None if it has no readable header). A peer pushes each block to every neighbour, so
+    most copies that arrive are of known blocks: this recognizes them for the price of a
+    header. For a canonical block it is the block's id; for any other bytes it names no
+    valid block, so a match with a known id is a copy of that block."""
+    try:
+        up = unpacker(raw)
+        if up.read_array_header() != 4:
+            return None
+        start = up.tell()
+        up.skip()
+        end = up.tell()
+    except Exception:  # msgpack raises several unrelated types for malformed input
+        return None
+    return sha256(raw[start:end])
+
+
+def decode_block(raw: bytes, max_block_bytes: int,
+                 known_tx: Callable[[bytes], SignedTx | None] | None = None) -> Block:
+    """Decode and check a block on its own; raises BlockError.
+
+    ``known_tx(tx_id)`` may return an already decoded tx (the mempool's): when its bytes
+    equal the block's bytes for that tx, that object is reused rather than decoded again.
+    """
     if len(raw) > max_block_bytes:
         raise BlockError("too_large", f"block is {len(raw)} bytes, max {max_block_bytes}")
+    # One streaming pass: the byte range of each tx comes from the decoder's position,
+    # and the whole block's canonical form is checked once at the end.
+    tx_parts: list[tuple[Any, bytes]] = []
     try:
-        obj = decode(raw, max_len=max_block_bytes)
+        up = unpacker(raw)
+        if up.read_array_header() != 4:
+            raise BlockError("bad_encoding", "a block is [header, signature, txs, votes]")
+        header = up.unpack()
+        signature = up.unpack()
+        n_txs = up.read_array_header()
+        for _ in range(n_txs):
+            start = up.tell()
+            t = up.unpack()
+            tx_parts.append((t, raw[start:up.tell()]))
+        vote_objs = up.unpack()
+        if up.tell() != len(raw):
+            raise BlockError("bad_encoding", "trailing bytes after the block")
+        tx_objs = [t for t, _ in tx_parts]
+        check_canonical([header, signature, tx_objs, vote_objs], raw)
+    except BlockError:
+        raise
     except CodecError as exc:
         raise BlockError("bad_encoding", str(exc)) from None
-    if type(obj) is not list or len(obj) != 4:
-        raise BlockError("bad_encoding", "a block is [header, signature, txs, votes]")
-    header, signature, tx_objs, vote_objs = obj
+    except Exception as exc:  # msgpack raises several unrelated types for malformed input
+        raise BlockError("bad_encoding", f"malformed msgpack: {type(exc).__name__}: {exc}"
+                         ) from None
     if type(header) is not list or len(header) != 8:
         raise BlockError("bad_encoding", "a header has 8 items")
     version, height, previous_id, timestamp, witness, tx_root, votes_root, digest = header
@@ -138,13 +180,18 @@ def decode_block(raw: bytes, max_block_bytes: int) -> Block:
         raise BlockError("bad_encoding", "header ids, witness, roots or digest malformed")
     if not _bin(signature, 64):
         raise BlockError("bad_encoding", "signature must be 64 bytes")
-    if type(tx_objs) is not list or type(vote_objs) is not list:
+    if type(vote_objs) is not list:
         raise BlockError("bad_encoding", "txs and votes are arrays")
     txs: list[SignedTx] = []
-    for t in tx_objs:
+    for t, t_raw in tx_parts:
+        # The whole block is canonical, so each part's bytes are its canonical encoding.
+        if known_tx is not None:
+            known = known_tx(tx_id_of(t_raw))
+            if known is not None and known.raw == t_raw:
+                txs.append(known)
+                continue
         try:
-            # The whole block is canonical, so each part's encoding is its canonical one.
-            txs.append(tx_from_obj(t, encode(t)))
+            txs.append(tx_from_obj(t, t_raw))
         except Rejected as exc:
             raise BlockError("bad_tx", f"tx {len(txs)}: {exc}") from None
     votes: list[Vote] = []

@@ -12,12 +12,17 @@ Rules (protocol section 6, and architecture "Storage"):
 - switch_to pops to the common ancestor and applies the other branch; if any block of
   the new branch fails, the old branch is re-applied, so a failed switch changes nothing.
 - Undo records below the final block are pruned: nothing final is ever popped.
+- A write that fails (a full disk) changes nothing in memory: head and final move only
+  after their batch is written, and the app's cache is dropped. A switch stops where the
+  failing batch left it. Once the store is reopened, ``reconcile`` undoes or redoes the one
+  batch whose failure report may have been wrong.
 The chain reads no clock: "not more than 1 s ahead of the local clock" is the node's check.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -303,8 +308,15 @@ class Chain:
         candidates: Iterable[SignedTx],
         votes: list[Any],
         max_bytes: int | None = None,
+        max_txs: int | None = None,
+        deadline: float | None = None,
     ) -> tuple[Block, list[SignedTx]]:
         """Produce a block on the head: apply candidates in order, skipping invalid ones.
+
+        ``max_txs`` and ``deadline`` (a ``time.perf_counter()`` value) are the producer's
+        own limits, not validity rules: every peer spends about as long applying a block
+        as its producer spent building it, so a block built for too long arrives too late
+        for the next slot's producer and forks it.
 
         Returns the block (already committed) and the txs that were rejected."""
         app = self.app
@@ -317,7 +329,10 @@ class Chain:
         try:
             for tx in candidates:
                 n = len(tx.raw) + 2
-                if size + n > limit:
+                if size + n > limit or (max_txs is not None and len(included) >= max_txs):
+                    break
+                if (deadline is not None and not len(included) % 64
+                        and time.perf_counter() > deadline):
                     break
                 try:
                     app.apply_tx(tx)
@@ -405,6 +420,53 @@ class Chain:
                 self.apply_block(old)
             raise
         return popped
+
+    def reconcile(self) -> None:
+        """Make the store hold this chain again after it was reopened following a failed
+        write (a full disk): memory, not the store, is what the node acted on.
+
+        A batch whose write reported failure may be durable all the same (LevelDB: a failed
+        fsync after the log record was whole). Writes stop at the first failure, so at most
+        that one batch differs: a block commit (the store's head is a child of ours: pop it
+        again; the node never relayed or voted for it), a pop (the store's head is our
+        head's parent: apply our head again), or a final pointer (taken over: the node's
+        finality already stood there). Anything else raises ChainError("store_diverged")."""
+        raw = self.store.get(schema.META_HEAD)
+        if raw is None:
+            raise ChainError("store_diverged", "the store lost its head pointer")
+        stored = BlockRef(*_unpack(raw))
+        mine = self.head
+        # the app's cache may hold what a failed batch was to write (a pop's failure leaves
+        # it as it was): from here on it reads the store
+        self.app_reset()
+        if stored.id != mine.id:
+            stored_block = self.get_block(stored.id)
+            mine_block = self.get_block(mine.id)
+            try:
+                if (stored.height == mine.height + 1 and stored_block is not None
+                        and stored_block.previous_id == mine.id):
+                    log.warning("reconcile", extra={"kv": {"undo_commit": stored.height}})
+                    self.head = stored  # what pop_block undoes
+                    self.pop_block()
+                elif (stored.height + 1 == mine.height and mine_block is not None
+                        and mine_block.previous_id == stored.id):
+                    log.warning("reconcile", extra={"kv": {"redo_block": mine.height}})
+                    self.head = stored  # what apply_block extends
+                    self.apply_block(mine_block)
+                else:
+                    raise ChainError("store_diverged", f"the store's head {stored.height} is "
+                                     f"not next to the head in memory {mine.height}")
+            except BaseException:
+                # memory keeps what the node acted on; the next attempt compares again
+                self.head = mine
+                raise
+        raw_final = self.store.get(schema.META_FINAL)
+        if raw_final is not None:
+            final = BlockRef(*_unpack(raw_final))
+            if final.height > self.final.height and self.block_id_at(final.height) == final.id:
+                self.final = final
+        self.last_changes = None
+        self.version += 1
 
     # --- finality -------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["CodecError", "decode", "encode"]
+__all__ = ["CodecError", "check_canonical", "decode", "encode", "unpacker"]
 
 
 class CodecError(ValueError):
@@ -34,31 +34,47 @@ def _no_ext(_code: int, _data: bytes) -> Any:
     raise CodecError("extension types are not allowed in consensus objects")
 
 
-def decode(data: bytes, max_len: int = 4 * 1024 * 1024) -> Any:
-    """Decode canonical bytes; raise CodecError for anything non-canonical or malformed."""
-    if len(data) > max_len:
-        raise CodecError(f"encoding is {len(data)} bytes, limit {max_len}")
-    try:
-        obj = msgpack.unpackb(
-            data,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            object_pairs_hook=_no_maps,
-            ext_hook=_no_ext,
-            # msgpack decodes ext type -1 (timestamp) itself, without calling ext_hook.
-            # As an int it can never re-encode to the ext bytes, so the canonical check
-            # below refuses it.
-            timestamp=2,
-        )
-    except CodecError:
-        raise
-    except Exception as exc:  # msgpack raises several unrelated types for malformed input
-        raise CodecError(f"malformed msgpack: {type(exc).__name__}: {exc}") from None
+_UNPACK_OPTIONS: dict[str, Any] = dict(
+    raw=False,
+    use_list=True,
+    strict_map_key=True,
+    object_pairs_hook=_no_maps,
+    ext_hook=_no_ext,
+    # msgpack decodes ext type -1 (timestamp) itself, without calling ext_hook.
+    # As an int it can never re-encode to the ext bytes, so the canonical check
+    # refuses it.
+    timestamp=2,
+)
+
+
+def check_canonical(obj: Any, data: bytes) -> None:
+    """Raise CodecError unless ``data`` is exactly the canonical encoding of ``obj``."""
     try:
         again = encode(obj)
     except Exception as exc:
         raise CodecError(f"cannot re-encode: {exc}") from None
     if again != data:
         raise CodecError("non-canonical encoding")
+
+
+def decode(data: bytes, max_len: int = 4 * 1024 * 1024) -> Any:
+    """Decode canonical bytes; raise CodecError for anything non-canonical or malformed."""
+    if len(data) > max_len:
+        raise CodecError(f"encoding is {len(data)} bytes, limit {max_len}")
+    try:
+        obj = msgpack.unpackb(data, **_UNPACK_OPTIONS)
+    except CodecError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types for malformed input
+        raise CodecError(f"malformed msgpack: {type(exc).__name__}: {exc}") from None
+    check_canonical(obj, data)
     return obj
+
+
+def unpacker(data: bytes) -> msgpack.Unpacker:
+    """A streaming decoder over ``data`` with the options of ``decode``, for a caller that
+    needs the byte range of each part (``tell()``). Its errors are msgpack's own (several
+    unrelated types): the caller maps them, and must still ``check_canonical`` the whole."""
+    up = msgpack.Unpacker(max_buffer_size=max(1, len(data)), **_UNPACK_OPTIONS)
+    up.feed(data)
+    return up

@@ -19,7 +19,7 @@ from consensus.codec import CodecError, decode, encode
 from consensus.crypto import TAG_TX, PrivateKey, address_of, sha256, verify
 from consensus.errors import Rejected
 
-__all__ = ["TX_VERSION", "SignedTx", "build_tx", "decode_tx", "verify_tx"]
+__all__ = ["TX_VERSION", "SignedTx", "build_tx", "decode_tx", "tx_id_of", "verify_tx"]
 
 TX_VERSION = 1
 U16 = 0xFFFF
@@ -90,6 +90,12 @@ class SignedTx:
 
     def __repr__(self) -> str:
         return f"SignedTx({self.tx_id.hex()[:16]}, op={self.op[:1]})"
+
+
+def tx_id_of(raw: bytes) -> bytes:
+    """The tx_id of a signed tx's canonical bytes: H(packb(unsigned_tx)), which is raw
+    without the array byte in front and the signature's bin at the end."""
+    return sha256(raw[1:-_SIG_TAIL])
 
 
 def _uint(x: Any, limit: int) -> bool:

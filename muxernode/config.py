@@ -4,6 +4,8 @@
     listen = "127.0.0.1:8545"      # RPC binds loopback unless configured otherwise
     max_body_bytes = 1048576
     max_batch = 1000
+    max_connections = 256           # open connections; beyond: 503 and closed
+    max_concurrent = 256            # requests in progress; beyond: 503
 
     [p2p]
     listen = "127.0.0.1:0"
@@ -20,6 +22,7 @@
     mempool_txs = 10000
     mempool_bytes = 67108864
     verify_threads = 2
+    block_txs = 5000                # most txs in a block this node produces
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class NodeConfig:
     rpc_port: int = 8545
     max_body_bytes: int = 1 << 20
     max_batch: int = 1000
+    max_connections: int = 256
+    max_concurrent: int = 256
     p2p_host: str = "127.0.0.1"
     p2p_port: int = 0
     peers: list[str] = field(default_factory=list)
@@ -58,16 +63,20 @@ class NodeConfig:
     mempool_txs: int = 10_000
     mempool_bytes: int = 64 << 20
     verify_threads: int = 2
+    block_txs: int = 5_000
 
 
 _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "rpc": {"listen": ("rpc", str), "max_body_bytes": ("max_body_bytes", int),
-            "max_batch": ("max_batch", int)},
+            "max_batch": ("max_batch", int),
+            "max_connections": ("max_connections", int),
+            "max_concurrent": ("max_concurrent", int)},
     "p2p": {"listen": ("p2p", str), "peers": ("peers", list)},
     "witness": {"key_file": ("witness_key_file", str)},
     "log": {"format": ("log_format", str), "level": ("log_level", str)},
     "limits": {"mempool_txs": ("mempool_txs", int), "mempool_bytes": ("mempool_bytes", int),
-               "verify_threads": ("verify_threads", int)},
+               "verify_threads": ("verify_threads", int),
+               "block_txs": ("block_txs", int)},
 }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from consensus.block import Block, BlockError, decode_block
+from consensus.block import Block, BlockError, decode_block, peek_block_id
 from consensus.chain import BlockRef, Chain, ChainError
 from consensus.crypto import PrivateKey, address_to_text
 from consensus.engine import Consensus
@@ -36,9 +36,9 @@ from muxernode.config import NodeConfig
 from muxernode.ledger import Ledger
 from muxernode.metrics import NodeMetrics
 from muxernode.ops import decode_op, op_to_json
-from p2p import PENALTIES, Kind, Network, P2PConfig, PeerUnavailable, Transport
+from p2p import MAX_FRAME, PENALTIES, Kind, Network, P2PConfig, PeerUnavailable, Transport
 from storage import schema
-from storage.leveldb import LevelDBStore
+from storage.leveldb import LevelDBStore, StorageError, StorageLost
 
 __all__ = ["Node", "NodeError", "init_data_dir", "load_witness_key"]
 
@@ -54,11 +54,16 @@ SYNC_BATCH = 256
 GOSSIP_QUEUE = 256  # batches of gossiped txs waiting for their signature checks
 LAG_PROBE_S = 0.1
 SHED_LAG_S = 0.5  # event-loop lateness above which new txs are refused (load shedding)
+BUILD_SHARE = 0.25  # of a slot, the most a producer spends building its block
 # reasons that prove a gossiped tx bad in itself (not merely unwanted here)
 INVALID_TX = frozenset({"bad_encoding", "bad_signature", "too_large", "bad_op"})
 # decoded state records kept per ledger view (chain's and mempool's); bounds memory
 CACHE_ENTRIES = 15_000
 TRIM_EVERY_S = 10.0  # hand freed heap back to the OS this often (RSS stays flat)
+# after a failed write (a full disk) the store's recovery is retried this often: doubling
+# from MIN up to MAX, so a long outage costs one cheap probe every MAX seconds
+STORAGE_RETRY_MIN_S = 0.5
+STORAGE_RETRY_MAX_S = 15.0
 
 
 class NodeError(Exception):
@@ -164,6 +169,7 @@ class Node:
         _release_memory()
         self.params = self.genesis.params
         self.chain_id = self.genesis.chain_id
+        open_started = time.perf_counter()
         self.store = LevelDBStore(str(self.data_dir / DB_DIR))
         try:
             schema.check_schema(self.store)
@@ -180,6 +186,13 @@ class Node:
         except BaseException:
             self.store.close()
             raise
+        # How the node came up, for operators and the crash tests: a restart reads the
+        # head pointer and serves; chain.version counts the blocks applied or popped
+        # through the chain since the open, so it is 0 unless start-up replayed blocks.
+        log.info("opened", extra={"kv": {
+            "head": self.chain.head.height, "final": self.chain.final.height,
+            "replayed_blocks": self.chain.version,
+            "open_ms": round((time.perf_counter() - open_started) * 1000)}})
         self.pending = Ledger(self.store, self.params, self.genesis.genesis_time)
         self._pending_version = self.chain.version
         self.mempool = Mempool(
@@ -191,6 +204,15 @@ class Node:
         )
         self.witness_key = witness_key
         self.node_key = load_or_create_node_key(self.data_dir)
+        self.rpc_token: str | None = None  # admin RPC methods need it (<data_dir>/rpc.token)
+        if serve_rpc:
+            from muxernode.rpc import TokenError, load_or_create_token
+
+            try:
+                self.rpc_token = load_or_create_token(self.data_dir)
+            except TokenError as exc:
+                self.store.close()
+                raise NodeError(str(exc)) from None
         self.network: Network | None = None
         self.orphans: dict[bytes, Block] = {}  # by id; parent not known yet
         self.held: dict[bytes, Block] = {}  # from the near future (section 6: hold, not drop)
@@ -209,11 +231,15 @@ class Node:
             tuple[bytes, list[bytes]]](GOSSIP_QUEUE)
         self.metrics = NodeMetrics()
         self._verify_limiter = trio.CapacityLimiter(max(1, config.verify_threads))
+        self._block_verify_limiter = trio.CapacityLimiter(max(1, config.verify_threads))
         self._included_times: deque[tuple[float, int]] = deque(maxlen=64)
         self.started = False
         self.stopping = trio.Event()
         self.rpc_port: int | None = None
         self._lock = trio.Lock()  # one writer at a time: producer, block application
+        # a write failed (full disk): since when (the node's clock), until it recovers
+        self._storage_outage: float | None = None
+        self._storage_wakeup = trio.Event()
         self._update_metrics()
 
     # --- schedule -----------------------------------------------------------------------
@@ -292,15 +318,19 @@ class Node:
             self.network.broadcast_txs(admitted)
         return results
 
-    async def _verify(self, txs: list[SignedTx]) -> list[bool]:
+    async def _verify(self, txs: list[SignedTx], urgent: bool = False) -> list[bool]:
+        """Check signatures on worker threads. ``urgent`` (a block's txs) has threads of its
+        own: a block must not wait behind the gossip batches queued for the tx threads,
+        or it reaches the next producer too late and forks it."""
         if not txs:
             return []
         if self.inline_verify:
             return verify_batch(txs, self.chain_id)
         threads = max(1, self.config.verify_threads)
+        limiter = self._block_verify_limiter if urgent else self._verify_limiter
         if len(txs) < 32 or threads == 1:
             return await trio.to_thread.run_sync(
-                verify_batch, txs, self.chain_id, limiter=self._verify_limiter
+                verify_batch, txs, self.chain_id, limiter=limiter
             )
         chunk = (len(txs) + threads - 1) // threads
         parts: list[list[bool]] = [[] for _ in range(threads)]
@@ -308,7 +338,7 @@ class Node:
         async def run(k: int) -> None:
             parts[k] = await trio.to_thread.run_sync(
                 verify_batch, txs[k * chunk : (k + 1) * chunk], self.chain_id,
-                limiter=self._verify_limiter,
+                limiter=limiter,
             )
 
         async with trio.open_nursery() as nursery:
@@ -336,18 +366,27 @@ class Node:
             last = self.store.get(schema.META_LAST_SLOT)
             if last is not None and schema.from_u64(last) >= slot:
                 continue  # never sign two blocks for one slot, even across a restart
+            if self.store.failed is not None:
+                continue  # paused: a block that cannot be stored must not be signed
             async with self._lock:
                 # shielded: a shutdown finishes the block in hand before stopping
                 with trio.CancelScope(shield=True):
-                    self.produce(slot)
+                    try:
+                        self.produce(slot)
+                    except StorageError as exc:
+                        # nothing was relayed; the chain and its app are as before
+                        self._storage_failed(exc, "produce")
 
     def produce(self, slot: int) -> Block:
         assert self.witness_key is not None
         started = time.perf_counter()
         self.store.write({schema.META_LAST_SLOT: schema.u64(slot)}, sync=True)
         votes = self.consensus.votes_to_include(slot)
+        # a quarter of a slot for building: peers need about as long again to apply it
+        deadline = started + self.params.block_interval_s * BUILD_SHARE
         block, dropped = self.chain.build_block(
-            self.witness_key, self.slot_time(slot), self.mempool.pending(), votes
+            self.witness_key, self.slot_time(slot), self.mempool.pending(), votes,
+            max_txs=self.config.block_txs, deadline=deadline,
         )
         self._after_block(block, started)
         self._mark_seen(block.id)
@@ -359,20 +398,31 @@ class Node:
     def cast_vote(self, slot: int) -> None:
         """The honest vote for ``slot``: recorded and persisted before it leaves the node."""
         key = self.witness_key
-        if key is None:
-            return
+        if key is None or self.store.failed is not None:
+            return  # paused: a vote whose guard record cannot be stored is not cast
         vote = self.consensus.make_vote(key, self.guard, slot)
         if vote is None:
             return
         self.guard.record(vote)
-        self.store.write({schema.META_LAST_VOTE: self.guard.dump()}, sync=True)
+        try:
+            self.store.write({schema.META_LAST_VOTE: self.guard.dump()}, sync=True)
+        except StorageError as exc:
+            # not sent; the guard in memory keeps it (stricter than the store), and the
+            # recovery writes the guard before anything else
+            self._storage_failed(exc, "vote")
+            return
         self.consensus.add_vote(vote, slot)
         if self.network is not None:  # only now, after the guard is on disk
             self.network.push(Kind.VOTE, [(vote.hash, vote.encode())])
         self._finalize()
 
     def _after_block(self, block: Block, started: float) -> None:
-        self.consensus.on_block_committed(block)
+        try:
+            self.consensus.on_block_committed(block)
+        except StorageError as exc:
+            # the block is committed; only the engine's own records (schedule, chain-view
+            # final) were not written: memory holds them, the recovery writes them again
+            self._storage_failed(exc, "consensus record")
         self.mempool.on_new_head([tx.tx_id for tx in block.txs])
         self._finalize()
         elapsed = time.perf_counter() - started
@@ -390,12 +440,18 @@ class Node:
 
         With one active witness its own vote is the supermajority (floor(2/3)+1 = 1), so
         each slot's vote justifies the head and finalizes the previous slot's block."""
+        if self.store.failed is not None:
+            return  # paused; the first block or vote after the recovery finalizes
         final = self.consensus.final_block()
         info = self.consensus.tree.get(final.block_id)
         if info is None or info.height <= self.chain.final.height:
             return
         if self.chain.block_id_at(info.height) == final.block_id:
-            self.chain.set_final(final.block_id)
+            try:
+                self.chain.set_final(final.block_id)
+            except StorageError as exc:
+                self._storage_failed(exc, "finalize")  # chain.final did not move
+                return
             self.consensus.prune_tree()  # what does not descend from final never wins
 
     def _update_metrics(self) -> None:
@@ -436,12 +492,25 @@ class Node:
                 or block_id in self.held
                 or self.store.get(schema.block_key(block_id)) is not None)
 
+    def _have_block(self, block_id: bytes) -> bool:
+        # "have it" = in the block tree, not merely stored: a side block stored before a
+        # restart is not in the rebuilt tree and must be taken again when it comes back
+        return (block_id in self.consensus.tree or block_id in self.orphans
+                or block_id in self.held)
+
     async def accept_blocks(self, raws: list[bytes]) -> list[bool]:
         """Blocks from a peer (gossip or sync): False iff a block is invalid."""
         verdicts: list[bool] = []
         for raw in raws:
+            seen = peek_block_id(raw)
+            if seen is not None and seen in self.bad_blocks:
+                verdicts.append(False)
+                continue
+            if seen is not None and self._have_block(seen):
+                verdicts.append(True)  # a copy from another neighbour: skip its decoding
+                continue
             try:
-                block = decode_block(raw, self.params.max_block_bytes)
+                block = decode_block(raw, self.params.max_block_bytes, self.mempool.get)
             except BlockError as exc:
                 log.info("block_rejected", extra={"kv": {"why": str(exc)}})
                 verdicts.append(False)
@@ -455,11 +524,22 @@ class Node:
         # a second block its witness signed for a slot is evidence even when the block is
         # of no use (below final, or invalid later): checked before anything drops it
         self.consensus.note_block(block, verified=False)
-        # "have it" = in the block tree, not merely stored: a side block stored before a
-        # restart is not in the rebuilt tree and must be taken again when it comes back
-        if (block.id in self.consensus.tree or block.id in self.orphans
-                or block.id in self.held or block.height <= self.chain.final.height):
+        if self._have_block(block.id) or block.height <= self.chain.final.height:
             return True  # already have it, or it cannot matter (below final)
+        # Neither the witness's signature nor the txs' signatures are covered by the block
+        # id: a copy with a bad one is refused (its sender penalized) but must never mark
+        # the id bad, or whoever sends a malleated copy first gets the honest block refused
+        # (and its relayers penalized). Both are checked before a block is held or kept as
+        # an orphan, because a kept block is applied later without another look at them.
+        key = self.ledger.witness_signing_key(block.witness)
+        if key is None or not block.verify_signature(self.chain_id, key):
+            # parent known: the chain's own check, the sender is at fault; parent unknown:
+            # our witness keys may be older than the block's, so it is dropped unjudged
+            return block.previous_id not in self.consensus.tree
+        if not await self._verify_block_txs(block):
+            return False  # wrong on any chain: a tx signature covers nothing but its tx
+        if self._have_block(block.id):
+            return True  # taken meanwhile, from another peer
         if block.timestamp > self.now() + 1:
             if len(self.held) < MAX_HELD:
                 self.held[block.id] = block
@@ -470,10 +550,9 @@ class Node:
             self.orphans[block.id] = block
             self._sync_wakeup.set()
             return True
+        if self.store.failed is not None:
+            return True  # paused: dropped, not judged; the sync fetches it after recovery
         self._mark_seen(block.id)
-        if not await self._verify_block_txs(block):
-            self._mark_bad(block.id, "bad tx signature")
-            return False
         ok = True
         async with self._lock:
             with trio.CancelScope(shield=True):
@@ -498,19 +577,25 @@ class Node:
         pool = self.mempool
         todo = [tx for tx in block.txs
                 if (known := pool.get(tx.tx_id)) is None or known.raw != tx.raw]
-        oks = await self._verify(todo)
+        oks = await self._verify(todo, urgent=True)
         return all(oks)
 
     def _take_block(self, block: Block) -> bool:
         """Apply a block on the head, or keep it as a side block and run the fork choice."""
         chain = self.chain
         started = time.perf_counter()
+        if self.store.failed is not None:
+            return True  # the store failed while this block waited for the lock
         if block.previous_id == chain.head.id:
             try:
                 chain.apply_block(block)
             except ChainError as exc:
                 self._mark_bad(block.id, str(exc))
                 return False
+            except StorageError as exc:
+                # not the block's fault: it stays unjudged and comes back by sync
+                self._storage_failed(exc, "apply block")
+                return True
             self._after_block(block, started)
             self._on_new_head_block(block)
             return True
@@ -523,7 +608,11 @@ class Node:
                 or key is None or not block.verify_signature(self.chain_id, key)):
             self._mark_bad(block.id, "not signed by the slot's witness")
             return False
-        self.store.write({schema.block_key(block.id): block.encode()}, sync=False)
+        try:
+            self.store.write({schema.block_key(block.id): block.encode()}, sync=False)
+        except StorageError as exc:
+            self._storage_failed(exc, "store side block")
+            return True
         self.consensus.add_side_block(block)
         self._fork_choice()
         return block.id not in self.bad_blocks
@@ -578,12 +667,28 @@ class Node:
                 return
             branch.append(b)
         started = time.perf_counter()
+        fork_height = branch[0].height - 1 if branch else chain.head.height
+        old_ids = [(h, chain.block_id_at(h)) for h in range(fork_height + 1,
+                                                             chain.head.height + 1)]
         try:
             popped = chain.switch_to(branch)
         except ChainError as exc:
             self._mark_bad(exc.block_id or tip, str(exc))
             return
-        cons.on_switch(popped, branch)
+        except StorageError as exc:
+            self._storage_failed(exc, "switch")
+            # the switch stopped where the failing batch left the chain (store and memory
+            # agree on it): tell the engine and the mempool what left and what joined
+            popped = [b for h, bid in reversed(old_ids) if bid is not None
+                      and chain.block_id_at(h) != bid
+                      and (b := chain.get_block(bid)) is not None]
+            branch = [b for b in branch if chain.block_id_at(b.height) == b.id]
+            if not popped and not branch:
+                return
+        try:
+            cons.on_switch(popped, branch)
+        except StorageError as exc:
+            self._storage_failed(exc, "consensus record")  # memory has it; see _after_block
         readd = [tx for b in popped for tx in b.txs]
         self.mempool.on_new_head([tx.tx_id for b in branch for tx in b.txs], readd)
         log.info("switched", extra={"kv": {"popped": len(popped), "applied": len(branch),
@@ -616,6 +721,79 @@ class Node:
             async with self._lock:
                 self._finalize()
         return verdicts
+
+    # --- storage failures (a full disk) ---------------------------------------------------
+
+    def _storage_failed(self, exc: StorageError, during: str) -> None:
+        """A write failed. The store refuses writes from now on (storage/leveldb.py says
+        why), so block production, block acceptance, votes and finality pause; RPC reads,
+        tx intake and gossip go on. ``storage_loop`` reopens the store once the disk has
+        room. Logged once per outage; every failed write is counted."""
+        self.metrics.storage_write_failures.inc()
+        if self._storage_outage is not None:
+            return
+        self._storage_outage = self.now()
+        self.metrics.storage_failing.set(1)
+        log.error("storage_write_failed", extra={"kv": {
+            "during": during, "error": str(exc),
+            "action": "pausing block production, block acceptance and votes; will retry"}})
+        self._storage_wakeup.set()
+
+    async def storage_loop(self) -> None:
+        """While the store refuses writes, try to recover it, with a backoff that doubles
+        from STORAGE_RETRY_MIN_S to STORAGE_RETRY_MAX_S."""
+        delay = STORAGE_RETRY_MIN_S
+        while not self.stopping.is_set():
+            if self.store.failed is None:
+                delay = STORAGE_RETRY_MIN_S
+                with trio.move_on_after(1.0):
+                    await self._storage_wakeup.wait()
+                self._storage_wakeup = trio.Event()
+                continue
+            if self._storage_outage is None:  # a failed write no caller reported
+                self._storage_failed(StorageError(self.store.failed), "write")
+            with trio.move_on_after(delay):
+                await self.stopping.wait()
+            if self.stopping.is_set():
+                return
+            delay = min(delay * 2, STORAGE_RETRY_MAX_S)
+            async with self._lock:
+                with trio.CancelScope(shield=True):
+                    self._recover_storage()
+
+    def _recover_storage(self) -> bool:
+        """One attempt, under the lock and without an await: reopen the store if the disk
+        has room, write again what a failed write may have lost, and bring the store back
+        to the chain in memory. True iff writes resumed. A store that cannot be opened
+        again is fatal: the node stops (a restart opens it at its last stored block)."""
+        try:
+            self.store.recover()
+            # first write: the guard in memory may hold a vote whose record failed
+            self.store.write({schema.META_LAST_VOTE: self.guard.dump()}, sync=True)
+            self.chain.reconcile()
+            # the schedule in memory may hold an election whose record failed: a restart
+            # without it would follow another schedule than the network's
+            self.consensus._save_schedule()
+        except StorageLost as exc:
+            log.critical("storage_lost", extra={"kv": {"error": str(exc),
+                                                      "action": "stopping"}})
+            raise
+        except StorageError:
+            return False  # no room yet, or the first write failed again: retried later
+        except ChainError as exc:
+            log.critical("storage_diverged", extra={"kv": {"error": str(exc),
+                                                          "action": "stopping"}})
+            raise StorageLost(str(exc)) from None
+        outage = self.now() - (self._storage_outage or self.now())
+        self._storage_outage = None
+        self.metrics.storage_failing.set(0)
+        log.warning("storage_recovered", extra={"kv": {
+            "outage_s": round(outage, 1), "head": self.chain.head.height,
+            "final": self.chain.final.height}})
+        self._finalize()  # votes counted while paused may have moved finality
+        self._sync_wakeup.set()  # fetch the blocks dropped while paused
+        self._update_metrics()
+        return True
 
     @property
     def overloaded(self) -> bool:
@@ -821,10 +999,17 @@ class Node:
     async def health(self) -> tuple[bool, dict[str, Any]]:
         head = self.chain.head
         behind = self.current_slot() - head.slot
-        # in sync: the head is at most a few slots old (a missed slot is not "out of sync")
-        ok = self.started and behind <= 10
-        return ok, {"head_height": head.height, "final_height": self.chain.final.height,
-                    "slots_behind": behind}
+        # in sync: the head is at most a few slots old (a missed slot is not "out of sync");
+        # a store refusing writes is not healthy either: the node cannot follow the chain
+        failed = self.store.failed
+        ok = self.started and behind <= 10 and failed is None
+        details: dict[str, Any] = {"head_height": head.height,
+                                   "final_height": self.chain.final.height,
+                                   "slots_behind": behind,
+                                   "storage": "ok" if failed is None else "failing"}
+        if failed is not None:
+            details["storage_error"] = failed
+        return ok, details
 
     async def metrics_text(self) -> bytes:
         self._update_metrics()
@@ -839,7 +1024,9 @@ class Node:
         from muxernode.rpc import JsonRpcApp, serve_rpc
 
         app = JsonRpcApp(RpcAdapter(self), max_body_bytes=self.config.max_body_bytes,
-                         max_batch=self.config.max_batch)
+                         max_batch=self.config.max_batch,
+                         max_concurrent=self.config.max_concurrent,
+                         admin_token=self.rpc_token)
         try:
             async with trio.open_nursery() as nursery:
                 if self.serve_rpc:
@@ -847,6 +1034,7 @@ class Node:
                         lambda task_status: serve_rpc(
                             app, self.config.rpc_host, self.config.rpc_port,
                             shutdown=self.stopping, task_status=task_status,
+                            max_connections=self.config.max_connections,
                         )
                     )
                     self._write_rpc_addr()
@@ -862,6 +1050,7 @@ class Node:
                 nursery.start_soon(self.produce_loop)
                 nursery.start_soon(self.vote_loop)
                 nursery.start_soon(self.lag_monitor)
+                nursery.start_soon(self.storage_loop)
                 if self.network is not None:
                     nursery.start_soon(self.sync_loop)
                     nursery.start_soon(self.gossip_tx_loop)
@@ -878,6 +1067,7 @@ class Node:
 
     def stop(self) -> None:
         self.stopping.set()
+        self._storage_wakeup.set()  # storage_loop waits on it, not on stopping
 
     async def _start_network(self, nursery: trio.Nursery) -> None:
         cfg = self.config
@@ -943,12 +1133,16 @@ class P2PAdapter:
     def get_blocks(self, from_height: int, count: int) -> list[bytes]:
         chain = self.node.chain
         out: list[bytes] = []
+        size = 0
         for h in range(max(1, from_height), min(chain.head.height, from_height + count - 1) + 1):
             bid = chain.block_id_at(h)
             raw = chain.get_block_raw(bid) if bid else None
             if raw is None:
                 break
             out.append(raw)
+            size += len(raw)
+            if size >= MAX_FRAME:  # p2p sends one frame of them: reading more is waste
+                break
         return out
 
     async def on_txs(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
@@ -968,6 +1162,12 @@ class P2PAdapter:
                       final_height: int) -> None:
         node = self.node
         node.peer_heads[peer_id] = (head_height, head_id, final_height)
+        net = node.network
+        if net is not None and len(node.peer_heads) > 2 * len(net.peer_ids()) + 64:
+            # forget the heads of peers that are gone: node keys are free, so a stream of
+            # connections under fresh keys would otherwise grow this without bound
+            live = set(net.peer_ids())
+            node.peer_heads = {p: h for p, h in node.peer_heads.items() if p in live}
         if head_height > node.chain.head.height:
             node._sync_wakeup.set()
 
@@ -1016,6 +1216,48 @@ class RpcAdapter:
 
     async def metrics(self) -> bytes:
         return await self.node.metrics_text()
+
+    async def list_evidence(self) -> list[dict[str, Any]]:
+        return [{"kind": r.kind, "witness": address_to_text(r.witness), "slot": r.slot,
+                 "first": r.first.hex(), "second": r.second.hex()}
+                for r in self.node.consensus.evidence_log]
+
+    # --- admin (the RPC layer has checked the token) ---------------------------------------
+
+    def _network(self) -> Network:
+        net = self.node.network
+        if net is None:
+            from muxernode.rpc import UNAVAILABLE, RpcError
+
+            raise RpcError(UNAVAILABLE, "unavailable: the p2p network is not running")
+        return net
+
+    async def add_peer(self, host: str, port: int) -> dict[str, Any]:
+        self._network().add_address(host, port)  # dialed by the network's own loop
+        log.info("admin", extra={"kv": {"method": "add_peer", "address": f"{host}:{port}"}})
+        return {"address": f"{host}:{port}"}
+
+    async def drop_peer(self, node_id: bytes) -> dict[str, Any]:
+        net = self._network()
+        connected = node_id in net.peer_ids()
+        net.disconnect(node_id, "dropped by the operator")
+        log.info("admin", extra={"kv": {"method": "drop_peer", "node": node_id[:8],
+                                        "connected": connected}})
+        return {"node_id": node_id.hex(), "dropped": connected}
+
+    async def ban_peer(self, node_id: bytes, seconds: int | None) -> dict[str, Any]:
+        net = self._network()
+        span = seconds if seconds is not None else int(net.config.ban_seconds)
+        net.ban(node_id, "banned by the operator", seconds=span)
+        log.info("admin", extra={"kv": {"method": "ban_peer", "node": node_id[:8],
+                                        "seconds": span}})
+        return {"node_id": node_id.hex(), "seconds": span}
+
+    async def unban_peer(self, node_id: bytes) -> dict[str, Any]:
+        was = self._network().unban(node_id)
+        log.info("admin", extra={"kv": {"method": "unban_peer", "node": node_id[:8],
+                                        "was_banned": was}})
+        return {"node_id": node_id.hex(), "unbanned": was}
 
 
 def _error(exc: Rejected) -> dict[str, Any]:

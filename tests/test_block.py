@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from consensus.block import Block, BlockError, decode_block
+from consensus.block import Block, BlockError, decode_block, peek_block_id
 from consensus.tx import SignedTx, build_tx, verify_tx
 from consensus.vote import Vote
 from tests.ledger_helpers import (
@@ -398,3 +398,46 @@ def test_every_position_flipped_is_detected() -> None:
 def test_any_single_byte_mutation_is_detected(pos: int, delta: int) -> None:
     mutated = RAW[:pos] + bytes([(RAW[pos] + delta) % 256]) + RAW[pos + 1:]
     event(_mutation_detected(mutated))
+
+
+# --- header peek and reuse of decoded txs ----------------------------------------------------
+
+
+def test_peek_block_id_names_the_block_from_its_header_alone() -> None:
+    block = sample_block()
+    raw = block.encode()
+    assert peek_block_id(raw) == block.id
+    # the txs are not looked at: a body changed after the header still peeks the same id
+    assert peek_block_id(raw[:-1] + bytes([raw[-1] ^ 1])) == block.id
+    for junk in (b"", b"\x00", b"\x93\x01\x02\x03", b"\x94", b"\xc1" * 10):
+        assert peek_block_id(junk) is None
+
+
+def test_decode_block_reuses_a_known_tx_only_when_its_bytes_are_identical() -> None:
+    block = sample_block()
+    known = {t.tx_id: t for t in TXS}
+    back = decode_block(block.encode(), MAX, known.get)
+    assert all(a is b for a, b in zip(back.txs, TXS, strict=True))
+    # same tx_id, another signature: the block's own bytes are decoded, not the known tx
+    forged = SignedTx(*[getattr(TXS[0], f) for f in (
+        "ref_block_num", "ref_block_prefix", "expiration", "sender_pubkey", "fee", "op")],
+        bytes(64), TXS[0].raw[:-64] + bytes(64), TXS[0].unsigned_bytes)
+    assert forged.tx_id == TXS[0].tx_id and forged.raw != TXS[0].raw
+    again = decode_block(block.encode(), MAX, {forged.tx_id: forged}.get)
+    assert again.txs[0] is not forged and again.txs[0].raw == TXS[0].raw
+
+
+def test_decode_block_refuses_trailing_bytes_and_non_canonical_parts() -> None:
+    raw = sample_block().encode()
+    with pytest.raises(BlockError) as info:
+        decode_block(raw + b"\x00", MAX)
+    assert info.value.reason == "bad_encoding"
+    # the block's header count as a non-minimal int: 0xcc 0x07 instead of 0x07
+    obj = msgpack.unpackb(raw)
+    body = packb(obj)
+    assert body == raw
+    pos = raw.index(bytes([0x98, 0x01, HEIGHT]))
+    bad = raw[:pos + 2] + b"\xcc" + raw[pos + 2:]
+    with pytest.raises(BlockError) as info:
+        decode_block(bad, MAX)
+    assert info.value.reason == "bad_encoding"

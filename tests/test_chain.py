@@ -398,6 +398,21 @@ def test_build_block_respects_the_size_limit() -> None:
     assert len(block.encode()) <= 1024 + 3 * size
 
 
+def test_build_block_stops_at_the_producers_tx_count_and_time_limits() -> None:
+    c = fresh_chain()
+    txs = [tx_on(c, ALICE, op_transfer(BOB.address, i + 1)) for i in range(10)]
+    block, dropped = c.build_block(WITNESS, next_time(c), txs, [], max_txs=4)
+    assert [t.tx_id for t in block.txs] == [t.tx_id for t in txs[:4]] and dropped == []
+    # a deadline already past: the block carries what the first check allowed, nothing more
+    late = [tx_on(c, ALICE, op_transfer(BOB.address, 100 + i)) for i in range(100)]
+    block2, _ = c.build_block(WITNESS, next_time(c), late, [], deadline=0.0)
+    assert block2.txs == []
+    twin = clone(fresh_chain())
+    for b in (block, block2):
+        twin.apply_block(decode_block(b.encode(), GENESIS.params.max_block_bytes))
+    assert twin.head.id == c.head.id
+
+
 def test_build_block_by_the_wrong_witness_changes_nothing(store: KVStore) -> None:
     c = history(store)
     twin = clone(c)
