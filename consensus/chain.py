@@ -97,6 +97,7 @@ class Chain:
         # recent height -> id on the main chain, for TaPoS without a store read per tx
         self._ids: dict[int, bytes] = {}
         self.on_commit: list[Callable[[Block, BlockRef], None]] = []
+        self.on_pop: list[Callable[[Block], None]] = []  # after a pop, with the popped block
         # state keys the last commit changed, and a counter of commits and pops: a view
         # that saw version v-1 and finds last_changes set may refresh just those keys
         self.last_changes: Mapping[bytes, bytes | None] | None = None
@@ -388,6 +389,8 @@ class Chain:
         self.version += 1
         self.head = parent
         self._ids.pop(head.height, None)
+        for cb in self.on_pop:
+            cb(block)
         return block
 
     def switch_to(self, branch: list[Block]) -> list[Block]:

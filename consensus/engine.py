@@ -26,36 +26,71 @@ Rules it keeps (protocol sections 5 and 7):
   persisted by the caller before the vote leaves the node.
 - Restart: both trackers are rebuilt from the stored final checkpoint and the votes of the
   main-chain blocks above it; the schedule's epochs are stored under META_SCHEDULE.
+- Equivocation evidence (``evidence_log``, newest last, at most MAX_EVIDENCE, in memory
+  only): double and surround votes from the node view, and ``double_block``: one witness
+  signing two different blocks for one slot. For blocks the engine remembers the signed
+  header (``packb([header, signature])``) of the first block it accepted for each
+  (slot, witness) (the last SIGNED_SLOTS_KEPT of them); a second header for the same pair
+  is recorded once, and only if both signatures verify under the witness's signing key,
+  so a peer cannot forge evidence against an honest witness.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import NamedTuple
 
 import msgpack
 
 from consensus.block import Block
 from consensus.chain import BlockRef, Chain
-from consensus.crypto import PrivateKey
+from consensus.codec import encode
+from consensus.crypto import TAG_BLOCK, PrivateKey, verify
 from consensus.finality import Checkpoint, Evidence, FinalityTracker, VoterGuard
 from consensus.schedule import Schedule
 from consensus.vote import Vote
 from storage import schema
 
-__all__ = ["BlockInfo", "Consensus"]
+__all__ = ["BlockInfo", "Consensus", "EvidenceRecord"]
 
 log = logging.getLogger("muxer.consensus")
 
 MAX_VOTES_PER_BLOCK = 1024
 STATS_WINDOW = 256  # blocks scanned at start-up for the witnesses' production record
+MAX_EVIDENCE = 1024  # evidence records kept (oldest dropped first)
+SIGNED_SLOTS_KEPT = 4096  # (slot, witness) -> first signed header, for double_block checks
+VOTE_KINDS = {"double": "double_vote", "surround": "surround_vote"}
 
 
 class BlockInfo(NamedTuple):
     parent: bytes
     height: int
     slot: int
+
+
+class EvidenceRecord(NamedTuple):
+    """Proof that a witness equivocated: two messages it signed that break a rule.
+
+    ``kind``: "double_vote", "surround_vote" (``first``/``second`` are encoded votes, the
+    first one seen first; ``slot`` is the second vote's target slot) or "double_block"
+    (``first``/``second`` are signed block headers ``packb([header, signature])`` for
+    ``slot``; the block id is H(packb(header)), the signature is over it as in section 6).
+    """
+
+    kind: str
+    witness: bytes
+    slot: int
+    first: bytes
+    second: bytes
+
+
+class _SignedSlot(NamedTuple):
+    block_id: bytes
+    signature: bytes
+    signed_header: bytes
+    reported: bool  # evidence was recorded for this (slot, witness): log it once
 
 
 class Consensus:
@@ -73,6 +108,9 @@ class Consensus:
         self.tree: dict[bytes, BlockInfo] = {}
         self.vote_pool: dict[bytes, Vote] = {}  # known votes, by hash, not yet on the chain
         self.evidence: list[Evidence] = []
+        # every kind of equivocation evidence in the order found (the RPC's list_evidence)
+        self.evidence_log: deque[EvidenceRecord] = deque(maxlen=MAX_EVIDENCE)
+        self._signed_slots: OrderedDict[tuple[int, bytes], _SignedSlot] = OrderedDict()
         # (slot of the deciding block, maintenance height) for each election decided here
         self.decisions: list[tuple[int, int]] = self._stored_decisions()
         # production record as far as this node has seen: witness -> last slot / missed
@@ -120,6 +158,21 @@ class Consensus:
 
     def witness_for_slot(self, slot: int) -> bytes:
         return self.schedule.witness_at(slot)
+
+    def may_own_slot(self, witness: bytes, slot: int) -> bool:
+        """Whether ``witness`` can own ``slot`` on some branch: the owner by our schedule,
+        or a member of any set active in it or elected in our state.
+
+        For a side block: its branch may have decided an election at another round than
+        ours (or not at all), so its slot owner is known only on that branch. The exact
+        check comes when the branch is applied (``switch``); this one keeps witnesses
+        that were never in any active set from flooding the block tree."""
+        if self.schedule.witness_at(slot) == witness:
+            return True
+        if any(witness in e.active for e in self.schedule.epochs):
+            return True
+        elected = self._elected()
+        return elected is not None and witness in elected[1]
 
     def voters_for_slot(self, slot: int) -> dict[bytes, bytes]:
         out: dict[bytes, bytes] = {}
@@ -248,9 +301,50 @@ class Consensus:
         for evidence in found:
             self.evidence.append(evidence)
             del self.evidence[:-1024]
+            a, b = evidence.vote_a, evidence.vote_b
+            record = EvidenceRecord(VOTE_KINDS[evidence.kind], a.witness, b.target_slot,
+                                    a.encode(), b.encode())
+            if record in self.evidence_log:
+                continue  # the same pair found again (e.g. replayed after a switch)
+            self.evidence_log.append(record)
             log.warning("equivocation", extra={"kv": {
-                "witness": evidence.vote_a.witness, "kind": evidence.kind,
-                "vote_a": evidence.vote_a.encode(), "vote_b": evidence.vote_b.encode()}})
+                "witness": a.witness, "kind": evidence.kind,
+                "vote_a": a.encode(), "vote_b": b.encode()}})
+
+    def note_block(self, block: Block, *, verified: bool) -> EvidenceRecord | None:
+        """Check a block against the one its witness signed first for its slot.
+
+        ``verified``: the block's signature was checked by the caller, so it may become the
+        remembered first block of its (slot, witness). An unverified block is only
+        compared (cheap unless it conflicts). A conflicting block is evidence only if both
+        headers verify under the witness's signing key; it is recorded and logged once.
+        """
+        slot = self.chain.slot_of(block.timestamp)
+        key = (slot, block.witness)
+        first = self._signed_slots.get(key)
+        if first is None:
+            if verified:
+                self._signed_slots[key] = _SignedSlot(
+                    block.id, block.signature, encode([block.header(), block.signature]),
+                    False)
+                while len(self._signed_slots) > SIGNED_SLOTS_KEPT:
+                    self._signed_slots.popitem(last=False)
+            return None
+        if first.block_id == block.id or first.reported:
+            return None
+        signing_key = self._signing_key_of(block.witness)
+        if (signing_key is None or not block.verify_signature(self.chain_id, signing_key)
+                or not verify(signing_key, first.signature,
+                              TAG_BLOCK + self.chain_id + first.block_id)):
+            return None  # not provably the same key holder: no evidence
+        self._signed_slots[key] = first._replace(reported=True)
+        record = EvidenceRecord("double_block", block.witness, slot, first.signed_header,
+                                encode([block.header(), block.signature]))
+        self.evidence_log.append(record)
+        log.warning("equivocation", extra={"kv": {
+            "witness": block.witness, "kind": "double_block", "slot": slot,
+            "block_a": first.block_id, "block_b": block.id}})
+        return record
 
     # --- events -------------------------------------------------------------------------
 
@@ -278,6 +372,7 @@ class Consensus:
             self._record_production(block.witness, parent.slot,
                                     self.chain.slot_of(block.timestamp))
         self._add_to_tree(block)
+        self.note_block(block, verified=True)  # the chain checked its signature
         self._note_retried(block.id)
         self.chain_view.on_block(block.id)
         self._count_included(block)
@@ -285,8 +380,10 @@ class Consensus:
         self._save_cv_final()
 
     def add_side_block(self, block: Block) -> None:
-        """A valid-looking block off the main chain: known for ancestry and fork choice."""
+        """A valid-looking block off the main chain: known for ancestry and fork choice.
+        The caller has checked its witness signature."""
         self._add_to_tree(block)
+        self.note_block(block, verified=True)
         self._note_retried(block.id)
 
     def _note_retried(self, block_id: bytes) -> None:
@@ -331,30 +428,49 @@ class Consensus:
         self.tree = {bid: self.tree[bid] for bid in keep}
         self.tree[root_id] = BlockInfo(b"", root.height, root.slot)
 
-    def on_switch(self, popped: list[Block], applied: list[Block]) -> None:
-        """The main chain switched branches: popped left it, applied joined it."""
-        parent = self.tree.get(applied[0].previous_id) if applied else None
-        self.on_blocks_popped(popped, fork_slot=None if parent is None else parent.slot,
-                              applied=applied)
+    def switch(self, branch: list[Block]) -> list[Block]:
+        """Make ``branch`` the main chain (``Chain.switch_to``) with the schedule and the
+        chain view following every step; returns the popped blocks, newest first.
 
-    def on_blocks_popped(self, popped: Iterable[Block], *, fork_slot: int | None = None,
-                         applied: Iterable[Block] = ()) -> None:
-        """Blocks left the main chain (fork switch): their votes are unincluded again.
+        Each pop rolls back the elections decided above the new head and recounts the
+        chain view up to it; each commit counts the block's votes and decides its
+        elections, as if it had been committed on its own. So every branch block is
+        checked against the schedule of its own branch (a block of the other branch,
+        after an election decided at another round there, is not refused), a refused
+        switch restores the old branch under the old schedule, and the decision belongs
+        to the block whose votes made the maintenance block final, not to the branch's
+        tip: every node holding this chain computes the same schedule.
 
-        Decisions taken above the fork point are rolled back and the chain view is rebuilt
-        over the new main chain; elections are decided again at each applied block in
-        chain order, as if it had been committed on its own (the decision belongs to the
-        block whose votes make the maintenance block final, not to the branch's tip), so
-        every node holding this chain computes the same schedule."""
-        for block in popped:
-            for v in block.votes:
-                self.vote_pool[v.hash] = v
-        cut = self.chain.head.slot if fork_slot is None else fork_slot
+        On ChainError (old branch restored) or StorageError (the chain stopped where its
+        store did) the engine already matches the chain; the caller reports the switch
+        that happened with ``on_switch``."""
+        chain = self.chain
+        chain.on_pop.append(self._follow_pop)
+        chain.on_commit.append(self._follow_commit)
+        try:
+            return chain.switch_to(branch)
+        finally:
+            chain.on_pop.remove(self._follow_pop)
+            chain.on_commit.remove(self._follow_commit)
+            self._save_schedule()
+
+    def _follow_pop(self, _block: Block) -> None:
+        cut = self.chain.head.slot
         if any(slot > cut for slot, _ in self.decisions):
             self.schedule.rollback(cut)
             self.decisions = [d for d in self.decisions if d[0] <= cut]
-            self._save_schedule()
-        applied_ids = {b.id for b in applied}
+        self._recount_chain_view()
+
+    def _follow_commit(self, block: Block, _ref: BlockRef) -> None:
+        self._add_to_tree(block)
+        self.chain_view.on_block(block.id)
+        slot = self.chain.slot_of(block.timestamp)
+        for v in block.votes:
+            self.chain_view.add_vote(v, max_target_slot=slot, signature_checked=True)
+        self._decide_elections(block, save=False)
+
+    def _recount_chain_view(self) -> None:
+        """The chain view from its base over the main chain's included votes."""
         base = self._cv_base()
         self.chain_view = self._new_tracker(base)
         for h in range(base.height + 1, self.chain.head.height + 1):
@@ -364,14 +480,20 @@ class Consensus:
                 slot = self.chain.slot_of(stored.timestamp)
                 for v in stored.votes:
                     self.chain_view.add_vote(v, max_target_slot=slot, signature_checked=True)
-                if stored.id in applied_ids:
-                    for v in stored.votes:
-                        self.vote_pool.pop(v.hash, None)
-                        # the node view must see them too, as on_block_committed lets it:
-                        # else a node that switched branches never learns the
-                        # justifications they carry
-                        self._note(self.node_view.add_vote(v, signature_checked=True).evidence)
-                    self._decide_elections(stored)
+
+    def on_switch(self, popped: list[Block], applied: list[Block]) -> None:
+        """After ``switch``: popped blocks left the main chain (their votes are unincluded
+        again), applied ones joined it (their votes count in the node view too, as
+        on_block_committed lets them: else a node that switched branches never learns
+        the justifications they carry)."""
+        for block in popped:
+            for v in block.votes:
+                self.vote_pool[v.hash] = v
+        for block in applied:
+            for v in block.votes:
+                self.vote_pool.pop(v.hash, None)
+                self._note(self.node_view.add_vote(v, signature_checked=True).evidence)
+        self._save_cv_final()
 
     def add_vote(self, vote: Vote, current_slot: int) -> tuple[str, list[Evidence]]:
         """A gossiped (or own) vote: count it in the node view and keep it for inclusion."""
@@ -433,7 +555,7 @@ class Consensus:
 
     # --- elections --------------------------------------------------------------------
 
-    def _decide_elections(self, block: Block) -> None:
+    def _decide_elections(self, block: Block, save: bool = True) -> None:
         """Schedule an elected set once its maintenance block is final by the chain view."""
         elected = self._elected()
         if elected is None:
@@ -452,4 +574,5 @@ class Consensus:
             log.info("elected", extra={"kv": {"maintenance_height": height,
                                               "from_slot": first, "witnesses": len(active)}})
         self.decisions.append((slot, height))
-        self._save_schedule()
+        if save:
+            self._save_schedule()

@@ -604,9 +604,9 @@ class Node:
             self._mark_bad(block.id, "slot or height does not follow its parent")
             return False
         key = self.ledger.witness_signing_key(block.witness)
-        if (block.witness != self.witness_for_slot(chain.slot_of(block.timestamp))
+        if (not self.consensus.may_own_slot(block.witness, chain.slot_of(block.timestamp))
                 or key is None or not block.verify_signature(self.chain_id, key)):
-            self._mark_bad(block.id, "not signed by the slot's witness")
+            self._mark_bad(block.id, "not signed by a witness that can own the slot")
             return False
         try:
             self.store.write({schema.block_key(block.id): block.encode()}, sync=False)
@@ -671,7 +671,7 @@ class Node:
         old_ids = [(h, chain.block_id_at(h)) for h in range(fork_height + 1,
                                                              chain.head.height + 1)]
         try:
-            popped = chain.switch_to(branch)
+            popped = cons.switch(branch)
         except ChainError as exc:
             self._mark_bad(exc.block_id or tip, str(exc))
             return
