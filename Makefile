@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ledger
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m bench.node
 	$(BIN)/python -m bench.network
+	$(BIN)/python -m bench.fuzz
 	@if [ -f bench/sim.py ]; then $(BIN)/python -m bench.sim; fi
 
 fmt: $(STAMP)

@@ -16,7 +16,7 @@ import random
 import time
 from typing import Any
 
-from bench.common import verify_rate
+from bench.common import verify_note, verify_rate
 from consensus.app import BlockContext
 from consensus.crypto import PrivateKey
 from consensus.errors import Rejected
@@ -132,7 +132,7 @@ def main() -> None:
     print(f"members                 {args.members}")
     print(f"txs applied             {applied} (+{rejected} rejected) in {elapsed:.2f} s")
     print(f"ledger applied tx/s     {rate:,.0f}")
-    print(f"raw verify/s (1 thread) {vrate:,.0f}")
+    print(verify_note(vrate))
     print(f"ratio applied/verify    {rate / vrate:.2f}   (target >= 3.00)")
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from bench.common import verify_rate
+from bench.common import verify_note, verify_rate
 from bench.node import Daemon, _cli, load_items, rpc, setup_society, sign_all
 from muxernode.node import init_data_dir
 
@@ -193,7 +193,7 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="muxer-net-"))
     vrate = verify_rate(2.0)
-    print(f"raw verify/s (1 thread) {vrate:,.0f}", flush=True)
+    print(verify_note(vrate), flush=True)
     c = Cluster(root)
     try:
         c.start()

@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import trio
 
-from bench.common import verify_rate
+from bench.common import verify_note, verify_rate
 from consensus.chain import Chain
 from consensus.crypto import PrivateKey, address_from_text
 from consensus.genesis import load_genesis
@@ -80,13 +80,14 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.extra: list[str] = []  # more `muxernode run` options (p2p address, peers)
+        # the node's default limits (mempool 10,000 txs / 64 MiB), bigger RPC bodies only
+        self.config_text = ('[limits]\nverify_threads = 2\n[rpc]\nmax_body_bytes = 67108864\n'
+                            'max_batch = 10000\n')
 
     def start(self, timeout: float = 60.0) -> float:
         (self.data / "rpc.addr").unlink(missing_ok=True)
         cfg = self.data / "bench.toml"
-        # the node's default limits (mempool 50,000 txs / 64 MiB), bigger RPC bodies only
-        cfg.write_text('[limits]\nverify_threads = 2\n[rpc]\nmax_body_bytes = 67108864\n'
-                       'max_batch = 10000\n')
+        cfg.write_text(self.config_text)
         args = [sys.executable, "-m", "muxernode.daemon", "run", "--data-dir", str(self.data),
                 "--rpc", "127.0.0.1:0", "--config", str(cfg)]
         if self.wkey:
@@ -277,7 +278,7 @@ def part_tps(args: argparse.Namespace, root: Path, vrate: float) -> None:
         print(f"admitted/s              {admitted / took:,.0f}  (rejected {rejected})")
         inc = included / max(1, window)
         print(f"included/s              {inc:,.0f}  (target >= 5,000)")
-        print(f"raw verify/s (1 thread) {vrate:,.0f}")
+        print(verify_note(vrate))
         print(f"ratio included/verify   {inc / vrate:.2f}  (target >= 0.70)")
         print(f"node RSS                {d.rss_mb():.0f} MB")
     finally:
@@ -323,7 +324,7 @@ def part_restart(args: argparse.Namespace, root: Path, vrate: float) -> None:
         print(f"restart with {blocks:>7} blocks: median {results[blocks]:.2f} s "
               f"over {len(times)} kills (target <= 2 s)")
     print(f"ratio 100k/10k          {results[100_000] / results[10_000]:.2f}  (target <= 1.5)")
-    print(f"raw verify/s (1 thread) {vrate:,.0f}")
+    print(verify_note(vrate))
 
 
 def part_memory(args: argparse.Namespace, root: Path, vrate: float) -> None:
@@ -346,7 +347,7 @@ def part_memory(args: argparse.Namespace, root: Path, vrate: float) -> None:
                   f"RSS {d.rss_mb():.0f} MB", flush=True)
         print(f"\n== memory after {done} txs over {args.memory_accounts} accounts ==")
         print(f"node RSS                {d.rss_mb():.0f} MB  (target <= 200 MB)")
-        print(f"raw verify/s (1 thread) {vrate:,.0f}")
+        print(verify_note(vrate))
     finally:
         d.stop()
 

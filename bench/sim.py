@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import verify_rate
+from bench.common import verify_note, verify_rate
 from tests import test_sim as scenarios
 
 
@@ -89,7 +89,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown part(s) {sorted(unknown)}; choose from {[p.name for p in table]}")
     rate = verify_rate()
-    print(f"verify rate (1 thread): {rate:,.0f}/s")
+    print(verify_note(rate))
     shm = Path("/dev/shm")
     root = shm if shm.is_dir() else Path(tempfile.gettempdir())
     total_failed = 0

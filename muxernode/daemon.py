@@ -5,7 +5,9 @@
     muxernode run --data-dir DIR [--config FILE] [--rpc HOST:PORT] [--witness-key FILE]
 
 `run` stops gracefully on SIGINT and SIGTERM: it finishes the block in hand, closes
-LevelDB and exits 0.
+LevelDB and exits 0. On first start it writes the admin RPC token to
+``<data_dir>/rpc.token`` (mode 0600; docs/rpc.md, Access); a witness key or token file
+that others may read stops it with a message and exit code 2.
 """
 
 from __future__ import annotations

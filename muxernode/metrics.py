@@ -19,6 +19,7 @@ class NodeMetrics:
         self.tx_rate = Gauge("muxer_tx_per_second", "Included tx/s over the last 10 s",
                              registry=r)
         self.peers = Gauge("muxer_peers", "Connected peers", registry=r)
+        self.peers_banned = Gauge("muxer_peers_banned", "Node keys banned now", registry=r)
         self.txs_admitted = Counter("muxer_txs_admitted", "Transactions admitted to the mempool",
                                     registry=r)
         self.txs_included = Counter("muxer_txs_included", "Transactions included in blocks",
@@ -31,6 +32,12 @@ class NodeMetrics:
         self.loop_lag = Gauge("muxer_event_loop_lag_seconds",
                               "How late the event loop runs (load shedding above 0.5 s)",
                               registry=r)
+        self.storage_failing = Gauge(
+            "muxer_storage_failing",
+            "1 while the store refuses writes after a failed write (e.g. a full disk)",
+            registry=r)
+        self.storage_write_failures = Counter(
+            "muxer_storage_write_failures", "Writes to the store that failed", registry=r)
         self.block_apply_seconds = Histogram(
             "muxer_block_apply_seconds", "Time to build or apply and commit one block",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,

@@ -55,6 +55,9 @@ GOSSIP_QUEUE = 256  # batches of gossiped txs waiting for their signature checks
 LAG_PROBE_S = 0.1
 SHED_LAG_S = 0.5  # event-loop lateness above which new txs are refused (load shedding)
 BUILD_SHARE = 0.25  # of a slot, the most a producer spends building its block
+BACKLOG_S = 3.0  # seconds of recent blocks' txs the pool may hold before RPC txs are refused
+SHED_FINAL_LAG_SLOTS = 4  # ... and none while finality is this far behind and ...
+SHED_MIN_POOL = 1000  # ... the pool holds at least this many
 # reasons that prove a gossiped tx bad in itself (not merely unwanted here)
 INVALID_TX = frozenset({"bad_encoding", "bad_signature", "too_large", "bad_op"})
 # decoded state records kept per ledger view (chain's and mempool's); bounds memory
@@ -274,7 +277,9 @@ class Node:
 
     # --- submission ---------------------------------------------------------------------
 
-    async def submit_txs(self, raws: list[bytes], relay: bool = True) -> list[dict[str, Any]]:
+    async def submit_txs(self, raws: list[bytes], relay: bool = True,
+                         gossip: bool = False) -> list[dict[str, Any]]:
+        """Admit txs (RPC or, with ``gossip``, from peers); a result per raw, in order."""
         if self.overloaded:
             busy = Rejected("mempool_full", "the node is overloaded; retry shortly")
             self.metrics.txs_shed.inc(len(raws))
@@ -282,7 +287,25 @@ class Node:
         results: list[dict[str, Any]] = [{} for _ in raws]
         admitted: list[bytes] = []
         decoded: list[tuple[int, SignedTx]] = []
+        # Admission control at the edge: a client's tx costs every node of the network its
+        # signature check and two applications, so once the pool holds more than
+        # BACKLOG_S seconds of what blocks recently carried, new RPC txs are refused
+        # (cheaply, before any signature check) rather than admitted to wait, be relayed
+        # and make every node's blocks late. Gossiped txs are already paid for.
+        # The same when finality falls behind with a full pool: the network is not
+        # keeping up, and new work would only make every block later.
+        room = None if gossip else max(self.config.block_txs,
+                                        int(self.tx_rate() * BACKLOG_S)) - len(self.mempool)
+        if (room is not None and len(self.mempool) >= SHED_MIN_POOL
+                and self.current_slot() - self.chain.final.slot > SHED_FINAL_LAG_SLOTS):
+            room = 0
+        shed = 0
         for i, raw in enumerate(raws):
+            if room is not None and len(decoded) >= room:
+                results[i] = _error(Rejected(
+                    "mempool_full", f"the pool holds over {BACKLOG_S:g} s of blocks; retry"))
+                shed += 1
+                continue
             try:
                 tx = decode_tx(raw, self.params.max_tx_bytes)
                 decode_op(tx.op)  # static op checks before paying for a signature check
@@ -295,7 +318,14 @@ class Node:
             if self.mempool.is_full_for(tx):  # refuse before paying for its signature
                 results[i] = _error(Rejected("mempool_full"))
                 continue
+            if gossip and self.chain.tx_height(tx.tx_id) is not None:
+                # under load a gossiped batch can wait behind others until a block has
+                # carried its txs: do not pay for their signatures again
+                results[i] = _error(Rejected("duplicate", "already included"))
+                continue
             decoded.append((i, tx))
+        if shed:
+            self.metrics.txs_shed.inc(shed)
         oks = await self._verify([tx for _, tx in decoded])
         async with self._lock:
             for (i, tx), ok in zip(decoded, oks, strict=True):
@@ -462,6 +492,7 @@ class Node:
         m.mempool_bytes.set(self.mempool.size_bytes)
         m.tx_rate.set(self.tx_rate())
         m.peers.set(0 if self.network is None else len(self.network.peer_ids()))
+        m.peers_banned.set(0 if self.network is None else self.network.stats()["banned"])
 
     def tx_rate(self) -> float:
         now = self.now()
@@ -823,7 +854,7 @@ class Node:
     async def gossip_tx_loop(self) -> None:
         """Check gossiped txs off the readers' path; penalize the senders of invalid ones."""
         async for peer_id, raws in self._gossip_recv:
-            results = await self.submit_txs(raws, relay=True)
+            results = await self.submit_txs(raws, relay=True, gossip=True)
             bad = sum(1 for r in results
                       if r.get("error", {}).get("data", {}).get("reason") in INVALID_TX)
             if bad and self.network is not None:

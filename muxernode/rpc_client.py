@@ -4,7 +4,8 @@ One call per HTTP request (``POST /rpc``, params as an array). Three kinds of fa
 that the wallet can word each one:
 
 - ``RpcError(code, message, data)``: the node answered with a JSON-RPC error (-32000 is a
-  rejected transaction with ``data.reason``; -32001 is "not found" with ``data.what``).
+  rejected transaction with ``data.reason``; -32001 is "not found" with ``data.what``;
+  -32003 is an admin call without the right token).
 - ``RpcUnreachable``: no answer at all ("cannot reach node at URL"), or none in time.
 - ``RpcProtocolError``: an answer that is not a JSON-RPC response (wrong URL, a proxy, an
   HTTP error status such as 503 when the node is busy).
@@ -77,13 +78,19 @@ class RpcClient:
         *,
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
+        """``token``: the node's admin token (``<data_dir>/rpc.token``), sent as
+        ``Authorization: Bearer`` with every call of this client; only admin methods need
+        it, so give it only to a client that makes admin calls."""
         self.url = url
         self.timeout_s = timeout_s
+        headers = {"authorization": f"Bearer {token}"} if token is not None else None
         # trust_env=False: a wallet talks to its own node, normally on 127.0.0.1; an
         # HTTP(S)_PROXY meant for the web must not reroute (or log) signed transactions,
         # and no credentials from ~/.netrc should be sent to the node.
-        self._http = httpx.Client(timeout=timeout_s, transport=transport, trust_env=False)
+        self._http = httpx.Client(timeout=timeout_s, transport=transport, trust_env=False,
+                                  headers=headers)
         self._ids = itertools.count(1)
 
     def close(self) -> None:

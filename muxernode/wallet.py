@@ -16,6 +16,11 @@ Argument checks happen before the passphrase prompt and before any network call,
 typo never costs a passphrase. Exit codes: 0 done; 1 the operation failed (a rejected
 tx, an unreachable node, a wrong passphrase, not found, a timeout); 2 bad usage or input.
 
+Node administration (``muxer admin --data-dir DIR ...``: add, drop, ban and unban peers)
+sends the node's admin token, read from ``DIR/rpc.token``; without --rpc the URL comes from
+``DIR/rpc.addr`` (written by the running node). Read-only ``admin peers`` and ``admin
+evidence`` need no token and are not sent one.
+
 Two names carry two forms each: ``society create ...`` makes a society and ``society ID``
 shows one (``society show ID``); ``claim ID`` (64 hex digits) shows a claim (``claim show
 ID``) and ``claim FROM SOCIETY AMOUNT ...`` opens one (``claim open ...``). An explicit
@@ -28,6 +33,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 import time
 import unicodedata
@@ -76,6 +82,9 @@ RPC_REJECTED = -32000
 RPC_NOT_FOUND = -32001
 RPC_INVALID_PARAMS = -32602
 RPC_METHOD_NOT_FOUND = -32601
+RPC_UNAUTHORIZED = -32003
+TOKEN_FILE = "rpc.token"  # muxernode.rpc.TOKEN_FILE (not imported: the wallet needs no server)
+RPC_ADDR_FILE = "rpc.addr"
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
@@ -164,6 +173,7 @@ class Env:
     keystore_dir: Path
     rpc_url: str
     as_json: bool
+    rpc_explicit: bool = True  # --rpc or MUXER_RPC given (else the default URL)
     _client: RpcClient | None = field(default=None, repr=False)
 
     def keystore(self) -> Keystore:
@@ -460,6 +470,9 @@ def _rpc_error_text(exc: RpcError, rpc_url: str) -> str:
         )
     if exc.code == RPC_INVALID_PARAMS:
         return f"the node refused the request: {_safe(exc.message)}"
+    if exc.code == RPC_UNAUTHORIZED:
+        return (f"the node at {rpc_url} refused the admin call: the token does not match "
+                "(is --data-dir the data directory of the node at that URL?)")
     return f"the node answered error {exc.code}: {_safe(exc.message)}"
 
 
@@ -546,6 +559,7 @@ def main(
         keystore_dir=(keystore_dir or default_keystore_dir()).expanduser(),
         rpc_url=resolve_rpc_url(rpc_url),
         as_json=as_json,
+        rpc_explicit=bool(rpc_url or os.environ.get(ENV_RPC)),
     )
 
 
@@ -1017,3 +1031,113 @@ def witnesses() -> None:
         _WITNESS_AMOUNT_FIELDS,
     )
 
+
+# --- node administration ------------------------------------------------------------------
+
+
+NODE_ID = HexType(32, "node_id")
+
+
+@dataclass
+class AdminEnv:
+    data_dir: Path
+
+
+def _admin_url(data_dir: Path) -> str:
+    env = _env()
+    if env.rpc_explicit:
+        return env.rpc_url
+    try:
+        return (data_dir / RPC_ADDR_FILE).read_text(encoding="utf-8").strip() or env.rpc_url
+    except OSError:
+        return env.rpc_url  # the node is not running, or writes no address file
+
+
+def _admin_call(method: str, *params: Any) -> Any:
+    """An admin method, with the token of --data-dir (never printed, never in an error)."""
+    admin_env = click.get_current_context().find_object(AdminEnv)
+    assert admin_env is not None
+    path = admin_env.data_dir / TOKEN_FILE
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise WalletError(f"cannot read the node's RPC token {path} ({exc.strerror}); is "
+                          "--data-dir the node's data directory, and has the node run "
+                          "once?") from None
+    url = _admin_url(admin_env.data_dir)
+    env = _env()
+    env.rpc_url = url  # error messages name the URL actually used
+    with RpcClient(url, token=token) as client:
+        return client.call(method, *params)
+
+
+@main.group()
+@click.option("--data-dir", required=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="The node's data directory (token from DIR/rpc.token; URL from "
+                   "DIR/rpc.addr unless --rpc or MUXER_RPC is given).")
+@click.pass_context
+def admin(ctx: click.Context, data_dir: Path) -> None:
+    """Administer your own node: peers, bans, equivocation evidence."""
+    ctx.obj = AdminEnv(data_dir)  # _env() still finds the root's Env further up
+
+
+def _admin_read(method: str) -> Any:
+    """A read-only method at the admin URL, without the token."""
+    admin_env = click.get_current_context().find_object(AdminEnv)
+    assert admin_env is not None
+    env = _env()
+    env.rpc_url = _admin_url(admin_env.data_dir)
+    return env.call(method)
+
+
+@admin.command("peers")
+@json_option
+def admin_peers() -> None:
+    """List the node's connected peers."""
+    _show_rows("peers", _admin_read("peers"),
+               [("node_id", "node id"), ("address", "address"), ("direction", "dir"),
+                ("head_height", "head")])
+
+
+@admin.command("evidence")
+@json_option
+def admin_evidence() -> None:
+    """List the equivocation evidence the node has found (newest last)."""
+    _show_rows("evidence", _admin_read("list_evidence"),
+               [("kind", "kind"), ("witness", "witness"), ("slot", "slot")])
+
+
+@admin.command("add-peer")
+@click.argument("address", metavar="HOST:PORT")
+@json_option
+def admin_add_peer(address: str) -> None:
+    """Have the node dial HOST:PORT (its p2p port)."""
+    _show_object("add_peer", _admin_call("add_peer", address))
+
+
+@admin.command("drop-peer")
+@click.argument("node_id", type=NODE_ID)
+@json_option
+def admin_drop_peer(node_id: bytes) -> None:
+    """Disconnect the peer NODE_ID (64 hex digits); it may reconnect (ban it to keep it off)."""
+    _show_object("drop_peer", _admin_call("drop_peer", node_id.hex()))
+
+
+@admin.command("ban-peer")
+@click.argument("node_id", type=NODE_ID)
+@click.option("--seconds", type=click.IntRange(1, 10 * 365 * 86_400), default=None,
+              help="How long (default: the node's p2p ban time, 3600 s).")
+@json_option
+def admin_ban_peer(node_id: bytes, seconds: int | None) -> None:
+    """Disconnect and ban the peer NODE_ID."""
+    params: list[Any] = [node_id.hex()] + ([seconds] if seconds is not None else [])
+    _show_object("ban_peer", _admin_call("ban_peer", *params))
+
+
+@admin.command("unban-peer")
+@click.argument("node_id", type=NODE_ID)
+@json_option
+def admin_unban_peer(node_id: bytes) -> None:
+    """Lift a ban on NODE_ID."""
+    _show_object("unban_peer", _admin_call("unban_peer", node_id.hex()))

@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import islice
 from typing import Any, Protocol, TypeVar
 
 import trio
@@ -91,6 +92,11 @@ MAX_LEARNED_PER_MSG = 100  # addresses we take from one PEERS answer
 # array header) and per item (bin header), so chunks never exceed MAX_FRAME.
 FRAME_OVERHEAD = 64
 ITEM_OVERHEAD = 5
+# After items arrive, the oldest FACTOR x items + SLACK open requests of that peer are
+# checked for release (see _on_items): honest answers come in request order, so this finds
+# them, while a peer sending one item per message cannot make us scan all its requests.
+RELEASE_SCAN_FACTOR = 2
+RELEASE_SCAN_SLACK = 64
 
 # Misbehaviour points; ban_threshold (default 100) bans. An invalid tx or vote can only come
 # from a faulty or hostile peer (honest nodes verify before they relay), but one bad tx is
@@ -135,7 +141,8 @@ class P2PHandler(Protocol):
         ...
 
     def get_blocks(self, from_height: int, count: int) -> list[bytes]:
-        """Raw blocks of our chain from from_height on, at most count, in height order."""
+        """Raw blocks of our chain from from_height on, at most count, in height order.
+        Only one frame (MAX_FRAME) of them is sent: stop reading once past that."""
         ...
 
     async def on_txs(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
@@ -188,6 +195,7 @@ class P2PConfig:
     max_inflight: int = 16_384  # ids requested from one peer and not yet received
     ban_threshold: int = 100
     ban_seconds: float = 3600.0
+    max_bans: int = 10_000  # banned keys (and, apart, addresses) remembered; oldest out
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     max_addresses: int = 1000
@@ -239,10 +247,11 @@ def _chunks(seq: list[bytes], n: int) -> Iterator[list[bytes]]:
         yield seq[i : i + n]
 
 
-def fit_items(raws: list[bytes], max_items: int = MAX_ITEMS,
+def fit_items(raws: Iterable[bytes], max_items: int = MAX_ITEMS,
               budget: int = MAX_FRAME - FRAME_OVERHEAD) -> Iterator[list[bytes]]:
     """Split raw items into lists that each encode within one frame. An item too large for
-    any frame is skipped (it could never be sent; the node's own limits are far smaller)."""
+    any frame is skipped (it could never be sent; the node's own limits are far smaller).
+    ``raws`` is consumed lazily, one frame ahead at most."""
     chunk: list[bytes] = []
     size = 0
     for raw in raws:
@@ -435,12 +444,33 @@ class Network:
         if peer is not None:
             peer.close(reason, bye=True)
 
-    def ban(self, peer_id: bytes, reason: str = "requested") -> None:
+    def ban(self, peer_id: bytes, reason: str = "requested",
+            seconds: float | None = None) -> None:
+        """Ban a node key (and the listen address of its connection, if connected) for
+        ``seconds`` (default: the config's ban_seconds)."""
         peer = self._peers.get(peer_id)
+        addr = peer.listen_addr if peer is not None else None
         if peer is not None:
             self._ban_peer(peer, reason)
         else:
             self._banned_ids[peer_id] = trio.current_time() + self.config.ban_seconds
+        if seconds is not None:  # an operator's own duration replaces the default
+            until = trio.current_time() + seconds
+            self._banned_ids[peer_id] = until
+            if addr is not None and addr in self._banned_addrs:
+                self._banned_addrs[addr] = until
+
+    def unban(self, node_id: bytes) -> bool:
+        """Lift a ban on a node key and on the addresses last proven to be that node's.
+        True iff the key was banned."""
+        was = self.is_banned(node_id)
+        self._banned_ids.pop(node_id, None)
+        for addr, info in self._book.items():
+            if info.node_id == node_id:
+                self._banned_addrs.pop(addr, None)
+                info.next_try = 0.0  # dial it again soon rather than after a backoff
+        self._wake()
+        return was
 
     def is_banned(self, node_id: bytes) -> bool:
         until = self._banned_ids.get(node_id)
@@ -759,7 +789,11 @@ class Network:
             self.counters["bytes_in"] += len(data)
             peer.decoder.add(data)
         if peer.registered:
-            wait = max(peer.msg_bucket.debit(1), peer.byte_bucket.debit(len(body)))
+            # The byte rate counts what the peer sends us and what we sent in answer to its
+            # requests: a 20-byte GET_BLOCKS can cost us 4 MiB, and a flood of them must be
+            # throttled by the 4 MiB, not by the 20 bytes.
+            owed, peer.answer_bytes = peer.answer_bytes, 0
+            wait = max(peer.msg_bucket.debit(1), peer.byte_bucket.debit(len(body) + owed))
             if wait > 0:
                 self.counters["rate_limited"] += 1
                 await trio.sleep(wait)
@@ -875,7 +909,9 @@ class Network:
         elif isinstance(msg, Inv):
             self._on_inv(peer, msg)
         elif isinstance(msg, GetData):
+            queued = peer.queued_bytes
             self._on_get_data(peer, msg)
+            peer.answer_bytes += peer.queued_bytes - queued
         elif isinstance(msg, Txs):
             await self._on_items(peer, Kind.TX, msg.raws)
         elif isinstance(msg, Blocks):
@@ -888,7 +924,9 @@ class Network:
         elif isinstance(msg, GetBlocks):
             raws = self.handler.get_blocks(msg.from_height, min(msg.count, MAX_GET_BLOCKS))
             fitting = next(fit_items(raws[: msg.count], MAX_GET_BLOCKS), [])
+            queued = peer.queued_bytes
             self._enqueue(peer, BlockRange(msg.from_height, fitting), must=True)
+            peer.answer_bytes += peer.queued_bytes - queued
         elif isinstance(msg, BlockRange):
             await self._on_block_range(peer, msg)
         elif isinstance(msg, GetHeads):
@@ -916,6 +954,8 @@ class Network:
         self.counters["inv_ids_received"] += len(msg.ids)
         deadline = trio.current_time() + self.config.request_timeout
         asked = peer.requested[kind]
+        # the cap counts every kind: three kinds must not triple it
+        open_requests = sum(len(r) for r in peer.requested.values())
         want: list[bytes] = []
         for iid in msg.ids:
             key = inv_key(kind, iid)
@@ -929,11 +969,12 @@ class Network:
                 continue
             if self.handler.has(kind, iid):
                 continue
-            if len(asked) >= self.config.max_inflight:
+            if open_requests >= self.config.max_inflight:
                 self.counters["inflight_full"] += 1
                 break
             self._inflight[key] = _Inflight(peer, kind, iid, deadline, [])
-            asked.add(iid)
+            asked[iid] = None
+            open_requests += 1
             want.append(iid)
         for chunk in _chunks(want, MAX_INV_IDS):
             if not self._enqueue(peer, GetData(kind, chunk), must=True):
@@ -942,15 +983,26 @@ class Network:
 
     def _on_get_data(self, peer: Peer, msg: GetData) -> None:
         kind = msg.kind
-        for iid in msg.ids:
-            peer.known.add(inv_key(kind, iid))
-        raws = self.handler.get_items(kind, msg.ids)
         cls = _DATA_TYPES[kind]
-        for chunk in fit_items(raws):
+        missing: list[bytes] = []
+
+        def items() -> Iterator[bytes]:
+            # Each id once (naming one big item 4096 times must not make us read it 4096
+            # times), and one id at a time: a store hands out a fresh copy per read, so
+            # reading all ids first would hold every answer in memory at once. Frames go
+            # to the queue as they fill, and a peer whose queue overflows is closed, which
+            # ends the loop: the work per request is bounded by queue_bytes.
+            for iid in dict.fromkeys(msg.ids):
+                peer.known.add(inv_key(kind, iid))
+                raws = self.handler.get_items(kind, [iid])
+                if not raws:
+                    missing.append(iid)
+                yield from raws
+
+        for chunk in fit_items(items()):
             if not self._enqueue(peer, cls(chunk), must=True):
                 return
             self.counters["items_sent"] += len(chunk)
-        missing = [i for i in msg.ids if not self.handler.has(kind, i)]
         if missing:
             self._enqueue(peer, NotFound(kind, missing), must=True)
 
@@ -965,11 +1017,15 @@ class Network:
             callback = self.handler.on_votes
         verdicts = await callback(peer.node_id, raws)
         self._judge(peer, kind, verdicts)
-        # whatever arrived is no longer in flight; ids still missing wait for NOTFOUND or
-        # their deadline
+        # Whatever arrived is no longer in flight; ids still missing wait for NOTFOUND or
+        # their deadline. p2p cannot compute ids, so it asks the handler about the oldest
+        # requests only, a few more than the items that came (answers come in request
+        # order): a peer holding thousands of requests open while it trickles in one item
+        # per message must not cost us a lookup per open request per message.
         asked = peer.requested[kind]
         if asked:
-            self._release([inv_key(kind, i) for i in asked if self.handler.has(kind, i)],
+            window = islice(asked, RELEASE_SCAN_FACTOR * len(raws) + RELEASE_SCAN_SLACK)
+            self._release([inv_key(kind, i) for i in window if self.handler.has(kind, i)],
                           refetch=False)
 
     def _judge(self, peer: Peer, kind: Kind, verdicts: list[bool]) -> None:
@@ -999,7 +1055,7 @@ class Network:
             entry = self._inflight.pop(key, None)
             if entry is None:
                 continue
-            entry.peer.requested[entry.kind].discard(entry.item_id)
+            entry.peer.requested[entry.kind].pop(entry.item_id, None)
             if not refetch or self.handler.has(entry.kind, entry.item_id):
                 continue
             while entry.alternates:
@@ -1008,7 +1064,7 @@ class Network:
                     self._inflight[key] = _Inflight(alt, entry.kind, entry.item_id,
                                                     now + self.config.request_timeout,
                                                     entry.alternates)
-                    alt.requested[entry.kind].add(entry.item_id)
+                    alt.requested[entry.kind][entry.item_id] = None
                     batches.setdefault((alt, entry.kind), []).append(entry.item_id)
                     break
         for (alt, kind), ids in batches.items():
@@ -1029,13 +1085,25 @@ class Network:
         if peer.score >= self.config.ban_threshold:
             self._ban_peer(peer, what)
 
+    def _add_ban(self, table: dict[Any, float], what: Any, until: float) -> None:
+        """Record a ban, oldest evicted beyond max_bans: keys are free, so without a cap
+        an attacker that gets a fresh key banned again and again for ban_seconds would
+        grow the table by rate x ban_seconds entries. Evicting the oldest (the soonest to
+        expire: bans all last ban_seconds) lets it back early, which a fresh key would
+        anyway."""
+        table.pop(what, None)  # re-inserted at the end: insertion order = ban order
+        table[what] = until
+        while len(table) > self.config.max_bans:
+            del table[next(iter(table))]
+            self.counters["bans_evicted"] += 1
+
     def _ban_peer(self, peer: Peer, reason: str) -> None:
         until = trio.current_time() + self.config.ban_seconds
         if peer.node_id:
-            self._banned_ids[peer.node_id] = until
+            self._add_ban(self._banned_ids, peer.node_id, until)
         addr = peer.listen_addr
         if addr is not None:
-            self._banned_addrs[addr] = until
+            self._add_ban(self._banned_addrs, addr, until)
         self.counters["bans"] += 1
         log.warning("p2p_ban", extra={"kv": {
             "node": peer.node_id[:8], "addr": peer.address, "reason": reason,
@@ -1046,7 +1114,8 @@ class Network:
         """A handshake-stage offence: only the address we dialed is known for sure."""
         self.counters["misbehaviour_points"] += PENALTIES[what]
         if peer.dialed is not None and PENALTIES[what] >= self.config.ban_threshold:
-            self._banned_addrs[peer.dialed] = trio.current_time() + self.config.ban_seconds
+            self._add_ban(self._banned_addrs, peer.dialed,
+                          trio.current_time() + self.config.ban_seconds)
             self.counters["bans"] += 1
             log.warning("p2p_ban", extra={"kv": {
                 "addr": peer.address, "reason": what, "seconds": self.config.ban_seconds}})

@@ -114,7 +114,9 @@ class Peer:
         self.nonce = b""
         # gossip and sync state
         self.known = KnownSet(known_cap)
-        self.requested: dict[Kind, set[bytes]] = {k: set() for k in Kind}
+        # ids we asked this peer for, oldest first (dicts as ordered sets: see
+        # Network._on_items for why the order matters)
+        self.requested: dict[Kind, dict[bytes, None]] = {k: {} for k in Kind}
         self.range_lock = trio.Lock()  # one GET_BLOCKS in flight per peer
         self.range_request: RangeRequest | None = None
         self.peers_requested = False  # we sent PEERS_REQ and await one PEERS
@@ -135,6 +137,7 @@ class Peer:
         self.rtt: float | None = None
         self.msg_bucket = TokenBucket(rate_msgs, burst_msgs)
         self.byte_bucket = TokenBucket(rate_bytes, burst_bytes)
+        self.answer_bytes = 0  # queued in answer to its requests, not yet charged to it
         self.score = 0
         self.registered = False
         self.close_reason: str | None = None

@@ -8,18 +8,35 @@ plyvel facts this relies on (architecture "Storage"):
 - ``key in db`` is not supported reliably in plyvel 1.5.1; use ``get(k) is not None``.
 - A second open of a directory raises ``plyvel.IOError`` about the LOCK file: turn it into
   ``DataDirInUse`` with a message an operator can act on.
-A failed write (e.g. a full disk) raises ``StorageError``; LevelDB's log-structured writes
-leave the last good batch intact, so the caller may retry once space returns.
+A failed write (e.g. a full disk) raises ``StorageError`` and the last good batch stays
+intact, but the handle must not be written again: LevelDB's log writer may have left a torn
+record at the end of its log and counts the bytes it meant to write, so later appends land
+at offsets its recovery cannot follow, and every record after the tear is silently dropped
+at the next open, even batches written with ``sync=True`` that reported success
+(``tests/test_disk_full.py`` shows it). A failed fsync, or a failed background compaction,
+also makes LevelDB refuse every later write until the database is reopened. So after a
+failed write the store refuses writes (``failed`` says why) until ``recover()`` has checked
+that the disk has room again and reopened the database, which recovers the log up to the
+last whole record and starts a new one. A batch reported failed may still turn out durable
+after the reopen (the fsync failed after the record was whole): callers reread their state.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import plyvel
 
-__all__ = ["DataDirInUse", "LevelDBStore", "Snapshot", "StorageError"]
+__all__ = ["DataDirInUse", "LevelDBStore", "Snapshot", "StorageError", "StorageLost"]
+
+WRITE_BUFFER = 4 * 1024 * 1024
+# Room asked for before a reopen: the recovery writes the log's records (at most a write
+# buffer, i.e. one memtable, and the one being flushed) to a table and a new manifest.
+PROBE_BYTES = 2 * WRITE_BUFFER + 1024 * 1024
+PROBE_FILE = "muxer-space-probe"  # not a LevelDB file name: LevelDB leaves it alone
+REOPEN_TRIES = 3
 
 
 class StorageError(Exception):
@@ -28,6 +45,17 @@ class StorageError(Exception):
 
 class DataDirInUse(StorageError):
     """Another process holds the database's lock."""
+
+
+class StorageLost(StorageError):
+    """The database was closed to be reopened after a failed write and could not be opened
+    again: nothing can be read or written through this store any more."""
+
+
+def _reason(exc: BaseException) -> str:
+    # plyvel passes LevelDB's status message as bytes
+    arg = exc.args[0] if exc.args else exc
+    return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
 
 
 class Snapshot:
@@ -51,12 +79,19 @@ class Snapshot:
 class LevelDBStore:
     def __init__(self, path: str, *, create: bool = True, cache_mb: int = 8) -> None:
         self.path = path
+        self.cache_mb = cache_mb
+        # why writes are refused (the first failed write's error), until recover()
+        self.failed: str | None = None
+        self._db = self._open(create)
+
+    def _open(self, create: bool) -> Any:
+        path = self.path
         try:
-            self._db = plyvel.DB(
+            return plyvel.DB(
                 path,
                 create_if_missing=create,
-                lru_cache_size=cache_mb * 1024 * 1024,
-                write_buffer_size=4 * 1024 * 1024,
+                lru_cache_size=self.cache_mb * 1024 * 1024,
+                write_buffer_size=WRITE_BUFFER,
                 # most reads on the hot path are misses (duplicate checks of new tx ids):
                 # a bloom filter answers them without touching the table files
                 bloom_filter_bits=10,
@@ -67,9 +102,9 @@ class LevelDBStore:
                     f"data directory {path} is already in use by another process "
                     "(stop that node first)"
                 ) from None
-            raise StorageError(f"cannot open database {path}: {exc}") from None
+            raise StorageError(f"cannot open database {path}: {_reason(exc)}") from None
         except plyvel.Error as exc:
-            raise StorageError(f"cannot open database {path}: {exc}") from None
+            raise StorageError(f"cannot open database {path}: {_reason(exc)}") from None
 
     def get(self, key: bytes) -> bytes | None:
         value: bytes | None = self._db.get(key)
@@ -82,6 +117,9 @@ class LevelDBStore:
     def write(self, changes: Mapping[bytes, bytes | None], sync: bool = False) -> None:
         if self._db.closed:
             raise StorageError(f"write to {self.path} after close")
+        if self.failed is not None:
+            raise StorageError(f"writes to {self.path} are paused since a write failed "
+                               f"({self.failed}); recover() reopens the database")
         try:
             with self._db.write_batch(transaction=True, sync=sync) as wb:
                 for k, v in changes.items():
@@ -90,7 +128,55 @@ class LevelDBStore:
                     else:
                         wb.put(k, v)
         except plyvel.Error as exc:
-            raise StorageError(f"write to {self.path} failed: {exc}") from None
+            self.failed = _reason(exc)
+            raise StorageError(f"write to {self.path} failed: {self.failed}") from None
+
+    def recover(self, probe_bytes: int = PROBE_BYTES) -> None:
+        """Make a store whose write failed writable again (a no-op if none failed).
+
+        First checks that the disk has room (``probe_bytes`` reserved in a scratch file,
+        then freed): reopening with the disk still full would fail, and leave the store
+        closed. Then closes and reopens the database. Raises ``StorageError`` if there is
+        still no room (the store stays as it was: readable, refusing writes), or
+        ``StorageLost`` if the database could not be opened again."""
+        if self.failed is None:
+            return
+        self._probe_space(probe_bytes)
+        self._db.close()
+        error: StorageError | None = None
+        for _ in range(REOPEN_TRIES):
+            try:
+                self._db = self._open(create=False)
+            except StorageError as exc:
+                error = exc
+                continue
+            self.failed = None
+            return
+        raise StorageLost(f"{self.path} could not be reopened after a failed write: {error}")
+
+    def _probe_space(self, nbytes: int) -> None:
+        path = os.path.join(self.path, PROBE_FILE)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                if hasattr(os, "posix_fallocate"):
+                    # reserves the blocks without writing them: ENOSPC if they are not there
+                    os.posix_fallocate(fd, 0, nbytes)
+                else:
+                    chunk = bytes(1 << 20)
+                    for _ in range(0, nbytes, len(chunk)):
+                        os.write(fd, chunk)
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StorageError(f"still no room to reopen {self.path}: "
+                               f"{exc.strerror or exc}") from None
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     def snapshot(self) -> Snapshot:
         return Snapshot(self._db.snapshot())

@@ -419,9 +419,9 @@ def test_decode_block_reuses_a_known_tx_only_when_its_bytes_are_identical() -> N
     back = decode_block(block.encode(), MAX, known.get)
     assert all(a is b for a, b in zip(back.txs, TXS, strict=True))
     # same tx_id, another signature: the block's own bytes are decoded, not the known tx
-    forged = SignedTx(*[getattr(TXS[0], f) for f in (
-        "ref_block_num", "ref_block_prefix", "expiration", "sender_pubkey", "fee", "op")],
-        bytes(64), TXS[0].raw[:-64] + bytes(64), TXS[0].unsigned_bytes)
+    t = TXS[0]
+    forged = SignedTx(t.ref_block_num, t.ref_block_prefix, t.expiration, t.sender_pubkey,
+                      t.fee, t.op, bytes(64), t.raw[:-64] + bytes(64), t.unsigned_bytes)
     assert forged.tx_id == TXS[0].tx_id and forged.raw != TXS[0].raw
     again = decode_block(block.encode(), MAX, {forged.tx_id: forged}.get)
     assert again.txs[0] is not forged and again.txs[0].raw == TXS[0].raw

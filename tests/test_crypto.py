@@ -6,6 +6,8 @@ import hashlib
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.crypto import (
     TAG_BLOCK,
@@ -196,3 +198,54 @@ def test_generate_makes_distinct_working_keys() -> None:
     a, b = PrivateKey.generate(), PrivateKey.generate()
     assert a.public_key != b.public_key
     assert verify(a.public_key, a.sign(b"m"), b"m")
+
+
+# --- verification rules: libsodium, checked against OpenSSL --------------------------------
+
+L = 2**252 + 27742317777372353535851937790883648493  # the order of the base point
+
+
+def _openssl_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.binary(min_size=32, max_size=32), message=st.binary(max_size=300),
+       flip=st.one_of(st.none(), st.integers(0, 64 * 8 - 1)))
+def test_verify_agrees_with_openssl_on_honest_and_mutated_signatures(
+        seed: bytes, message: bytes, flip: int | None) -> None:
+    key = PrivateKey(seed)
+    sig = bytearray(key.sign(message))
+    if flip is not None:
+        sig[flip // 8] ^= 1 << (flip % 8)
+    ours = verify(key.public_key, bytes(sig), message)
+    assert ours == _openssl_verify(key.public_key, bytes(sig), message)
+    assert ours == (flip is None)
+
+
+def test_verify_refuses_a_non_canonical_s() -> None:
+    """S + L verifies the same equation; both libraries refuse it (malleability)."""
+    key = PrivateKey(bytes([3]) * 32)
+    sig = key.sign(b"m")
+    s = int.from_bytes(sig[32:], "little") + L
+    assert s < 2**256
+    malleated = sig[:32] + s.to_bytes(32, "little")
+    assert not verify(key.public_key, malleated, b"m")
+    assert not _openssl_verify(key.public_key, malleated, b"m")
+
+
+def test_verify_refuses_small_order_public_keys() -> None:
+    """The identity point as a public key: with R = identity and S = 0 the cofactorless
+    equation [S]B = R + [k]A holds for every message. OpenSSL does not check for it;
+    libsodium (our rule) refuses small-order keys and R, so no such "key" can sign."""
+    identity = (1).to_bytes(32, "little")
+    forged = identity + bytes(32)
+    assert not verify(identity, forged, b"anything")
+    assert _openssl_verify(identity, forged, b"anything")  # where the rule sets differ
