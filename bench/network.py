@@ -30,6 +30,7 @@ import trio
 
 from bench.common import verify_note, verify_rate
 from bench.node import Daemon, _cli, load_items, rpc, setup_society, sign_all
+from devnet.rpc import parse_metrics
 from muxernode.node import init_data_dir
 
 
@@ -167,11 +168,25 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
+def drain(c: Cluster, limit_s: float = 120.0) -> None:
+    """Wait until every mempool is empty (bounded): each step and the latency part start
+    from an idle network, not from the backlog an overloaded step left behind."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        pools = [parse_metrics(httpx.get(u.replace("/rpc", "/metrics"), timeout=10).text)
+                 .get("muxer_mempool_txs", 0.0) for u in c.urls]
+        if not any(pools):
+            return
+        time.sleep(0.5)
+    print(f"  (mempools not empty after {limit_s:.0f} s)")
+
+
 def run_step(c: Cluster, chain_id: bytes, tps: float, seconds: float, offset: int,
              latencies: list[float] | None = None) -> tuple[float, list[tuple[str, float]]]:
     n = int(tps * seconds)
     txs = sign_all(chain_id, load_items(c.accounts[offset % 7:] + c.accounts, n),
                    int(time.time()) + 3000)
+    drain(c)
     f0 = final_height(c.urls[0])
     submitted: list[tuple[str, float]] = []
     t0 = time.monotonic()
@@ -186,10 +201,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["all", "steps", "latency", "sync"], default="all")
-    ap.add_argument("--steps", default="500,1000,2000,3000")
+    ap.add_argument("--steps", default="1000,2000,2500,3000,3500")
     ap.add_argument("--step-seconds", type=float, default=60.0)
     ap.add_argument("--latency-tps", type=float, default=1000.0)
     ap.add_argument("--sync-txs", type=int, default=200_000)
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the nodes' data and logs (the path is printed)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="muxer-net-"))
     vrate = verify_rate(2.0)
@@ -249,7 +266,10 @@ def main() -> None:
             print(f"ratio to verify         {txs_total / took / vrate:.2f}")
     finally:
         c.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if args.keep:
+            print(f"data and logs kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

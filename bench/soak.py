@@ -40,6 +40,7 @@ from bench.common import verify_note, verify_rate
 from bench.network import free_port
 from bench.node import Daemon, load_items, make_chain, rpc, setup_society, sign_all
 from consensus.crypto import PrivateKey
+from devnet.rpc import parse_metrics
 from p2p import PROTOCOL_VERSION, FrameDecoder, decode_message, encode_frame
 from p2p.handshake import sign_ack
 from p2p.messages import GetBlocks, GetHeads, Hello, HelloAck, Inv, Kind, Message, PeersReq, Ping
@@ -148,6 +149,26 @@ async def _handshake(stream: trio.SocketStream, chain_id: bytes, key: PrivateKey
     return True
 
 
+async def _joined(port: int, chain_id: bytes, rng: random.Random, counts: Counts,
+                  pause: float) -> trio.SocketStream | None:
+    """A connection past the handshake with a fresh key, or None (after ``pause``)."""
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    except OSError:
+        counts.add(counts.p2p, "connect_refused")
+        await trio.sleep(pause)
+        return None
+    try:
+        if await _handshake(stream, chain_id, PrivateKey(rng.randbytes(32)), FrameDecoder()):
+            return stream
+        counts.add(counts.p2p, "handshake_refused")
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        counts.add(counts.p2p, "handshake_broken")
+    await stream.aclose()
+    await trio.sleep(pause)
+    return None
+
+
 async def _drain(stream: trio.SocketStream) -> None:
     """Read and drop whatever the node sends, so its writes never block on us."""
     try:
@@ -162,18 +183,10 @@ async def useless_peer(port: int, chain_id: bytes, until: float, counts: Counts,
     """Valid messages that ask for what does not exist, at a steady rate."""
     rng = random.Random(seed)
     while trio.current_time() < until:
-        try:
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-        except OSError:
-            counts.add(counts.p2p, "connect_refused")
-            await trio.sleep(1)
+        stream = await _joined(port, chain_id, rng, counts, 1.0)
+        if stream is None:
             continue
         async with stream, trio.open_nursery() as nursery:
-            if not await _handshake(stream, chain_id, PrivateKey(rng.randbytes(32)),
-                                    FrameDecoder()):
-                counts.add(counts.p2p, "handshake_refused")
-                await trio.sleep(1)
-                continue
             nursery.start_soon(_drain, stream)
             counts.add(counts.p2p, "useless_sessions")
             try:
@@ -200,19 +213,11 @@ async def hostile_peer(port: int, chain_id: bytes, until: float, counts: Counts,
     attacks = ["garbage", "oversized_prefix", "truncated", "bad_msgpack"]
     while trio.current_time() < until:
         attack = rng.choice(attacks)
-        try:
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-        except OSError:
-            counts.add(counts.p2p, "connect_refused")
-            await trio.sleep(0.5)
+        stream = await _joined(port, chain_id, rng, counts, 0.5)
+        if stream is None:
             continue
         async with stream:
             try:
-                if not await _handshake(stream, chain_id, PrivateKey(rng.randbytes(32)),
-                                        FrameDecoder()):
-                    counts.add(counts.p2p, "handshake_refused")
-                    await trio.sleep(0.5)
-                    continue
                 if attack == "garbage":
                     await stream.send_all(rng.randbytes(4096))
                 elif attack == "oversized_prefix":
@@ -235,16 +240,7 @@ async def hostile_peer(port: int, chain_id: bytes, until: float, counts: Counts,
 
 
 def metrics(url: str) -> dict[str, float]:
-    text = httpx.get(url.replace("/rpc", "/metrics"), timeout=10).text
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, _, value = line.partition(" ")
-            try:
-                out[name] = float(value)
-            except ValueError:
-                pass
-    return out
+    return parse_metrics(httpx.get(url.replace("/rpc", "/metrics"), timeout=10).text)
 
 
 async def watch(d: Daemon, until: float, samples: list[tuple[float, float, int]],

@@ -418,8 +418,9 @@ class Node:
             self.witness_key, self.slot_time(slot), self.mempool.pending(), votes,
             max_txs=self.config.block_txs, deadline=deadline,
         )
-        self._after_block(block, started)
         self._mark_seen(block.id)
+        self._relay(block)
+        self._after_block(block, started)
         self._on_new_head_block(block)
         log.info("produced", extra={"kv": {"height": block.height, "slot": slot,
                                             "txs": len(block.txs), "dropped": len(dropped)}})
@@ -627,6 +628,7 @@ class Node:
                 # not the block's fault: it stays unjudged and comes back by sync
                 self._storage_failed(exc, "apply block")
                 return True
+            self._relay(block)
             self._after_block(block, started)
             self._on_new_head_block(block)
             return True
@@ -648,10 +650,17 @@ class Node:
         self._fork_choice()
         return block.id not in self.bad_blocks
 
-    def _on_new_head_block(self, block: Block) -> None:
-        """After a block joined the main chain: relay, vote for its slot, finalize."""
+    def _relay(self, block: Block) -> None:
+        """Push a new main-chain block to the peers that lack it: first thing after its
+        commit (the mempool's re-check of what is left takes a good part of a slot under
+        load, and the next producer needs this block now)."""
         if self.network is not None:
             self.network.push(Kind.BLOCK, [(block.id, block.encode())])
+
+    def _on_new_head_block(self, block: Block) -> None:
+        """After a block joined the main chain and the engine counted it: announce the new
+        head (and final block) and vote for its slot."""
+        if self.network is not None:
             self.network.broadcast_head()
         self.cast_vote(self.chain.slot_of(block.timestamp))
 
@@ -728,6 +737,7 @@ class Node:
         self.metrics.block_apply_seconds.observe(time.perf_counter() - started)
         self._update_metrics()
         if branch:
+            self._relay(branch[-1])
             self._on_new_head_block(branch[-1])
 
     async def accept_votes(self, raws: list[bytes]) -> list[bool]:

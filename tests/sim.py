@@ -786,6 +786,23 @@ class Sim:
         return out
 
 
+def same_chain(sim: Sim, nodes: list[int]) -> bool:
+    """All these nodes have one head and one final block."""
+    refs = [(sim.node(i).chain.head, sim.node(i).chain.final) for i in nodes]
+    return all(r == refs[0] for r in refs)
+
+
+async def wait_for(sim: Sim, what: str, pred: Callable[[], bool], *, max_slots: int) -> int:
+    """Poll ``pred()`` once per slot (late in the slot); return the slot it held at."""
+    start = sim.current_slot()
+    for slot in range(start, start + max_slots + 1):
+        await sim.run_until_slot(slot, 0.9)
+        if pred():
+            return slot
+    raise AssertionError(f"seed {sim.seed}: {what} not reached within {max_slots} slots "
+                         f"(slot {sim.current_slot()})")
+
+
 Scenario = Callable[[Sim], Awaitable[T]]
 
 

@@ -28,7 +28,7 @@ import logging
 import os
 import resource
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from storage.kv import MemoryKV
 from storage.leveldb import LevelDBStore, StorageError, StorageLost
 from tests.chain_helpers import digests, fresh_chain, produce, state_dump, tx_on
 from tests.ledger_helpers import ALICE, BOB, op_transfer
-from tests.sim import GENESIS_TIME, Sim, SimConfig, run_sim
+from tests.sim import GENESIS_TIME, Sim, SimConfig, run_sim, same_chain, wait_for
 
 ENOSPC = "IO error: {path}/000042.log: No space left on device"
 
@@ -195,20 +195,6 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
     return kv
 
 
-def same_chain(sim: Sim, nodes: list[int]) -> bool:
-    refs = [(sim.node(i).chain.head, sim.node(i).chain.final) for i in nodes]
-    return all(r == refs[0] for r in refs)
-
-
-async def wait_for(sim: Sim, what: str, pred: Callable[[], bool], *, max_slots: int) -> int:
-    """Poll ``pred()`` once per slot (late in the slot); the slot it held at."""
-    start = sim.current_slot()
-    for slot in range(start, start + max_slots + 1):
-        await sim.run_until_slot(slot, 0.9)
-        if pred():
-            return slot
-    raise AssertionError(f"seed {sim.seed}: {what} not reached within {max_slots} slots "
-                         f"(slot {sim.current_slot()})")
 
 
 async def failing_view(node: Node) -> tuple[bool, dict[str, Any], str]:

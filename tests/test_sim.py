@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,9 @@ from tests.sim import (
     SimConfig,
     SimResult,
     run_sim,
+    same_chain,
     sim_key,
+    wait_for,
 )
 
 # 21 witnesses cost about 1 s of wall time per slot on the 2-core test machines (every
@@ -52,21 +54,6 @@ def sim_dir(tmp_path: Path) -> Iterator[Path]:
 # --- shared scenario pieces ------------------------------------------------------------------
 
 
-def same_chain(sim: Sim, nodes: list[int]) -> bool:
-    """All these nodes have one head and one final block."""
-    refs = [(sim.node(i).chain.head, sim.node(i).chain.final) for i in nodes]
-    return all(r == refs[0] for r in refs)
-
-
-async def wait_for(sim: Sim, what: str, pred: Callable[[], bool], *, max_slots: int) -> int:
-    """Poll ``pred()`` once per slot (late in the slot); return the slot it held at."""
-    start = sim.current_slot()
-    for slot in range(start, start + max_slots + 1):
-        await sim.run_until_slot(slot, 0.9)
-        if pred():
-            return slot
-    raise AssertionError(f"seed {sim.seed}: {what} not reached within {max_slots} slots "
-                         f"(slot {sim.current_slot()})")
 
 
 def finals(sim: Sim, nodes: list[int]) -> dict[int, int]:
