@@ -151,7 +151,7 @@ class Consensus:
     def decided_maintenance(self) -> int:
         return self.decisions[-1][1] if self.decisions else 0
 
-    def _save_schedule(self) -> None:
+    def save_schedule(self) -> None:
         epochs = [[e.first_slot, list(e.active), e.decided_at] for e in self.schedule.epochs]
         record = msgpack.packb([self.decisions, epochs], use_bin_type=True)
         self.chain.store.write({schema.META_SCHEDULE: record}, sync=True)
@@ -452,7 +452,7 @@ class Consensus:
         finally:
             chain.on_pop.remove(self._follow_pop)
             chain.on_commit.remove(self._follow_commit)
-            self._save_schedule()
+            self.save_schedule()
 
     def _follow_pop(self, _block: Block) -> None:
         cut = self.chain.head.slot
@@ -575,4 +575,4 @@ class Consensus:
                                               "from_slot": first, "witnesses": len(active)}})
         self.decisions.append((slot, height))
         if save:
-            self._save_schedule()
+            self.save_schedule()

@@ -29,7 +29,7 @@ from consensus.genesis import PARAM_NAMES, GenesisError, parse_genesis
 from muxernode.config import ConfigError, load_config, parse_hostport
 from muxernode.logs import setup_logging
 from muxernode.node import Node, NodeError, init_data_dir, load_witness_key
-from storage.leveldb import StorageError
+from storage.leveldb import StorageError, StorageLost
 
 log = logging.getLogger("muxer.daemon")
 
@@ -156,7 +156,14 @@ def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     try:
-        trio.run(_serve, node)
+        try:
+            trio.run(_serve, node)
+        except* StorageLost as group:
+            # logged as storage_lost / storage_diverged already; say it once, no traceback
+            click.echo(f"error: the store cannot be used any more ({group.exceptions[0]}); "
+                       f"the node stopped. Free space or repair the disk, then start it "
+                       f"again: it resumes from its last committed block.", err=True)
+            sys.exit(1)
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         pass
     sys.exit(0)

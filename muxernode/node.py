@@ -7,17 +7,21 @@ clock as a parameter so that simulations can drive it with trio's MockClock.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import gc
 import logging
 import os
 import random
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -42,6 +46,8 @@ from storage.leveldb import LevelDBStore, StorageError, StorageLost
 
 __all__ = ["Node", "NodeError", "init_data_dir", "load_witness_key"]
 
+T = TypeVar("T")
+
 log = logging.getLogger("muxer.node")
 
 GENESIS_FILE = "genesis.json"
@@ -55,6 +61,7 @@ GOSSIP_QUEUE = 256  # batches of gossiped txs waiting for their signature checks
 LAG_PROBE_S = 0.1
 SHED_LAG_S = 0.5  # event-loop lateness above which new txs are refused (load shedding)
 BUILD_SHARE = 0.25  # of a slot, the most a producer spends building its block
+TX_VERIFY_NICE = 10  # OS niceness of the tx-verify threads (below the event loop's)
 BACKLOG_S = 3.0  # seconds of recent blocks' txs the pool may hold before RPC txs are refused
 SHED_FINAL_LAG_SLOTS = 4  # ... and none while finality is this far behind and ...
 SHED_MIN_POOL = 1000  # ... the pool holds at least this many
@@ -135,8 +142,30 @@ def load_or_create_node_key(data_dir: Path) -> PrivateKey:
 
 
 def verify_batch(txs: list[SignedTx], chain_id: bytes) -> list[bool]:
-    """Runs on a worker thread: cryptography releases the GIL while verifying."""
+    """Runs on a worker thread: libsodium releases the GIL while verifying."""
     return [verify_tx(tx, chain_id) for tx in txs]
+
+
+def _lower_thread_priority() -> None:
+    """Initializer of the tx-verify threads: nice +TX_VERIFY_NICE for this thread only
+    (Linux applies setpriority to a thread id). Under overload the event loop (blocks,
+    votes, relay) and block verification must get the CPU first; txs can wait, and the
+    admission control refuses new ones while they do. Elsewhere: no change."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), TX_VERIFY_NICE)
+
+
+async def run_in_pool(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` on one of ``pool``'s threads and wait for it without blocking trio.
+    If the caller is cancelled the job still finishes on its thread (its result is
+    dropped): verifying is side-effect free."""
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+    future = pool.submit(fn, *args)
+    future.add_done_callback(lambda _f: token.run_sync_soon(done.set))
+    await done.wait()
+    return future.result()
 
 
 class Node:
@@ -220,6 +249,7 @@ class Node:
         self.orphans: dict[bytes, Block] = {}  # by id; parent not known yet
         self.held: dict[bytes, Block] = {}  # from the near future (section 6: hold, not drop)
         self._participation: tuple[bytes, float] = (b"", 1.0)  # (head id, value)
+        self._verifying = 0  # submitted txs waiting for their signature checks
         self.bad_blocks: dict[bytes, None] = {}  # ids known invalid (bounded, oldest out)
         self.seen: dict[bytes, int] = {}  # block id -> arrival order, for the fork choice
         self._seen_counter = 0
@@ -233,8 +263,10 @@ class Node:
         self._gossip_send, self._gossip_recv = trio.open_memory_channel[
             tuple[bytes, list[bytes]]](GOSSIP_QUEUE)
         self.metrics = NodeMetrics()
-        self._verify_limiter = trio.CapacityLimiter(max(1, config.verify_threads))
-        self._block_verify_limiter = trio.CapacityLimiter(max(1, config.verify_threads))
+        # two verify pools: txs (lower OS priority) and blocks (normal), see _verify
+        threads = max(1, config.verify_threads)
+        self._tx_pool = ThreadPoolExecutor(threads, "verify-tx", _lower_thread_priority)
+        self._block_pool = ThreadPoolExecutor(threads, "verify-block")
         self._included_times: deque[tuple[float, int]] = deque(maxlen=64)
         self.started = False
         self.stopping = trio.Event()
@@ -294,8 +326,11 @@ class Node:
         # and make every node's blocks late. Gossiped txs are already paid for.
         # The same when finality falls behind with a full pool: the network is not
         # keeping up, and new work would only make every block later.
-        room = None if gossip else max(self.config.block_txs,
-                                        int(self.tx_rate() * BACKLOG_S)) - len(self.mempool)
+        # Txs still waiting for their signature checks count too: under overload the
+        # verify threads are the queue, and requests admitted past a pool-only check
+        # would wait there without bound.
+        room = None if gossip else (max(self.config.block_txs, int(self.tx_rate() * BACKLOG_S))
+                                    - len(self.mempool) - self._verifying)
         if (room is not None and len(self.mempool) >= SHED_MIN_POOL
                 and self.current_slot() - self.chain.final.slot > SHED_FINAL_LAG_SLOTS):
             room = 0
@@ -326,7 +361,11 @@ class Node:
             decoded.append((i, tx))
         if shed:
             self.metrics.txs_shed.inc(shed)
-        oks = await self._verify([tx for _, tx in decoded])
+        self._verifying += len(decoded)
+        try:
+            oks = await self._verify([tx for _, tx in decoded])
+        finally:
+            self._verifying -= len(decoded)
         async with self._lock:
             for (i, tx), ok in zip(decoded, oks, strict=True):
                 if not ok:
@@ -350,26 +389,23 @@ class Node:
 
     async def _verify(self, txs: list[SignedTx], urgent: bool = False) -> list[bool]:
         """Check signatures on worker threads. ``urgent`` (a block's txs) has threads of its
-        own: a block must not wait behind the gossip batches queued for the tx threads,
+        own, at normal priority: a block must not wait behind the gossip and RPC batches
+        queued for the tx threads (which run at a lower OS priority than the event loop),
         or it reaches the next producer too late and forks it."""
         if not txs:
             return []
         if self.inline_verify:
             return verify_batch(txs, self.chain_id)
         threads = max(1, self.config.verify_threads)
-        limiter = self._block_verify_limiter if urgent else self._verify_limiter
+        pool = self._block_pool if urgent else self._tx_pool
         if len(txs) < 32 or threads == 1:
-            return await trio.to_thread.run_sync(
-                verify_batch, txs, self.chain_id, limiter=limiter
-            )
+            return await run_in_pool(pool, verify_batch, txs, self.chain_id)
         chunk = (len(txs) + threads - 1) // threads
         parts: list[list[bool]] = [[] for _ in range(threads)]
 
         async def run(k: int) -> None:
-            parts[k] = await trio.to_thread.run_sync(
-                verify_batch, txs[k * chunk : (k + 1) * chunk], self.chain_id,
-                limiter=limiter,
-            )
+            parts[k] = await run_in_pool(pool, verify_batch,
+                                         txs[k * chunk : (k + 1) * chunk], self.chain_id)
 
         async with trio.open_nursery() as nursery:
             for k in range(threads):
@@ -814,7 +850,7 @@ class Node:
             self.chain.reconcile()
             # the schedule in memory may hold an election whose record failed: a restart
             # without it would follow another schedule than the network's
-            self.consensus._save_schedule()
+            self.consensus.save_schedule()
         except StorageLost as exc:
             log.critical("storage_lost", extra={"kv": {"error": str(exc),
                                                       "action": "stopping"}})
@@ -1059,6 +1095,8 @@ class Node:
     # --- lifecycle ----------------------------------------------------------------------
 
     def close(self) -> None:
+        self._tx_pool.shutdown(wait=False, cancel_futures=True)
+        self._block_pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
