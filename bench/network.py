@@ -131,10 +131,14 @@ async def offer(urls: list[str], txs: list[str], tps: float, seconds: float,
 
             async def send(url: str = url, chunk: list[str] = chunk) -> None:
                 t = time.monotonic()
+                body = {"jsonrpc": "2.0", "id": 1, "method": "submit_txs", "params": [chunk]}
                 try:
-                    r = await http.post(url, json={"jsonrpc": "2.0", "id": 1,
-                                                   "method": "submit_txs", "params": [chunk]},
-                                        timeout=60)
+                    try:
+                        r = await http.post(url, json=body, timeout=60)
+                    except (httpx.RemoteProtocolError, httpx.ConnectError):
+                        # a pooled keep-alive connection the node closed as idle just as
+                        # we reused it: resubmitting is safe (a known tx answers its id)
+                        r = await http.post(url, json=body, timeout=60)
                 except httpx.HTTPError:
                     failed.append(len(chunk))  # an overloaded node: counted, not fatal
                     return

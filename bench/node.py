@@ -158,17 +158,23 @@ def sign_all(chain_id: bytes, items: list[tuple[str, list[Any]]], expiration: in
 
 
 def submit_all(url: str, txs: list[str], seconds: float, batch: int = 500,
-               clients: int = 4) -> tuple[int, int, float]:
-    """Submit in batches from several clients until done or time is up."""
+               clients: int = 4, rate: float | None = None) -> tuple[int, int, float]:
+    """Submit in batches from several clients until done or time is up; with ``rate``
+    (tx/s) a batch leaves no earlier than its place in a steady schedule (the offered
+    load), else as fast as the node answers."""
     admitted = rejected = 0
     pos = 0
     errors: list[Any] = []
+    trio_start = 0.0
 
     async def client(http: httpx.AsyncClient) -> None:
         nonlocal admitted, rejected, pos
         while pos < len(txs) and time.monotonic() < deadline:
+            at = pos
             chunk = txs[pos:pos + batch]
             pos += batch
+            if rate is not None:
+                await trio.sleep_until(trio_start + at / rate)
             r = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "submit_txs",
                                            "params": [chunk]}, timeout=120)
             doc = r.json()
@@ -187,6 +193,8 @@ def submit_all(url: str, txs: list[str], seconds: float, batch: int = 500,
                 await trio.sleep(0.05)
 
     async def run() -> None:
+        nonlocal trio_start
+        trio_start = trio.current_time()
         async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
             for _ in range(clients):
                 nursery.start_soon(client, http)
@@ -266,7 +274,7 @@ def part_tps(args: argparse.Namespace, root: Path, vrate: float) -> None:
                                     "raw", "--threads"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t0 = time.time()
-        admitted, rejected, took = submit_all(d.url, txs, args.seconds)
+        admitted, rejected, took = submit_all(d.url, txs, args.seconds, rate=args.offered)
         t1 = time.time()
         time.sleep(2.5)  # let the last blocks land
         if spy is not None:

@@ -22,7 +22,7 @@
     mempool_txs = 10000
     mempool_bytes = 67108864
     verify_threads = 2
-    block_txs = 5000                # most txs in a block this node produces
+    block_txs = 10000               # most txs in a block this node produces
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class NodeConfig:
     mempool_txs: int = 10_000
     mempool_bytes: int = 64 << 20
     verify_threads: int = 2
-    block_txs: int = 5_000
+    block_txs: int = 10_000
 
 
 _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
