@@ -67,11 +67,6 @@ def _cmdline(pid: int) -> list[str] | None:
 
 
 def _reap(pid: int) -> None:
-    proc = _children.get(pid)
-    if proc is not None:
-        if proc.poll() is not None:
-            del _children[pid]
-        return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
 
@@ -80,6 +75,11 @@ def pid_alive(pid: int | None, marks: list[str]) -> bool:
     """True iff ``pid`` runs, is not a zombie, and its command line contains every mark."""
     if not pid:
         return False
+    proc = _children.get(pid)
+    if proc is not None:
+        # our own child: its exit status is the authority (no /proc read, which can lag
+        # an exec or a recycled pid on some kernels and sandboxes)
+        return proc.poll() is None
     _reap(pid)
     try:
         os.kill(pid, 0)
@@ -176,7 +176,8 @@ def wait_rpc_addr(entry: NodeEntry, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not node_alive(entry):
-            raise DevnetError(f"node {entry.name} exited during start-up; "
+            raise DevnetError(f"node {entry.name} exited during start-up "
+                              f"({exit_status(entry.pid or 0)}); "
                               f"last lines of {entry.log}:\n{tail(entry.log, 15)}")
         if addr.exists() and addr.read_text().strip():
             return
@@ -199,7 +200,8 @@ def start_proxy(m: Manifest, timeout: float = 15.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not pid_alive(pid, proxy_marks(m)):
-            raise DevnetError("the link proxy exited during start-up; last lines of "
+            raise DevnetError(f"the link proxy exited during start-up ({exit_status(pid)}); "
+                              "last lines of "
                               f"{m.proxy_dir / 'proxy.log'}:\n"
                               f"{tail(str(m.proxy_dir / 'proxy.log'), 15)}")
         st = proxy.read_state(m.proxy_dir)
@@ -208,6 +210,18 @@ def start_proxy(m: Manifest, timeout: float = 15.0) -> int:
         time.sleep(0.05)
     raise DevnetError(f"the link proxy did not listen within {timeout:g} s; see "
                       f"{m.proxy_dir / 'proxy.log'}")
+
+
+def exit_status(pid: int) -> str:
+    """How a child this command started ended: "exit N" or "killed by SIGX"."""
+    proc = _children.get(pid)
+    code = proc.poll() if proc is not None else None
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit {code}"
 
 
 def tail(path: str | Path, n: int) -> str:
