@@ -87,13 +87,14 @@ def final_height(url: str) -> int:
 
 
 async def offer(urls: list[str], txs: list[str], tps: float, seconds: float,
-                submitted: list[tuple[str, float]], latencies: list[float] | None = None,
+                submitted: list[tuple[str, float]],
+                latencies: list[tuple[float, float]] | None = None,
                 sample_every: int = 10) -> None:
     """Submit at a steady rate in 100-ms ticks, round-robin over the nodes.
 
     With ``latencies``, every ``sample_every``-th admitted tx is watched *while* the load
-    runs (batched get_tx on the first node every 250 ms) and its submission-to-final time
-    is recorded when it is first seen final."""
+    runs and its submission-to-final time is recorded when the first node's final height
+    first reaches the tx's block (see ``watch``)."""
     per_tick = max(1, int(tps / 10))
     failed: list[int] = []
     watched: dict[str, float] = {}
@@ -102,23 +103,51 @@ async def offer(urls: list[str], txs: list[str], tps: float, seconds: float,
     sending = True
 
     async def watch(http: httpx.AsyncClient) -> None:
+        # Two cheap polls instead of one heavy one: the watched txs' heights (batched
+        # get_tx every 250 ms, until each is in a block), and the final height (chain_info
+        # every 50 ms). A tx is final when the final height reaches its height; the time
+        # is taken from the chain_info poll, so detection adds at most ~50 ms.
         assert latencies is not None
+        heights: dict[str, int] = {}  # watched tx -> height of the block it is in
         deadline = trio.current_time() + seconds + 30
+        next_lookup = 0.0
         while (sending or watched) and trio.current_time() < deadline:
-            ids = list(watched)[:1000]
-            if ids:
+            try:
+                if trio.current_time() >= next_lookup:
+                    next_lookup = trio.current_time() + 0.25
+                    ids = [t for t in watched if t not in heights][:1000]
+                    body = [{"jsonrpc": "2.0", "id": i, "method": "get_tx", "params": [t]}
+                            for i, t in enumerate(ids)]
+                    docs = (await http.post(urls[0], json=body, timeout=30)).json() \
+                        if ids else []
+                    for d in docs if isinstance(docs, list) else []:
+                        res = d.get("result") or {}
+                        if res.get("status") in ("included", "final"):
+                            heights[ids[d["id"]]] = res["height"]
+                doc = (await http.post(urls[0], json={
+                    "jsonrpc": "2.0", "id": 1, "method": "chain_info", "params": []},
+                    timeout=30)).json()
+            except httpx.HTTPError:
+                await trio.sleep(0.05)
+                continue
+            now = time.monotonic()
+            final = doc.get("result", {}).get("final_height", -1)
+            due = [t for t, h in heights.items() if h <= final]
+            if due:  # confirm (a fork may have moved a tx to another block): one batch
                 body = [{"jsonrpc": "2.0", "id": i, "method": "get_tx", "params": [t]}
-                        for i, t in enumerate(ids)]
+                        for i, t in enumerate(due)]
                 try:
                     docs = (await http.post(urls[0], json=body, timeout=30)).json()
                 except httpx.HTTPError:
                     docs = []
-                now = time.monotonic()
                 for d in docs if isinstance(docs, list) else []:
-                    if d.get("result", {}).get("status") == "final":
-                        tid = ids[d["id"]]
-                        latencies.append(now - watched.pop(tid))
-            await trio.sleep(0.25)
+                    tid = due[d["id"]]
+                    res = d.get("result") or {}
+                    if res.get("status") == "final" and res.get("height") == heights[tid]:
+                        t = watched.pop(tid)
+                        latencies.append((t, now - t))
+                    del heights[tid]  # else: looked up again
+            await trio.sleep(0.05)
 
     async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
         if latencies is not None:
@@ -165,6 +194,20 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
+def print_windows(pairs: list[tuple[float, float]], width: float = 10.0) -> None:
+    """p50 / p99 / max by window of submission time: shows whether slow txs are spread
+    out or bunched (a stall, a fork switch) and when."""
+    if not pairs:
+        return
+    t0 = min(t for t, _ in pairs)
+    by: dict[int, list[float]] = {}
+    for t, x in pairs:
+        by.setdefault(int((t - t0) // width), []).append(x)
+    print("  by submission window: " + "  ".join(
+        f"{int(k * width)}s {pct(v, 50):.1f}/{pct(v, 99):.1f}/{max(v):.1f}"
+        for k, v in sorted(by.items())) + "  (p50/p99/max s)")
+
+
 def drain(c: Cluster, limit_s: float = 120.0) -> None:
     """Wait until every mempool is empty (bounded): each step and the latency part start
     from an idle network, not from the backlog an overloaded step left behind."""
@@ -179,7 +222,8 @@ def drain(c: Cluster, limit_s: float = 120.0) -> None:
 
 
 def run_step(c: Cluster, chain_id: bytes, tps: float, seconds: float, offset: int,
-             latencies: list[float] | None = None) -> tuple[float, list[tuple[str, float]]]:
+             latencies: list[tuple[float, float]] | None = None
+             ) -> tuple[float, list[tuple[str, float]]]:
     n = int(tps * seconds)
     txs = sign_all(chain_id, load_items(c.accounts[offset % 7:] + c.accounts, n),
                    int(time.time()) + 3000)
@@ -238,14 +282,16 @@ def main() -> None:
             print(f"best sustained          {best:,.0f} tx/s  (target >= 2,000)")
         if args.part in ("all", "latency"):
             offset += 1
-            lat: list[float] = []
+            pairs: list[tuple[float, float]] = []
             rate, submitted = run_step(c, chain_id, args.latency_tps, args.step_seconds,
-                                       offset, lat)
+                                       offset, pairs)
+            lat = [x for _, x in pairs]
             print(f"\n== latency at {args.latency_tps:,.0f} tx/s offered ==")
             print(f"final tx/s              {rate:,.0f}")
             print(f"p50 submission->final   {pct(lat, 50):.2f} s  (target <= 2.0)")
             print(f"p99 submission->final   {pct(lat, 99):.2f} s  (target <= 3.5)")
             print(f"measured                {len(lat)} sampled of {len(submitted)} txs")
+            print_windows(pairs)
         if args.part in ("all", "sync"):
             total = sum(len(rpc(c.urls[0], "get_block", h)["tx_ids"])
                         for h in range(1, final_height(c.urls[0]) + 1))

@@ -106,10 +106,13 @@ class Daemon:
             time.sleep(0.005)
         raise TimeoutError("daemon did not start")
 
-    def rss_mb(self) -> float:
+    def rss_mb(self, field: str = "VmRSS") -> float:
+        """Resident memory in MB: VmRSS (all), RssAnon (the process's own heap, stacks
+        and arenas) or RssFile (pages of mapped files: code, and LevelDB's table files,
+        which it reads through mmap; clean page cache the kernel reclaims at will)."""
         assert self.proc is not None
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
         return 0.0
 

@@ -457,7 +457,6 @@ class Node:
         self._mark_seen(block.id)
         self._relay(block)
         self._after_block(block, started)
-        self._on_new_head_block(block)
         log.info("produced", extra={"kv": {"height": block.height, "slot": slot,
                                             "txs": len(block.txs), "dropped": len(dropped)}})
         return block
@@ -490,6 +489,9 @@ class Node:
             # the block is committed; only the engine's own records (schedule, chain-view
             # final) were not written: memory holds them, the recovery writes them again
             self._storage_failed(exc, "consensus record")
+        # the head and our vote go out before the mempool's re-check of what is left
+        # (a good part of a slot under load): finality waits on the votes
+        self._on_new_head_block(block)
         self.mempool.on_new_head([tx.tx_id for tx in block.txs])
         self._finalize()
         elapsed = time.perf_counter() - started
@@ -666,7 +668,6 @@ class Node:
                 return True
             self._relay(block)
             self._after_block(block, started)
-            self._on_new_head_block(block)
             return True
         parent = self.consensus.tree[block.previous_id]
         if chain.slot_of(block.timestamp) <= parent.slot or block.height != parent.height + 1:
@@ -765,6 +766,9 @@ class Node:
             cons.on_switch(popped, branch)
         except StorageError as exc:
             self._storage_failed(exc, "consensus record")  # memory has it; see _after_block
+        if branch:  # as in _after_block: the new head and our vote before the mempool
+            self._relay(branch[-1])
+            self._on_new_head_block(branch[-1])
         readd = [tx for b in popped for tx in b.txs]
         self.mempool.on_new_head([tx.tx_id for b in branch for tx in b.txs], readd)
         log.info("switched", extra={"kv": {"popped": len(popped), "applied": len(branch),
@@ -772,9 +776,6 @@ class Node:
         self._finalize()
         self.metrics.block_apply_seconds.observe(time.perf_counter() - started)
         self._update_metrics()
-        if branch:
-            self._relay(branch[-1])
-            self._on_new_head_block(branch[-1])
 
     async def accept_votes(self, raws: list[bytes]) -> list[bool]:
         verdicts: list[bool] = []

@@ -374,7 +374,7 @@ class Network:
             for i, _raw in items:
                 peer.known.add(inv_key(kind, i))
             for chunk in fit_items(new):
-                if self._enqueue(peer, cls(chunk), must=False):
+                if self._enqueue(peer, cls(chunk), must=False, urgent=True):
                     self.counters["items_pushed"] += len(chunk)
 
     def broadcast_txs(self, tx_ids: Iterable[bytes]) -> None:
@@ -390,7 +390,7 @@ class Network:
         """Push our head (HEADS) to every peer; call when the head or final block changes."""
         height, head_id, final = self.handler.head()
         for peer in list(self._peers.values()):
-            self._enqueue(peer, Heads(height, head_id, final), must=False)
+            self._enqueue(peer, Heads(height, head_id, final), must=False, urgent=True)
 
     def request_heads(self, peer_id: bytes) -> None:
         """Ask a peer for its head; the answer arrives through handler.on_head."""
@@ -829,19 +829,27 @@ class Network:
     async def _writer(self, peer: Peer) -> None:
         try:
             async for data in peer.recv_ch:
-                with trio.move_on_after(self.config.send_timeout) as scope:
-                    await peer.stream.send_all(data)
-                if scope.cancelled_caught:  # stopped mid-frame: the stream is unusable now
-                    self.counters["slow_peer_disconnects"] += 1
-                    peer.close("send_timeout")
+                while peer.urgent:
+                    if not await self._send_frame(peer, peer.urgent.popleft()):
+                        return
+                if data and not await self._send_frame(peer, data):
                     return
-                peer.queued_bytes -= len(data)
-                self.counters["frames_out"] += 1
-                self.counters["bytes_out"] += len(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             peer.close("connection_lost")
         finally:
             peer.writer_done.set()
+
+    async def _send_frame(self, peer: Peer, data: bytes) -> bool:
+        with trio.move_on_after(self.config.send_timeout) as scope:
+            await peer.stream.send_all(data)
+        if scope.cancelled_caught:  # stopped mid-frame: the stream is unusable now
+            self.counters["slow_peer_disconnects"] += 1
+            peer.close("send_timeout")
+            return False
+        peer.queued_bytes -= len(data)
+        self.counters["frames_out"] += 1
+        self.counters["bytes_out"] += len(data)
+        return True
 
     async def _keepalive(self, peer: Peer) -> None:
         cfg = self.config
@@ -872,14 +880,29 @@ class Network:
             if self._enqueue(peer, Inv(Kind.TX, chunk), must=False):
                 self.counters["inv_ids_sent"] += len(chunk)
 
-    def _enqueue(self, peer: Peer, msg: Message, *, must: bool) -> bool:
+    def _enqueue(self, peer: Peer, msg: Message, *, must: bool, urgent: bool = False) -> bool:
         """Queue a message for the writer. Gossip (must=False) is dropped when the queue is
         filling; anything else that does not fit disconnects the peer: it cannot keep up,
-        and silently losing an answer would leave the other side waiting for it."""
+        and silently losing an answer would leave the other side waiting for it.
+
+        ``urgent`` gossip (new blocks, votes, heads) goes to the priority lane, which the
+        writer sends before the next frame of the queue; it counts toward the same bytes."""
         if peer.close_reason is not None:
             return False
         data = encode_frame(msg)
         cfg = self.config
+        if urgent:
+            if peer.queued_bytes + len(data) > cfg.gossip_queue_bytes:
+                self.counters["gossip_dropped"] += 1
+                return False
+            peer.urgent.append(data)
+            peer.queued_bytes += len(data)
+            # wake an idle writer; a full queue means it is busy and looks at the lane
+            # before its next frame anyway
+            with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError,
+                                     trio.BrokenResourceError):
+                peer.send_ch.send_nowait(b"")
+            return True
         used = peer.send_ch.statistics().current_buffer_used
         if not must:
             if (peer.queued_bytes + len(data) > cfg.gossip_queue_bytes

@@ -7,7 +7,7 @@ on it is driven by network.py; this module holds only state and small bounded st
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import trio
@@ -125,6 +125,10 @@ class Peer:
         self.inv_ready = trio.Event()
         # send queue: frames already encoded; bytes counted so large frames weigh more
         self.send_ch, self.recv_ch = trio.open_memory_channel[bytes](queue_msgs)
+        # the priority lane (new blocks, votes, heads): the writer empties it before each
+        # frame of the queue, so finality does not wait behind a backlog of tx gossip; an
+        # empty frame in the queue only wakes an idle writer
+        self.urgent: deque[bytes] = deque()
         self.queued_bytes = 0
         self.writing = False  # a handshake frame is being written directly
         self.writer_done = trio.Event()

@@ -17,6 +17,7 @@ from consensus.crypto import sha256
 from p2p.frames import MAX_FRAME, encode_frame, frame
 from p2p.handshake import sign_ack
 from p2p.messages import (
+    Blocks,
     Bye,
     GetBlocks,
     GetData,
@@ -462,3 +463,39 @@ async def test_ban_expires_and_unsolicited_peers_are_ignored(
             async with again.stream:
                 await again.handshake()
                 await until(lambda: len(net.peers_info()) == 1)
+
+
+async def test_blocks_votes_and_heads_overtake_queued_gossip(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """The priority lane: a new block (and vote, and head) pushed while tx gossip waits in
+    a peer's queue is sent before that gossip, not after it."""
+    mem = MemoryNetwork(lockstep=True)  # the writer blocks until the reader reads
+    net, h = mem_node(mem, 1, queue_msgs=64)
+    with trio.fail_after(600):
+        async with running(net):
+            raw = await raw_connect(mem, "n1")
+            async with raw.stream:
+                await raw.handshake()
+                await until(lambda: len(net.peers_info()) == 1)
+                for i in range(10):  # queued behind each other: nobody reads yet
+                    net.announce(Kind.BLOCK, [h.add(Kind.BLOCK, b"old%d" % i)])
+                bid = h.add(Kind.BLOCK, b"new block")
+                net.push(Kind.BLOCK, [(bid, b"new block")])
+                net.broadcast_head()
+                order: list[str] = []
+                while len([o for o in order if o == "inv"]) < 10:
+                    m = await raw.recv()
+                    if isinstance(m, Inv):
+                        order.append("inv")
+                    elif isinstance(m, Blocks):
+                        assert m.raws == [b"new block"]
+                        order.append("block")
+                    elif isinstance(m, Heads):
+                        order.append("heads")
+                # at most the Inv being written when the push came goes first (a HEADS
+                # queued at the handshake may precede it)
+                invs = [i for i, o in enumerate(order) if o == "inv"]
+                at = order.index("block")
+                assert at < invs[1], order
+                assert order[at + 1] == "heads", order
+                assert order.count("block") == 1
