@@ -60,7 +60,7 @@ SYNC_BATCH = 256
 GOSSIP_QUEUE = 256  # batches of gossiped txs waiting for their signature checks
 LAG_PROBE_S = 0.1
 SHED_LAG_S = 0.5  # event-loop lateness above which new txs are refused (load shedding)
-BUILD_SHARE = 0.5  # of a slot, the most a producer spends building its block
+BUILD_SHARE = 0.25  # of a slot, the most a producer spends building its block
 TX_VERIFY_NICE = 10  # OS niceness of the tx-verify threads (below the event loop's)
 BACKLOG_S = 3.0  # seconds of recent blocks' txs the pool may hold before RPC txs are refused
 SHED_FINAL_LAG_SLOTS = 4  # ... and none while finality is this far behind and ...
@@ -448,7 +448,8 @@ class Node:
         started = time.perf_counter()
         self.store.write({schema.META_LAST_SLOT: schema.u64(slot)}, sync=True)
         votes = self.consensus.votes_to_include(slot)
-        # half a slot at most for building: peers need about as long again to apply it
+        # a quarter of a slot at most for building: each peer needs about as long again
+        # to apply it, and the next producer needs it applied before its own slot
         deadline = started + self.params.block_interval_s * BUILD_SHARE
         block, dropped = self.chain.build_block(
             self.witness_key, self.slot_time(slot), self.mempool.pending(), votes,
