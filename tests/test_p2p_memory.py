@@ -7,6 +7,8 @@ by hand; gossip, keepalive, limits and duplicate handling run between real Netwo
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -53,6 +55,16 @@ def mem_node(mem: MemoryNetwork, i: int, **kw: Any) -> tuple[Network, StoreHandl
 async def raw_connect(mem: MemoryNetwork, host: str, i: int = 50, **kw: object) -> RawPeer:
     stream = await mem.transport(f"raw{i}").connect(host, PORT)
     return RawPeer(stream, key(i), **kw)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def registered_raw_peer(mem: MemoryNetwork, net: Network) -> AsyncIterator[RawPeer]:
+    """A RawPeer past the handshake with node n1, once n1 has registered it."""
+    raw = await raw_connect(mem, "n1")
+    async with raw.stream:
+        await raw.handshake()
+        await until(lambda: len(net.peers_info()) == 1)
+        yield raw
 
 
 # --- handshake ---------------------------------------------------------------------------
@@ -349,20 +361,16 @@ async def test_gossip_is_dropped_for_a_full_queue(
     mem = MemoryNetwork(lockstep=True)
     net, h = mem_node(mem, 1, queue_msgs=8)
     with trio.fail_after(600):
-        async with running(net):
-            raw = await raw_connect(mem, "n1")
-            async with raw.stream:
-                await raw.handshake()
-                await until(lambda: len(net.peers_info()) == 1)
-                for i in range(20):
-                    net.announce(Kind.BLOCK, [h.add(Kind.BLOCK, b"b%d" % i)])
-                assert net.counters["gossip_dropped"] > 0
-                assert len(net.peers_info()) == 1  # gossip loss never disconnects
-                got: list[Inv] = []
-                while len(got) < 2:
-                    m = await raw.recv()
-                    if isinstance(m, Inv):
-                        got.append(m)
+        async with running(net), registered_raw_peer(mem, net) as raw:
+            for i in range(20):
+                net.announce(Kind.BLOCK, [h.add(Kind.BLOCK, b"b%d" % i)])
+            assert net.counters["gossip_dropped"] > 0
+            assert len(net.peers_info()) == 1  # gossip loss never disconnects
+            got: list[Inv] = []
+            while len(got) < 2:
+                m = await raw.recv()
+                if isinstance(m, Inv):
+                    got.append(m)
 
 
 async def test_request_blocks_errors(autojump_clock: trio.testing.MockClock) -> None:
@@ -472,30 +480,26 @@ async def test_blocks_votes_and_heads_overtake_queued_gossip(
     mem = MemoryNetwork(lockstep=True)  # the writer blocks until the reader reads
     net, h = mem_node(mem, 1, queue_msgs=64)
     with trio.fail_after(600):
-        async with running(net):
-            raw = await raw_connect(mem, "n1")
-            async with raw.stream:
-                await raw.handshake()
-                await until(lambda: len(net.peers_info()) == 1)
-                for i in range(10):  # queued behind each other: nobody reads yet
-                    net.announce(Kind.BLOCK, [h.add(Kind.BLOCK, b"old%d" % i)])
-                bid = h.add(Kind.BLOCK, b"new block")
-                net.push(Kind.BLOCK, [(bid, b"new block")])
-                net.broadcast_head()
-                order: list[str] = []
-                while len([o for o in order if o == "inv"]) < 10:
-                    m = await raw.recv()
-                    if isinstance(m, Inv):
-                        order.append("inv")
-                    elif isinstance(m, Blocks):
-                        assert m.raws == [b"new block"]
-                        order.append("block")
-                    elif isinstance(m, Heads):
-                        order.append("heads")
-                # at most the Inv being written when the push came goes first (a HEADS
-                # queued at the handshake may precede it)
-                invs = [i for i, o in enumerate(order) if o == "inv"]
-                at = order.index("block")
-                assert at < invs[1], order
-                assert order[at + 1] == "heads", order
-                assert order.count("block") == 1
+        async with running(net), registered_raw_peer(mem, net) as raw:
+            for i in range(10):  # queued behind each other: nobody reads yet
+                net.announce(Kind.BLOCK, [h.add(Kind.BLOCK, b"old%d" % i)])
+            bid = h.add(Kind.BLOCK, b"new block")
+            net.push(Kind.BLOCK, [(bid, b"new block")])
+            net.broadcast_head()
+            order: list[str] = []
+            while len([o for o in order if o == "inv"]) < 10:
+                m = await raw.recv()
+                if isinstance(m, Inv):
+                    order.append("inv")
+                elif isinstance(m, Blocks):
+                    assert m.raws == [b"new block"]
+                    order.append("block")
+                elif isinstance(m, Heads):
+                    order.append("heads")
+            # at most the Inv being written when the push came goes first (a HEADS
+            # queued at the handshake may precede it)
+            invs = [i for i, o in enumerate(order) if o == "inv"]
+            at = order.index("block")
+            assert at < invs[1], order
+            assert order[at + 1] == "heads", order
+            assert order.count("block") == 1
