@@ -6,7 +6,9 @@
 steps    offered load stepped up (--steps) for --step-seconds each, submitted round-robin
          to the four nodes, each step from a drained network; prints the sustained tx/s
          to finality at each step: txs in final blocks whose timestamps fall in the
-         step's window, over the window (target: >= 2,000 tx/s).
+         step's window, over the window (target: >= 2,000 tx/s); and the CPU seconds
+         (user + system, /proc) the nodes used per final tx, per node, which shows
+         whether a step was limited by work per tx or by time lost (forks, waits).
 latency  at --latency-tps (1,000) for --step-seconds: submission-to-final latency p50 and
          p99 (targets: p50 <= 2.0 s, p99 <= 3.5 s).
 sync     a fresh non-witness node joins after the chain holds >= --sync-txs txs and syncs
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import tempfile
@@ -221,9 +224,24 @@ def drain(c: Cluster, limit_s: float = 120.0) -> None:
     print(f"  (mempools not empty after {limit_s:.0f} s)")
 
 
+def cpu_seconds(c: Cluster) -> float:
+    """User + system CPU seconds the cluster's daemons have used so far (/proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for d in c.daemons:
+        if d.proc is None:
+            continue
+        stat = Path(f"/proc/{d.proc.pid}/stat").read_text()
+        fields = stat[stat.rfind(")") + 2:].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def run_step(c: Cluster, chain_id: bytes, tps: float, seconds: float, offset: int,
              latencies: list[tuple[float, float]] | None = None
-             ) -> tuple[float, list[tuple[str, float]]]:
+             ) -> tuple[float, list[tuple[str, float]], float]:
+    """(sustained tx/s to finality, the admitted (tx id, time) pairs, the nodes' CPU
+    seconds per final tx of the window, summed over the nodes)."""
     n = int(tps * seconds)
     txs = sign_all(chain_id, load_items(c.accounts[offset % 7:] + c.accounts, n),
                    int(time.time()) + 3000)
@@ -231,6 +249,7 @@ def run_step(c: Cluster, chain_id: bytes, tps: float, seconds: float, offset: in
     url = c.urls[0]
     f0 = final_height(url)
     submitted: list[tuple[str, float]] = []
+    cpu0 = cpu_seconds(c)
     t0 = time.time()
     trio.run(offer, c.urls, txs, tps, seconds, submitted, latencies)
     # Sustained rate to finality: txs in final blocks whose timestamps fall in the
@@ -247,7 +266,8 @@ def run_step(c: Cluster, chain_id: bytes, tps: float, seconds: float, offset: in
         block = rpc(url, "get_block", h)
         if lo < block["timestamp"] <= hi:
             finalized += len(block["tx_ids"])
-    return finalized / (hi - lo), submitted
+    cpu = cpu_seconds(c) - cpu0
+    return finalized / (hi - lo), submitted, cpu / max(1, finalized)
 
 
 def main() -> None:
@@ -275,16 +295,17 @@ def main() -> None:
             best = 0.0
             for tps in [float(x) for x in args.steps.split(",")]:
                 offset += 1
-                rate, _ = run_step(c, chain_id, tps, args.step_seconds, offset)
+                rate, _, cpu = run_step(c, chain_id, tps, args.step_seconds, offset)
                 best = max(best, rate)
                 print(f"offered {tps:>7,.0f} tx/s -> final {rate:>7,.0f} tx/s  "
-                      f"(ratio to verify {rate / vrate:.2f})", flush=True)
+                      f"(ratio to verify {rate / vrate:.2f}; node CPU per final tx "
+                      f"{cpu / len(c.daemons) * 1e6:,.0f} us per node)", flush=True)
             print(f"best sustained          {best:,.0f} tx/s  (target >= 2,000)")
         if args.part in ("all", "latency"):
             offset += 1
             pairs: list[tuple[float, float]] = []
-            rate, submitted = run_step(c, chain_id, args.latency_tps, args.step_seconds,
-                                       offset, pairs)
+            rate, submitted, _ = run_step(c, chain_id, args.latency_tps, args.step_seconds,
+                                          offset, pairs)
             lat = [x for _, x in pairs]
             print(f"\n== latency at {args.latency_tps:,.0f} tx/s offered ==")
             print(f"final tx/s              {rate:,.0f}")
@@ -297,7 +318,7 @@ def main() -> None:
                         for h in range(1, final_height(c.urls[0]) + 1))
             while total < args.sync_txs:
                 offset += 1
-                rate, _ = run_step(c, chain_id, 1400, 30, offset)
+                rate, _, _ = run_step(c, chain_id, 1400, 30, offset)
                 total += int(rate * 30)
                 print(f"chain holds ~{total:,} txs", flush=True)
             head = rpc(c.urls[0], "chain_info")["head_height"]
