@@ -28,6 +28,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -89,6 +90,18 @@ def final_height(url: str) -> int:
     return h
 
 
+async def get_txs(http: httpx.AsyncClient, url: str, ids: list[str]
+                  ) -> dict[str, dict[str, Any]]:
+    """One batched get_tx call: tx id -> its result (ids without a result are left out)."""
+    if not ids:
+        return {}
+    body = [{"jsonrpc": "2.0", "id": i, "method": "get_tx", "params": [t]}
+            for i, t in enumerate(ids)]
+    docs = (await http.post(url, json=body, timeout=30)).json()
+    return {ids[d["id"]]: d["result"] for d in (docs if isinstance(docs, list) else [])
+            if isinstance(d.get("result"), dict)}
+
+
 async def offer(urls: list[str], txs: list[str], tps: float, seconds: float,
                 submitted: list[tuple[str, float]],
                 latencies: list[tuple[float, float]] | None = None,
@@ -119,14 +132,9 @@ async def offer(urls: list[str], txs: list[str], tps: float, seconds: float,
                 if trio.current_time() >= next_lookup:
                     next_lookup = trio.current_time() + 0.25
                     ids = [t for t in watched if t not in heights][:1000]
-                    body = [{"jsonrpc": "2.0", "id": i, "method": "get_tx", "params": [t]}
-                            for i, t in enumerate(ids)]
-                    docs = (await http.post(urls[0], json=body, timeout=30)).json() \
-                        if ids else []
-                    for d in docs if isinstance(docs, list) else []:
-                        res = d.get("result") or {}
+                    for tid, res in (await get_txs(http, urls[0], ids)).items():
                         if res.get("status") in ("included", "final"):
-                            heights[ids[d["id"]]] = res["height"]
+                            heights[tid] = res["height"]
                 doc = (await http.post(urls[0], json={
                     "jsonrpc": "2.0", "id": 1, "method": "chain_info", "params": []},
                     timeout=30)).json()
@@ -137,15 +145,11 @@ async def offer(urls: list[str], txs: list[str], tps: float, seconds: float,
             final = doc.get("result", {}).get("final_height", -1)
             due = [t for t, h in heights.items() if h <= final]
             if due:  # confirm (a fork may have moved a tx to another block): one batch
-                body = [{"jsonrpc": "2.0", "id": i, "method": "get_tx", "params": [t]}
-                        for i, t in enumerate(due)]
                 try:
-                    docs = (await http.post(urls[0], json=body, timeout=30)).json()
+                    found = await get_txs(http, urls[0], due)
                 except httpx.HTTPError:
-                    docs = []
-                for d in docs if isinstance(docs, list) else []:
-                    tid = due[d["id"]]
-                    res = d.get("result") or {}
+                    found = {}
+                for tid, res in found.items():
                     if res.get("status") == "final" and res.get("height") == heights[tid]:
                         t = watched.pop(tid)
                         latencies.append((t, now - t))
