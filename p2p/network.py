@@ -84,6 +84,7 @@ PROTOCOL_VERSION = 1
 NodeKey = PrivateKey
 
 RECV_BYTES = 65536
+WRITE_BATCH_BYTES = 256 * 1024  # frames joined into one write (a big frame goes whole)
 LINGER = 1.0  # seconds a closing connection may take to flush its queue and BYE
 MAX_ALTERNATES = 8  # other announcers remembered per in-flight id, to re-ask on failure
 MAX_SHARED_ADDRESSES = 100  # addresses per PEERS answer we send
@@ -809,6 +810,10 @@ class Network:
                 msg = await self._read(peer)
                 await self._dispatch(peer, msg)
                 peer.last_recv = trio.current_time()  # a slow handler is not a silent peer
+                # Let the writer (and other peers) run between messages: frames already
+                # received are parsed without a checkpoint, so a burst of requests would
+                # otherwise fill the answer queue before the writer got one turn.
+                await trio.lowlevel.checkpoint()
         except _Closed as exc:
             peer.close(exc.reason)
         except FrameError as exc:
@@ -829,26 +834,39 @@ class Network:
     async def _writer(self, peer: Peer) -> None:
         try:
             async for data in peer.recv_ch:
-                while peer.urgent:
-                    if not await self._send_frame(peer, peer.urgent.popleft()):
-                        return
-                if data and not await self._send_frame(peer, data):
+                # One write for everything waiting (up to WRITE_BATCH_BYTES): the reader
+                # parses many frames per receive, and a writer that wrote one frame per
+                # turn fell behind a peer's burst of pings until the queue filled and the
+                # peer was dropped as slow although it read everything.
+                frames = list(peer.urgent)  # the priority lane goes first
+                peer.urgent.clear()
+                frames.append(data)
+                size = sum(map(len, frames))
+                while size < WRITE_BATCH_BYTES:
+                    try:
+                        more = peer.recv_ch.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    frames.append(more)
+                    size += len(more)
+                if not await self._send_frames(peer, frames, size):
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             peer.close("connection_lost")
         finally:
             peer.writer_done.set()
 
-    async def _send_frame(self, peer: Peer, data: bytes) -> bool:
+    async def _send_frames(self, peer: Peer, frames: list[bytes], size: int) -> bool:
         with trio.move_on_after(self.config.send_timeout) as scope:
-            await peer.stream.send_all(data)
+            await peer.stream.send_all(b"".join(frames))
         if scope.cancelled_caught:  # stopped mid-frame: the stream is unusable now
             self.counters["slow_peer_disconnects"] += 1
             peer.close("send_timeout")
             return False
-        peer.queued_bytes -= len(data)
-        self.counters["frames_out"] += 1
-        self.counters["bytes_out"] += len(data)
+        peer.queued_bytes -= size
+        sent = sum(1 for f in frames if f)  # empty ones only woke the writer
+        self.counters["frames_out"] += sent
+        self.counters["bytes_out"] += size
         return True
 
     async def _keepalive(self, peer: Peer) -> None:

@@ -290,6 +290,32 @@ async def test_rate_limit_throttles_a_flood(autojump_clock: trio.testing.MockClo
             assert net.counters["rate_limited"] > 0 and net.counters["bans"] == 0
 
 
+async def test_a_burst_of_requests_is_answered_not_dropped(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """A peer that sends a burst of pings in one write and reads every answer keeps its
+    connection: the node writes the answers as fast as it reads the requests. (The queue
+    here holds 64 frames and the burst is 1,000; the node used to parse the whole burst
+    before its writer had a turn, filled the queue and dropped the peer as slow.)"""
+    mem = MemoryNetwork()
+    net, _ = mem_node(mem, 1, queue_msgs=64, rate_msgs=1000.0, burst_msgs=1000.0)
+    with trio.fail_after(600):
+        async with running(net), registered_raw_peer(mem, net) as raw:
+            pongs = 0
+
+            async def read_pongs() -> None:
+                nonlocal pongs
+                while pongs < 1000 and (m := await raw.recv()) is not None:
+                    pongs += isinstance(m, Pong)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_pongs)
+                await raw.stream.send_all(
+                    b"".join(encode_frame(Ping(i)) for i in range(1000)))
+            assert pongs == 1000
+            assert net.counters["slow_peer_disconnects"] == 0
+            assert len(net.peers_info()) == 1
+
+
 def test_token_bucket(autojump_clock: trio.testing.MockClock) -> None:
     async def main() -> None:
         bucket = TokenBucket(rate=2.0, burst=4.0)
