@@ -252,11 +252,14 @@ def metrics(url: str) -> dict[str, float]:
     return parse_metrics(httpx.get(url.replace("/rpc", "/metrics"), timeout=10).text)
 
 
-async def watch(d: Daemon, until: float, samples: list[tuple[float, float, float, int]],
+async def watch(d: Daemon, until: float, samples: list[tuple[float, float, float, int, float]],
                 counts: Counts) -> None:
     t0 = trio.current_time()
-    print(f"{'min':>5} {'RSS MB':>7} {'anon':>6} {'file':>6} {'head':>6} {'final':>6}"
-          f" {'mempool':>8} {'peers':>6} {'banned':>7} {'admitted':>9} {'p2p msgs':>9}", flush=True)
+    # ldb: LevelDB's own estimate of its memory (memtables, block cache; part of anon);
+    # tables: its table files (read through mmap: their pages are in file, not anon)
+    print(f"{'min':>5} {'RSS MB':>7} {'anon':>6} {'file':>6} {'ldb':>5} {'tables':>6}"
+          f" {'head':>6} {'final':>6} {'mempool':>8} {'peers':>6} {'banned':>7}"
+          f" {'admitted':>9} {'p2p msgs':>9}", flush=True)
     while trio.current_time() < until:
         await trio.sleep(SAMPLE_S)
         try:
@@ -267,8 +270,10 @@ async def watch(d: Daemon, until: float, samples: list[tuple[float, float, float
             continue
         rss, anon, file = d.rss_mb(), d.rss_mb("RssAnon"), d.rss_mb("RssFile")
         minute = (trio.current_time() - t0) / 60
-        samples.append((minute, rss, anon, info["head_height"]))
-        print(f"{minute:5.1f} {rss:7.1f} {anon:6.1f} {file:6.1f} {info['head_height']:>6}"
+        ldb = m.get("muxer_leveldb_memory_bytes", 0.0) / 1e6
+        samples.append((minute, rss, anon, info["head_height"], ldb))
+        print(f"{minute:5.1f} {rss:7.1f} {anon:6.1f} {file:6.1f} {ldb:5.1f}"
+              f" {int(m.get('muxer_leveldb_table_files', -1)):>6} {info['head_height']:>6}"
               f" {info['final_height']:>6}"
               f" {int(m.get('muxer_mempool_txs', -1)):>8} {int(m.get('muxer_peers', -1)):>6}"
               f" {int(m.get('muxer_peers_banned', -1)):>7} {counts.rpc.get('admitted', 0):>9}"
@@ -320,7 +325,7 @@ def main() -> None:
         print(f"signing {n:,} txs ...", flush=True)
         txs = sign_all(chain_id, load_items(c["accounts"], n), int(time.time()) + 3000)
         counts = Counts()
-        samples: list[tuple[float, float, float, int]] = []
+        samples: list[tuple[float, float, float, int, float]] = []
         rss0 = d.rss_mb()
         print(f"flooding for {args.minutes:g} min; RSS at start {rss0:.1f} MB", flush=True)
 
@@ -341,19 +346,20 @@ def main() -> None:
         print("p2p:", json.dumps(dict(sorted(counts.p2p.items()))))
         if counts.errors:
             print(f"{len(counts.errors)} samples without an answer; first: {counts.errors[0]}")
-        heads = [h for *_, h in samples]
+        heads = [smp[3] for smp in samples]
         producing = len(heads) >= 2 and heads[-1] > heads[0]
         print("\n== memory ==")
         flat = True
-        for name, col in (("anon RSS", 2), ("RSS", 1)):
+        for name, col in (("anon RSS", 2), ("RSS", 1), ("LevelDB", 4)):
             series = [(smp[0], float(smp[col])) for smp in samples]
             base, end, slope = memory_trend(series, args.minutes)
             limit = max(base * 1.10, base + 20.0)
             print(f"{name:<8} median over minutes 2-4 {base:.1f} MB, over the last 2 minutes"
                   f" {end:.1f} MB, peak {max((r for _, r in series), default=end):.1f} MB;"
                   f" trend after minute 2 {slope:+.2f} MB/min"
-                  + (f" (flat if <= {limit:.1f} MB)" if col == 2 else
-                     " (file pages included: see the docstring)"))
+                  + {2: f" (flat if <= {limit:.1f} MB)",
+                     1: " (file pages included: see the docstring)",
+                     4: " (its own estimate: memtables and block cache, part of anon)"}[col])
             if col == 2:
                 flat = end <= limit
         print(f"verdict: memory {'FLAT' if flat else 'GREW'}; node "

@@ -26,12 +26,13 @@ Rules it keeps (protocol sections 5 and 7):
   persisted by the caller before the vote leaves the node.
 - Restart: both trackers are rebuilt from the stored final checkpoint and the votes of the
   main-chain blocks above it; the schedule's epochs are stored under META_SCHEDULE.
-- Equivocation evidence (``evidence_log``, newest last, at most MAX_EVIDENCE, in memory
-  only): double and surround votes from the node view, and ``double_block``: one witness
-  signing two different blocks for one slot. For blocks the engine remembers the signed
-  header (``packb([header, signature])``) of the first block it accepted for each
-  (slot, witness) (the last SIGNED_SLOTS_KEPT of them); a second header for the same pair
-  is recorded once, and only if both signatures verify under the witness's signing key,
+- Equivocation evidence (``evidence_log``, newest last, at most MAX_EVIDENCE, stored under
+  ``E`` keys so it survives a restart; a write that fails on a full disk is retried by
+  ``save_evidence``): double and surround votes from the node view, and ``double_block``:
+  one witness signing two different blocks for one slot. For blocks the engine remembers
+  the signed header (``packb([header, signature])``) of the first block it accepted for
+  each (slot, witness) (the last SIGNED_SLOTS_KEPT of them); a second header for the same
+  pair is recorded once, and only if both signatures verify under the witness's signing key,
   so a peer cannot forge evidence against an honest witness.
 """
 
@@ -52,6 +53,7 @@ from consensus.finality import Checkpoint, Evidence, FinalityTracker, VoterGuard
 from consensus.schedule import Schedule
 from consensus.vote import Vote
 from storage import schema
+from storage.kv import StorageError
 
 __all__ = ["BlockInfo", "Consensus", "EvidenceRecord"]
 
@@ -110,6 +112,9 @@ class Consensus:
         self.evidence: list[Evidence] = []
         # every kind of equivocation evidence in the order found (the RPC's list_evidence)
         self.evidence_log: deque[EvidenceRecord] = deque(maxlen=MAX_EVIDENCE)
+        self._evidence_seq = 0  # key of the next record stored
+        self._unsaved_evidence: list[EvidenceRecord] = []
+        self._load_evidence()
         self._signed_slots: OrderedDict[tuple[int, bytes], _SignedSlot] = OrderedDict()
         # (slot of the deciding block, maintenance height) for each election decided here
         self.decisions: list[tuple[int, int]] = self._stored_decisions()
@@ -304,12 +309,52 @@ class Consensus:
             a, b = evidence.vote_a, evidence.vote_b
             record = EvidenceRecord(VOTE_KINDS[evidence.kind], a.witness, b.target_slot,
                                     a.encode(), b.encode())
-            if record in self.evidence_log:
-                continue  # the same pair found again (e.g. replayed after a switch)
-            self.evidence_log.append(record)
+            if not self._record(record):
+                continue  # the same pair found again (replayed after a switch or restart)
             log.warning("equivocation", extra={"kv": {
                 "witness": a.witness, "kind": evidence.kind,
                 "vote_a": a.encode(), "vote_b": b.encode()}})
+
+    # --- evidence store ------------------------------------------------------------------
+
+    def _load_evidence(self) -> None:
+        for key, raw in self.chain.store.iterate(schema.PREFIX_EVIDENCE):
+            kind, witness, slot, first, second = msgpack.unpackb(raw)
+            self.evidence_log.append(EvidenceRecord(kind, witness, slot, first, second))
+            self._evidence_seq = schema.from_u64(key[len(schema.PREFIX_EVIDENCE):]) + 1
+
+    def _record(self, record: EvidenceRecord) -> bool:
+        """Keep and store new evidence; False if the same two messages are known (in
+        either order: after a restart the other one may be seen first)."""
+        pair = {record.first, record.second}
+        if any(r.kind == record.kind and r.witness == record.witness
+               and {r.first, r.second} == pair for r in self.evidence_log):
+            return False
+        self.evidence_log.append(record)
+        self._unsaved_evidence.append(record)
+        self.save_evidence()
+        return True
+
+    def save_evidence(self) -> None:
+        """Store the evidence not stored yet, dropping records older than the last
+        MAX_EVIDENCE. A failed write (a full disk) keeps it in memory for the next call
+        (the node calls again once its store recovers): losing evidence to a full disk is
+        no reason to stop consensus, which the node pauses on its own writes anyway."""
+        if not self._unsaved_evidence:
+            return
+        changes: dict[bytes, bytes | None] = {}
+        seq = self._evidence_seq
+        for record in self._unsaved_evidence:
+            changes[schema.evidence_key(seq)] = msgpack.packb(list(record), use_bin_type=True)
+            if seq >= MAX_EVIDENCE:
+                changes[schema.evidence_key(seq - MAX_EVIDENCE)] = None
+            seq += 1
+        try:
+            self.chain.store.write(changes)
+        except StorageError:
+            return
+        self._evidence_seq = seq
+        self._unsaved_evidence.clear()
 
     def note_block(self, block: Block, *, verified: bool) -> EvidenceRecord | None:
         """Check a block against the one its witness signed first for its slot.
@@ -340,7 +385,8 @@ class Consensus:
         self._signed_slots[key] = first._replace(reported=True)
         record = EvidenceRecord("double_block", block.witness, slot, first.signed_header,
                                 encode([block.header(), block.signature]))
-        self.evidence_log.append(record)
+        if not self._record(record):
+            return None  # known from before a restart
         log.warning("equivocation", extra={"kv": {
             "witness": block.witness, "kind": "double_block", "slot": slot,
             "block_a": first.block_id, "block_b": block.id}})

@@ -38,6 +38,12 @@ class NodeMetrics:
             registry=r)
         self.storage_write_failures = Counter(
             "muxer_storage_write_failures", "Writes to the store that failed", registry=r)
+        self.leveldb_memory = Gauge(
+            "muxer_leveldb_memory_bytes",
+            "LevelDB's estimate of its own memory (memtables and block cache)", registry=r)
+        self.leveldb_table_files = Gauge(
+            "muxer_leveldb_table_files", "Table files in the database (all levels)",
+            registry=r)
         self.block_apply_seconds = Histogram(
             "muxer_block_apply_seconds", "Time to build or apply and commit one block",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,

@@ -263,6 +263,9 @@ class Node:
         self._gossip_send, self._gossip_recv = trio.open_memory_channel[
             tuple[bytes, list[bytes]]](GOSSIP_QUEUE)
         self.metrics = NodeMetrics()
+        # read when /metrics is scraped: a LevelDB property costs a mutex, not a scan
+        self.metrics.leveldb_memory.set_function(lambda: self.store.memory_stats()[0])
+        self.metrics.leveldb_table_files.set_function(lambda: self.store.memory_stats()[1])
         # two verify pools: txs (lower OS priority) and blocks (normal), see _verify
         threads = max(1, config.verify_threads)
         self._tx_pool = ThreadPoolExecutor(threads, "verify-tx", _lower_thread_priority)
@@ -870,6 +873,7 @@ class Node:
             "outage_s": round(outage, 1), "head": self.chain.head.height,
             "final": self.chain.final.height}})
         self._finalize()  # votes counted while paused may have moved finality
+        self.consensus.save_evidence()  # what a failed write kept in memory
         self._sync_wakeup.set()  # fetch the blocks dropped while paused
         self._update_metrics()
         return True

@@ -13,7 +13,11 @@ import bisect
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-__all__ = ["KVReader", "KVStore", "MemoryKV"]
+__all__ = ["KVReader", "KVStore", "MemoryKV", "StorageError"]
+
+
+class StorageError(Exception):
+    """The database could not be opened or written (a ``KVStore.write`` may raise it)."""
 
 
 class KVReader(Protocol):

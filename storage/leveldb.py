@@ -29,6 +29,8 @@ from typing import Any
 
 import plyvel
 
+from storage.kv import StorageError
+
 __all__ = ["DataDirInUse", "LevelDBStore", "Snapshot", "StorageError", "StorageLost"]
 
 WRITE_BUFFER = 4 * 1024 * 1024
@@ -37,10 +39,6 @@ WRITE_BUFFER = 4 * 1024 * 1024
 PROBE_BYTES = 2 * WRITE_BUFFER + 1024 * 1024
 PROBE_FILE = "muxer-space-probe"  # not a LevelDB file name: LevelDB leaves it alone
 REOPEN_TRIES = 3
-
-
-class StorageError(Exception):
-    """The database could not be opened or written."""
 
 
 class DataDirInUse(StorageError):
@@ -180,6 +178,18 @@ class LevelDBStore:
 
     def snapshot(self) -> Snapshot:
         return Snapshot(self._db.snapshot())
+
+    def memory_stats(self) -> tuple[int, int]:
+        """(LevelDB's own estimate of its memory: memtables and block cache, in bytes;
+        table files open or not), from its properties; (0, 0) once closed. Table files
+        are read through mmap: their pages count as the process's file RSS, not its own."""
+        db = self._db
+        if db.closed:
+            return 0, 0
+        memory = int(db.get_property(b"leveldb.approximate-memory-usage") or 0)
+        files = sum(int(db.get_property(b"leveldb.num-files-at-level%d" % level) or 0)
+                    for level in range(7))
+        return memory, files
 
     @property
     def closed(self) -> bool:

@@ -9,6 +9,8 @@ and kinds never collide:
     H + height(8)      main-chain block id at that height
     T + tx_id          height(8) of the main-chain block that holds the tx
     V + vote_hash      height(8) of the main-chain block that includes the vote
+    E + seq(8)         equivocation evidence found by this node, oldest first (the last
+                       1024 are kept; see consensus/engine.py)
     M + name           node metadata (head, final, chain id, schema version, last slot
                        produced, last vote cast, ...)
 
@@ -29,6 +31,7 @@ __all__ = [
     "META_SCHEDULE",
     "META_SCHEMA",
     "PREFIX_BLOCK",
+    "PREFIX_EVIDENCE",
     "PREFIX_HEIGHT",
     "PREFIX_STATE",
     "PREFIX_TX",
@@ -38,6 +41,7 @@ __all__ = [
     "SchemaError",
     "block_key",
     "check_schema",
+    "evidence_key",
     "from_u64",
     "height_key",
     "tx_index_key",
@@ -54,6 +58,7 @@ PREFIX_UNDO = b"U"
 PREFIX_HEIGHT = b"H"
 PREFIX_TX = b"T"
 PREFIX_VOTE = b"V"
+PREFIX_EVIDENCE = b"E"
 
 META_SCHEMA = b"Mschema"
 META_CHAIN_ID = b"Mchain_id"
@@ -95,6 +100,10 @@ def tx_index_key(tx_id: bytes) -> bytes:
 
 def vote_index_key(vote_hash: bytes) -> bytes:
     return PREFIX_VOTE + vote_hash
+
+
+def evidence_key(seq: int) -> bytes:
+    return PREFIX_EVIDENCE + u64(seq)
 
 
 def check_schema(store: KVStore) -> None:

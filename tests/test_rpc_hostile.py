@@ -28,9 +28,11 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consensus import engine
 from consensus.block import Block
 from consensus.codec import decode, encode
 from consensus.crypto import TAG_BLOCK, TAG_TX, PrivateKey, sha256, verify
+from consensus.engine import EvidenceRecord
 from consensus.tx import tapos_of
 from consensus.vote import Vote
 from muxernode.config import NodeConfig
@@ -49,6 +51,8 @@ from muxernode.rpc import (
     UNAUTHORIZED,
     JsonRpcApp,
 )
+from storage import schema
+from storage.kv import StorageError
 from tests.ledger_helpers import ALICE, RULES, SOC, op_claim, op_create
 from tests.procs import accounts, make_genesis
 from tests.rpc_helpers import (
@@ -786,5 +790,58 @@ async def test_list_evidence_reports_double_block_and_double_vote(
             ids.append(block_id)
         assert ids == [first.id, twin.id]
         assert (vote["first"], vote["second"]) == (honest.encode().hex(), double.encode().hex())
+        found = list(n.consensus.evidence_log)
+        n.close()
+        # a restart keeps it, and seeing the twin again records and logs nothing new
+        n = Node(tmp_path / "node", NodeConfig(rpc_port=0), witness_key=wkey)
+        assert list(n.consensus.evidence_log) == found
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="muxer.consensus"):
+            await n.accept_block(twin)
+        assert list(n.consensus.evidence_log) == found
+        assert not [r for r in caplog.records if r.getMessage() == "equivocation"]
+    finally:
+        n.close()
+
+
+def test_evidence_store_keeps_the_newest_and_retries_a_failed_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Evidence is stored as it is found, the oldest dropped beyond MAX_EVIDENCE (4 here),
+    in memory and on disk alike; a write that fails (a full disk) keeps the record in
+    memory and stores it at the next save, which the node makes after its store recovers."""
+    monkeypatch.setattr(engine, "MAX_EVIDENCE", 4)
+    gdir = tmp_path / "genesis"
+    init_data_dir(make_genesis(gdir, witnesses=1, accounts=1, seed=6), tmp_path / "node")
+    records = [EvidenceRecord("double_vote", b"w" * 20, slot, b"a%d" % slot, b"b%d" % slot)
+               for slot in range(1, 8)]
+
+    def stored(n: Node) -> list[bytes]:
+        return [k for k, _ in n.store.iterate(schema.PREFIX_EVIDENCE)]
+
+    n = Node(tmp_path / "node", NodeConfig(rpc_port=0))
+    try:
+        for r in records[:6]:
+            assert n.consensus._record(r)
+        assert not n.consensus._record(records[5]._replace(first=b"b6", second=b"a6"))
+        assert list(n.consensus.evidence_log) == records[2:6]
+        assert len(stored(n)) == 4
+        real_write = n.store.write
+
+        def full_disk(changes: Any, sync: bool = False) -> None:
+            raise StorageError("IO error: No space left on device")
+
+        n.store.write = full_disk  # type: ignore[method-assign]
+        assert n.consensus._record(records[6])  # kept in memory, not stored
+        n.store.write = real_write  # type: ignore[method-assign]
+        assert list(n.consensus.evidence_log) == records[3:7]
+        assert len(stored(n)) == 4
+        n.consensus.save_evidence()
+    finally:
+        n.close()
+    n = Node(tmp_path / "node", NodeConfig(rpc_port=0))
+    try:
+        assert list(n.consensus.evidence_log) == records[3:7]
+        assert len(stored(n)) == 4
     finally:
         n.close()

@@ -805,6 +805,10 @@ def test_metrics(net: Net) -> None:
     for name in ("muxer_mempool_txs", "muxer_mempool_bytes", "muxer_peers",
                  "muxer_tx_per_second", "muxer_block_apply_seconds_count"):
         assert name in values, name
+    # LevelDB's own figures (the data dir was written before the daemon reopened it, so
+    # the reopen left at least one table file)
+    assert values["muxer_leveldb_memory_bytes"] > 0
+    assert values["muxer_leveldb_table_files"] >= 1
 
 
 # --- rejections: every reason of section 9, each from a real signed tx ----------------------

@@ -98,3 +98,19 @@ def test_height_keys_sort_by_height() -> None:
     keys = [schema.height_key(h) for h in (0, 1, 255, 256, 65536, 2**40)]
     assert keys == sorted(keys)
     assert schema.from_u64(schema.u64(2**40 + 7)) == 2**40 + 7
+
+
+def test_memory_stats_follow_the_memtable_and_the_table_files(tmp_path: Path) -> None:
+    path = str(tmp_path / "db")
+    store = LevelDBStore(path)
+    memory0, files0 = store.memory_stats()
+    assert files0 == 0
+    for i in range(4):  # 2.4 MB: in the memtable (4 MiB write buffer), no table yet
+        store.write({b"S%03d-%03d" % (i, j): bytes(1024) for j in range(600)})
+    memory, files = store.memory_stats()
+    assert memory > memory0 + 2_000_000 and files == 0
+    store.close()
+    assert store.memory_stats() == (0, 0)
+    with LevelDBStore(path) as store:  # the reopen writes the recovered log as a table
+        memory, files = store.memory_stats()
+        assert files >= 1 and memory < 2_000_000
