@@ -810,10 +810,11 @@ class Network:
                 msg = await self._read(peer)
                 await self._dispatch(peer, msg)
                 peer.last_recv = trio.current_time()  # a slow handler is not a silent peer
-                # Let the writer (and other peers) run between messages: frames already
+                # Let the writer run when it has something to send: frames already
                 # received are parsed without a checkpoint, so a burst of requests would
                 # otherwise fill the answer queue before the writer got one turn.
-                await trio.lowlevel.checkpoint()
+                if peer.queued_bytes:
+                    await trio.lowlevel.checkpoint()
         except _Closed as exc:
             peer.close(exc.reason)
         except FrameError as exc:

@@ -527,7 +527,9 @@ async def test_item_messages_do_not_rescan_the_whole_request_table() -> None:
 async def test_floods_of_useless_messages(make: Callable[[int], Message]) -> None:
     """Valid messages in bulk: answered or ignored, never scored, rate-limited, and the
     honest peer's gossip keeps flowing meanwhile."""
-    async with scene(rate_msgs=4000.0, burst_msgs=500.0) as sc:
+    # 1,000/s: well below what the node reads even on a busy machine, so the limit (not
+    # the machine) decides the pace, and the test shows the limit at work
+    async with scene(rate_msgs=1000.0, burst_msgs=200.0) as sc:
         raw = await sc.joined(100)
         got: list[Message] = []
         async with raw.stream:
@@ -538,8 +540,8 @@ async def test_floods_of_useless_messages(make: Callable[[int], Message]) -> Non
             t0 = trio.current_time()
             await raw.stream.send_all(data)
             await until(lambda: sc.victim.counters[counter] >= done)
-            # 500 of burst, then 4000/s: the rest waited (TCP pushed back on the sender)
-            assert trio.current_time() - t0 >= 0.35
+            # 200 of burst, then 1,000/s: the rest waited (TCP pushed back on the sender)
+            assert trio.current_time() - t0 >= 1.7
             assert sc.victim.counters["rate_limited"] > 0
             assert sc.peer(100) is not None and sc.peer(100).score == 0
             assert not sc.victim._book  # unsolicited PEERS taught nothing
