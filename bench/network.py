@@ -241,11 +241,22 @@ def cpu_seconds(c: Cluster) -> float:
     return total
 
 
+def work(c: Cluster) -> dict[str, float]:
+    """What the cluster's daemons have done so far, summed over them: CPU seconds, and tx
+    signatures checked for the mempool (path tx) and for peers' blocks (path block)."""
+    out = {"cpu": cpu_seconds(c), "tx": 0.0, "block": 0.0}
+    for url in c.urls:
+        m = parse_metrics(httpx.get(url.replace("/rpc", "/metrics"), timeout=10).text)
+        for path in ("tx", "block"):
+            out[path] += m.get(f'muxer_tx_signature_checks_total{{path="{path}"}}', 0.0)
+    return out
+
+
 def run_step(c: Cluster, chain_id: bytes, tps: float, seconds: float, offset: int,
              latencies: list[tuple[float, float]] | None = None
-             ) -> tuple[float, list[tuple[str, float]], float]:
-    """(sustained tx/s to finality, the admitted (tx id, time) pairs, the nodes' CPU
-    seconds per final tx of the window, summed over the nodes)."""
+             ) -> tuple[float, list[tuple[str, float]], dict[str, float]]:
+    """(sustained tx/s to finality, the admitted (tx id, time) pairs, the nodes' work
+    (``work``) per final tx of the window, summed over the nodes)."""
     n = int(tps * seconds)
     txs = sign_all(chain_id, load_items(c.accounts[offset % 7:] + c.accounts, n),
                    int(time.time()) + 3000)
@@ -253,7 +264,7 @@ def run_step(c: Cluster, chain_id: bytes, tps: float, seconds: float, offset: in
     url = c.urls[0]
     f0 = final_height(url)
     submitted: list[tuple[str, float]] = []
-    cpu0 = cpu_seconds(c)
+    work0 = work(c)
     t0 = time.time()
     trio.run(offer, c.urls, txs, tps, seconds, submitted, latencies)
     # Sustained rate to finality: txs in final blocks whose timestamps fall in the
@@ -270,8 +281,9 @@ def run_step(c: Cluster, chain_id: bytes, tps: float, seconds: float, offset: in
         block = rpc(url, "get_block", h)
         if lo < block["timestamp"] <= hi:
             finalized += len(block["tx_ids"])
-    cpu = cpu_seconds(c) - cpu0
-    return finalized / (hi - lo), submitted, cpu / max(1, finalized)
+    done = work(c)
+    per_tx = {k: (done[k] - work0[k]) / max(1, finalized) for k in done}
+    return finalized / (hi - lo), submitted, per_tx
 
 
 def main() -> None:
@@ -299,11 +311,14 @@ def main() -> None:
             best = 0.0
             for tps in [float(x) for x in args.steps.split(",")]:
                 offset += 1
-                rate, _, cpu = run_step(c, chain_id, tps, args.step_seconds, offset)
+                rate, _, per_tx = run_step(c, chain_id, tps, args.step_seconds, offset)
                 best = max(best, rate)
+                nodes = len(c.daemons)
                 print(f"offered {tps:>7,.0f} tx/s -> final {rate:>7,.0f} tx/s  "
-                      f"(ratio to verify {rate / vrate:.2f}; node CPU per final tx "
-                      f"{cpu / len(c.daemons) * 1e6:,.0f} us per node)", flush=True)
+                      f"(ratio to verify {rate / vrate:.2f}; per final tx per node: CPU "
+                      f"{per_tx['cpu'] / nodes * 1e6:,.0f} us, signature checks "
+                      f"{per_tx['tx'] / nodes:.2f} + {per_tx['block'] / nodes:.2f} in "
+                      "blocks)", flush=True)
             print(f"best sustained          {best:,.0f} tx/s  (target >= 2,000)")
         if args.part in ("all", "latency"):
             offset += 1

@@ -38,6 +38,10 @@ class NodeMetrics:
             registry=r)
         self.storage_write_failures = Counter(
             "muxer_storage_write_failures", "Writes to the store that failed", registry=r)
+        self.signature_checks = Counter(
+            "muxer_tx_signature_checks",
+            "Tx signatures checked: path=tx (submitted and gossiped txs), path=block (txs of "
+            "a peer's block not already checked in the mempool)", ["path"], registry=r)
         self.leveldb_memory = Gauge(
             "muxer_leveldb_memory_bytes",
             "LevelDB's estimate of its own memory (memtables and block cache)", registry=r)

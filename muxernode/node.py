@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -69,6 +69,9 @@ SHED_MIN_POOL = 1000  # ... the pool holds at least this many
 INVALID_TX = frozenset({"bad_encoding", "bad_signature", "too_large", "bad_op"})
 # decoded state records kept per ledger view (chain's and mempool's); bounds memory
 CACHE_ENTRIES = 15_000
+# tx id -> raw bytes of txs whose signatures passed lately, shared by the tx and block
+# verify paths (a few seconds of traffic at full load; ~4 MB)
+CHECKED_KEPT = 16_384
 TRIM_EVERY_S = 10.0  # hand freed heap back to the OS this often (RSS stays flat)
 # after a failed write (a full disk) the store's recovery is retried this often: doubling
 # from MIN up to MAX, so a long outage costs one cheap probe every MAX seconds
@@ -141,9 +144,23 @@ def load_or_create_node_key(data_dir: Path) -> PrivateKey:
     return load_witness_key(path)
 
 
-def verify_batch(txs: list[SignedTx], chain_id: bytes) -> list[bool]:
-    """Runs on a worker thread: libsodium releases the GIL while verifying."""
-    return [verify_tx(tx, chain_id) for tx in txs]
+def verify_batch(txs: list[SignedTx], chain_id: bytes,
+                 checked: Mapping[bytes, bytes] | None = None) -> tuple[list[bool], int]:
+    """Runs on a worker thread: libsodium releases the GIL while verifying. A tx whose
+    exact bytes are in ``checked`` (tx id -> raw, verified meanwhile on the other path)
+    is not checked again. Returns the verdicts and how many signatures were checked."""
+    if checked is None:
+        return [verify_tx(tx, chain_id) for tx in txs], len(txs)
+    oks: list[bool] = []
+    done = 0
+    for tx in txs:
+        # dict.get is atomic under the GIL: the event loop thread adds entries meanwhile
+        if checked.get(tx.tx_id) == tx.raw:
+            oks.append(True)
+        else:
+            oks.append(verify_tx(tx, chain_id))
+            done += 1
+    return oks, done
 
 
 def _lower_thread_priority() -> None:
@@ -250,6 +267,7 @@ class Node:
         self.held: dict[bytes, Block] = {}  # from the near future (section 6: hold, not drop)
         self._participation: tuple[bytes, float] = (b"", 1.0)  # (head id, value)
         self._verifying = 0  # submitted txs waiting for their signature checks
+        self._checked: dict[bytes, bytes] = {}  # see CHECKED_KEPT
         self.bad_blocks: dict[bytes, None] = {}  # ids known invalid (bounded, oldest out)
         self.seen: dict[bytes, int] = {}  # block id -> arrival order, for the fork choice
         self._seen_counter = 0
@@ -397,23 +415,34 @@ class Node:
         or it reaches the next producer too late and forks it."""
         if not txs:
             return []
+        checked = self._checked
         if self.inline_verify:
-            return verify_batch(txs, self.chain_id)
-        threads = max(1, self.config.verify_threads)
-        pool = self._block_pool if urgent else self._tx_pool
-        if len(txs) < 32 or threads == 1:
-            return await run_in_pool(pool, verify_batch, txs, self.chain_id)
-        chunk = (len(txs) + threads - 1) // threads
-        parts: list[list[bool]] = [[] for _ in range(threads)]
+            oks, done = verify_batch(txs, self.chain_id, checked)
+        else:
+            threads = max(1, self.config.verify_threads)
+            pool = self._block_pool if urgent else self._tx_pool
+            chunk = len(txs) if len(txs) < 32 else (len(txs) + threads - 1) // threads
+            parts: list[tuple[list[bool], int]] = [([], 0)] * ((len(txs) + chunk - 1) // chunk)
 
-        async def run(k: int) -> None:
-            parts[k] = await run_in_pool(pool, verify_batch,
-                                         txs[k * chunk : (k + 1) * chunk], self.chain_id)
+            async def run(k: int) -> None:
+                parts[k] = await run_in_pool(pool, verify_batch, txs[k * chunk:(k + 1) * chunk],
+                                             self.chain_id, checked)
 
-        async with trio.open_nursery() as nursery:
-            for k in range(threads):
-                nursery.start_soon(run, k)
-        return [ok for part in parts for ok in part]
+            async with trio.open_nursery() as nursery:
+                for k in range(len(parts)):
+                    nursery.start_soon(run, k)
+            oks = [ok for part, _ in parts for ok in part]
+            done = sum(n for _, n in parts)
+        self.metrics.signature_checks.labels("block" if urgent else "tx").inc(done)
+        # Remember what passed, for the other path: under load a peer's block often
+        # carries txs whose gossiped copies are still queued for (or in) their check on
+        # the tx threads, and each would otherwise be checked twice.
+        for tx, ok in zip(txs, oks, strict=True):
+            if ok:
+                checked[tx.tx_id] = tx.raw
+        while len(checked) > CHECKED_KEPT:
+            del checked[next(iter(checked))]
+        return oks
 
     # --- production ---------------------------------------------------------------------
 
@@ -648,9 +677,10 @@ class Node:
         # verified once: txs admitted to our mempool were verified on admission
         # (the same bytes: a tx_id does not cover the signature, so a block could carry a
         # mempool tx's id with a forged signature)
-        pool = self.mempool
+        pool, checked = self.mempool, self._checked
         todo = [tx for tx in block.txs
-                if (known := pool.get(tx.tx_id)) is None or known.raw != tx.raw]
+                if ((known := pool.get(tx.tx_id)) is None or known.raw != tx.raw)
+                and checked.get(tx.tx_id) != tx.raw]
         oks = await self._verify(todo, urgent=True)
         return all(oks)
 
