@@ -34,8 +34,7 @@ import httpx
 import trio
 
 from bench.common import verify_note, verify_rate
-from bench.node import Daemon, _cli, load_items, rpc, setup_society, sign_all
-from devnet.rpc import parse_metrics
+from bench.node import Daemon, _cli, load_items, metrics, rpc, setup_society, sign_all
 from muxernode.node import init_data_dir
 
 
@@ -220,8 +219,7 @@ def drain(c: Cluster, limit_s: float = 120.0) -> None:
     from an idle network, not from the backlog an overloaded step left behind."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        pools = [parse_metrics(httpx.get(u.replace("/rpc", "/metrics"), timeout=10).text)
-                 .get("muxer_mempool_txs", 0.0) for u in c.urls]
+        pools = [metrics(u).get("muxer_mempool_txs", 0.0) for u in c.urls]
         if not any(pools):
             return
         time.sleep(0.5)
@@ -246,7 +244,7 @@ def work(c: Cluster) -> dict[str, float]:
     signatures checked for the mempool (path tx) and for peers' blocks (path block)."""
     out = {"cpu": cpu_seconds(c), "tx": 0.0, "block": 0.0}
     for url in c.urls:
-        m = parse_metrics(httpx.get(url.replace("/rpc", "/metrics"), timeout=10).text)
+        m = metrics(url)
         for path in ("tx", "block"):
             out[path] += m.get(f'muxer_tx_signature_checks_total{{path="{path}"}}', 0.0)
     return out

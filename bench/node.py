@@ -40,6 +40,7 @@ from consensus.chain import Chain
 from consensus.crypto import PrivateKey, address_from_text
 from consensus.genesis import load_genesis
 from consensus.tx import build_tx
+from devnet.rpc import parse_metrics
 from muxernode.daemon import main as daemon_main
 from muxernode.ledger import Ledger
 from muxernode.node import DB_DIR, GENESIS_FILE, init_data_dir
@@ -136,6 +137,11 @@ def rpc(url: str, method: str, *params: Any) -> Any:
     if "error" in doc:
         raise RuntimeError(doc["error"])
     return doc["result"]
+
+
+def metrics(url: str) -> dict[str, float]:
+    """A node's /metrics (``url`` is its /rpc address), parsed."""
+    return parse_metrics(httpx.get(url.replace("/rpc", "/metrics"), timeout=10).text)
 
 
 def _sign_chunk(args: tuple[bytes, list[tuple[str, list[Any]]], int, int, int]) -> list[str]:

@@ -47,9 +47,8 @@ import trio
 
 from bench.common import verify_note, verify_rate
 from bench.network import free_port
-from bench.node import Daemon, load_items, make_chain, rpc, setup_society, sign_all
+from bench.node import Daemon, load_items, make_chain, metrics, rpc, setup_society, sign_all
 from consensus.crypto import PrivateKey
-from devnet.rpc import parse_metrics
 from p2p import PROTOCOL_VERSION, FrameDecoder, decode_message, encode_frame
 from p2p.handshake import sign_ack
 from p2p.messages import GetBlocks, GetHeads, Hello, HelloAck, Inv, Kind, Message, PeersReq, Ping
@@ -246,10 +245,6 @@ async def hostile_peer(port: int, chain_id: bytes, until: float, counts: Counts,
 
 
 # --- the run -------------------------------------------------------------------------------
-
-
-def metrics(url: str) -> dict[str, float]:
-    return parse_metrics(httpx.get(url.replace("/rpc", "/metrics"), timeout=10).text)
 
 
 async def watch(d: Daemon, until: float, samples: list[tuple[float, float, float, int, float]],

@@ -145,12 +145,11 @@ def load_or_create_node_key(data_dir: Path) -> PrivateKey:
 
 
 def verify_batch(txs: list[SignedTx], chain_id: bytes,
-                 checked: Mapping[bytes, bytes] | None = None) -> tuple[list[bool], int]:
+                 checked: Mapping[bytes, bytes]) -> tuple[list[bool], int]:
     """Runs on a worker thread: libsodium releases the GIL while verifying. A tx whose
-    exact bytes are in ``checked`` (tx id -> raw, verified meanwhile on the other path)
-    is not checked again. Returns the verdicts and how many signatures were checked."""
-    if checked is None:
-        return [verify_tx(tx, chain_id) for tx in txs], len(txs)
+    exact bytes are in ``checked`` (tx id -> raw: passed on either path, possibly while
+    this batch waited for its thread) is not checked again. Returns the verdicts and how
+    many signatures were checked."""
     oks: list[bool] = []
     done = 0
     for tx in txs:
@@ -674,13 +673,13 @@ class Node:
         return ok
 
     async def _verify_block_txs(self, block: Block) -> bool:
-        # verified once: txs admitted to our mempool were verified on admission
-        # (the same bytes: a tx_id does not cover the signature, so a block could carry a
-        # mempool tx's id with a forged signature)
-        pool, checked = self.mempool, self._checked
+        # verified once: txs admitted to our mempool were verified on admission, and
+        # ``_verify`` skips those that passed lately on the tx path (the same bytes: a
+        # tx_id does not cover the signature, so a block could carry a mempool tx's id
+        # with a forged signature)
+        pool = self.mempool
         todo = [tx for tx in block.txs
-                if ((known := pool.get(tx.tx_id)) is None or known.raw != tx.raw)
-                and checked.get(tx.tx_id) != tx.raw]
+                if (known := pool.get(tx.tx_id)) is None or known.raw != tx.raw]
         oks = await self._verify(todo, urgent=True)
         return all(oks)
 
