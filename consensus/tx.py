@@ -33,6 +33,7 @@ class SignedTx:
     """A decoded, shape-checked signed transaction. Immutable by convention."""
 
     __slots__ = (
+        "app_op",
         "expiration",
         "fee",
         "op",
@@ -67,6 +68,10 @@ class SignedTx:
         self.raw = raw
         self.tx_id = sha256(unsigned_bytes)
         self.sender = address_of(sender_pubkey)
+        # The application's typed form of ``op``, filled on first use (muxernode.ops
+        # ``op_of``): a node applies one tx several times (admission, the re-checks after
+        # each new head, the block) and its static decoding is the same every time.
+        self.app_op: Any = None
 
     @property
     def unsigned_bytes(self) -> bytes:

@@ -186,7 +186,7 @@ class Ledger:
         if ctx is None:
             raise RuntimeError("apply_tx outside a block")
         self.check_envelope(tx, ctx)
-        op = ops.decode_op(tx.op)
+        op = ops.op_of(tx)
         st = self.state
         acct = st.get(account_key(tx.sender))
         if acct is None:

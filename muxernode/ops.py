@@ -14,6 +14,7 @@ from typing import Any
 
 from consensus.crypto import address_to_text
 from consensus.errors import Rejected
+from consensus.tx import SignedTx
 
 __all__ = [
     "DEFAULT_RULES",
@@ -31,6 +32,7 @@ __all__ = [
     "Vote",
     "VoteWitness",
     "decode_op",
+    "op_of",
     "op_to_json",
 ]
 
@@ -293,6 +295,14 @@ def decode_op(obj: Any) -> Op:
     if len(set(addrs)) != len(addrs):
         raise Rejected("bad_op", "witness approvals must be distinct")
     return VoteWitness(addrs)
+
+
+def op_of(tx: SignedTx) -> Op:
+    """``decode_op(tx.op)``, decoded once per tx object (ops are immutable)."""
+    op = tx.app_op
+    if op is None:
+        op = tx.app_op = decode_op(tx.op)
+    return op  # type: ignore[no-any-return]
 
 
 def encode_op(op: Op) -> list[Any]:
