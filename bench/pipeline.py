@@ -158,7 +158,7 @@ async def one_round(pair: Pair, timed: Timer, r: int, n: int) -> dict[str, float
         real(*xs)
         recheck.append(time.process_time() - t0)
 
-    b.mempool.on_new_head = spy  # type: ignore[method-assign]
+    b.mempool.on_new_head = spy  # type: ignore[method-assign, assignment]
     try:
         dt, ok = await timed("block", lambda: b.accept_blocks([block.raw]))
     finally:
