@@ -240,13 +240,16 @@ def cpu_seconds(c: Cluster) -> float:
 
 
 def work(c: Cluster) -> dict[str, float]:
-    """What the cluster's daemons have done so far, summed over them: CPU seconds, and tx
-    signatures checked for the mempool (path tx) and for peers' blocks (path block)."""
-    out = {"cpu": cpu_seconds(c), "tx": 0.0, "block": 0.0}
+    """What the cluster's daemons have done so far, summed over them: CPU seconds, tx
+    signatures checked for the mempool (path tx) and for peers' blocks (path block), and
+    seconds in the cycle collector (gc)."""
+    out = {"cpu": cpu_seconds(c), "tx": 0.0, "block": 0.0, "gc": 0.0}
     for url in c.urls:
         m = metrics(url)
         for path in ("tx", "block"):
             out[path] += m.get(f'muxer_tx_signature_checks_total{{path="{path}"}}', 0.0)
+        out["gc"] += sum(m.get(f'muxer_gc_pause_seconds_total{{generation="{g}"}}', 0.0)
+                         for g in range(3))
     return out
 
 
@@ -314,7 +317,8 @@ def main() -> None:
                 nodes = len(c.daemons)
                 print(f"offered {tps:>7,.0f} tx/s -> final {rate:>7,.0f} tx/s  "
                       f"(ratio to verify {rate / vrate:.2f}; per final tx per node: CPU "
-                      f"{per_tx['cpu'] / nodes * 1e6:,.0f} us, signature checks "
+                      f"{per_tx['cpu'] / nodes * 1e6:,.0f} us (GC "
+                      f"{per_tx['gc'] / nodes * 1e6:,.0f}), signature checks "
                       f"{per_tx['tx'] / nodes:.2f} + {per_tx['block'] / nodes:.2f} in "
                       "blocks)", flush=True)
             print(f"best sustained          {best:,.0f} tx/s  (target >= 2,000)")
