@@ -109,7 +109,7 @@ async def get_txs(http: httpx.AsyncClient, url: str, ids: list[str]
 
 async def offer(urls: list[str], txs: list[str], tps: float, seconds: float,
                 submitted: list[tuple[str, float]],
-                latencies: list[tuple[float, float]] | None = None,
+                latencies: list[tuple[float, float, int]] | None = None,
                 sample_every: int = 10) -> None:
     """Submit at a steady rate in 100-ms ticks, round-robin over the nodes.
 
@@ -157,7 +157,7 @@ async def offer(urls: list[str], txs: list[str], tps: float, seconds: float,
                 for tid, res in found.items():
                     if res.get("status") == "final" and res.get("height") == heights[tid]:
                         t = watched.pop(tid)
-                        latencies.append((t, now - t))
+                        latencies.append((t, now - t, heights[tid]))
                     del heights[tid]  # else: looked up again
             await trio.sleep(0.05)
 
@@ -206,18 +206,31 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
-def print_windows(pairs: list[tuple[float, float]], width: float = 10.0) -> None:
+def print_windows(pairs: list[tuple[float, float, int]], width: float = 10.0) -> None:
     """p50 / p99 / max by window of submission time: shows whether slow txs are spread
     out or bunched (a stall, a fork switch) and when."""
     if not pairs:
         return
-    t0 = min(t for t, _ in pairs)
+    t0 = min(t for t, _, _ in pairs)
     by: dict[int, list[float]] = {}
-    for t, x in pairs:
+    for t, x, _ in pairs:
         by.setdefault(int((t - t0) // width), []).append(x)
     print("  by submission window: " + "  ".join(
         f"{int(k * width)}s {pct(v, 50):.1f}/{pct(v, 99):.1f}/{max(v):.1f}"
         for k, v in sorted(by.items())) + "  (p50/p99/max s)")
+
+
+def print_phases(url: str, pairs: list[tuple[float, float, int]], wall: float) -> None:
+    """Where the time goes, by medians: submission to the start of the slot of the block
+    that carries the tx (waiting for a slot, gossip to its producer), and from there to
+    final (the block's way to the others, their votes, the next slot's votes)."""
+    if not pairs:
+        return
+    slot_start = {h: rpc(url, "get_block", h)["timestamp"] for h in {h for _, _, h in pairs}}
+    waits = [slot_start[h] - (t + wall) for t, _, h in pairs]
+    finals = [(t + x + wall) - slot_start[h] for t, x, h in pairs]
+    print(f"  median: submission -> its block's slot {pct(waits, 50):.2f} s, slot -> final "
+          f"{pct(finals, 50):.2f} s")
 
 
 def drain(c: Cluster, limit_s: float = 120.0) -> None:
@@ -260,7 +273,7 @@ def work(c: Cluster) -> dict[str, float]:
 
 
 def run_step(c: Cluster, chain_id: bytes, tps: float, seconds: float, offset: int,
-             latencies: list[tuple[float, float]] | None = None
+             latencies: list[tuple[float, float, int]] | None = None
              ) -> tuple[float, list[tuple[str, float]], dict[str, float]]:
     """(sustained tx/s to finality, the admitted (tx id, time) pairs, the nodes' work
     (``work``) per final tx of the window, summed over the nodes)."""
@@ -334,16 +347,18 @@ def main() -> None:
             print(f"best sustained          {best:,.0f} tx/s  (target >= 2,000)")
         if args.part in ("all", "latency"):
             offset += 1
-            pairs: list[tuple[float, float]] = []
+            pairs: list[tuple[float, float, int]] = []
+            wall = time.time() - time.monotonic()  # offer's times are monotonic
             rate, submitted, _ = run_step(c, chain_id, args.latency_tps, args.step_seconds,
                                           offset, pairs)
-            lat = [x for _, x in pairs]
+            lat = [x for _, x, _ in pairs]
             print(f"\n== latency at {args.latency_tps:,.0f} tx/s offered ==")
             print(f"final tx/s              {rate:,.0f}")
             print(f"p50 submission->final   {pct(lat, 50):.2f} s  (target <= 2.0)")
             print(f"p99 submission->final   {pct(lat, 99):.2f} s  (target <= 3.5)")
             print(f"measured                {len(lat)} sampled of {len(submitted)} txs")
             print_windows(pairs)
+            print_phases(c.urls[0], pairs, wall)
         if args.part in ("all", "sync"):
             total = sum(len(rpc(c.urls[0], "get_block", h)["tx_ids"])
                         for h in range(1, final_height(c.urls[0]) + 1))

@@ -809,6 +809,11 @@ def test_metrics(net: Net) -> None:
     # the reopen left at least one table file)
     assert values["muxer_leveldb_memory_bytes"] > 0
     assert values["muxer_leveldb_table_files"] >= 1
+    # the cycle collector: the daemon's start-up runs a full collection before it tunes
+    # the thresholds (muxernode/daemon.py GC_THRESHOLDS), and it is counted
+    assert values['muxer_gc_collections_total{generation="2"}'] >= 1
+    for g in range(3):
+        assert values[f'muxer_gc_pause_seconds_total{{generation="{g}"}}'] >= 0
 
 
 # --- rejections: every reason of section 9, each from a real signed tx ----------------------
