@@ -21,7 +21,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from consensus.codec import decode, encode
+from consensus.codec import decode_trusted, encode
 from storage.kv import KVReader
 
 __all__ = ["DIGEST_KEY", "STATE_PREFIX", "State"]
@@ -48,7 +48,9 @@ class State:
     def __init__(self, kv: KVReader, prefix: bytes = STATE_PREFIX) -> None:
         self._kv = kv
         self._prefix = prefix
-        # key -> [decoded value or None, committed encoding or None]
+        # key -> [decoded value or None, committed encoding or None, entry_hash of the
+        # committed entry or None (not computed yet, or no entry)]: an account changes in
+        # most blocks, and its old entry's hash is then the one its last commit computed
         self._cache: dict[bytes, list[Any]] = {}
         # keys touched since the block began -> committed encoding before the block
         self._undo: dict[bytes, bytes | None] = {}
@@ -60,7 +62,7 @@ class State:
         entry = self._cache.get(key)
         if entry is None:
             raw = self._kv.get(self._prefix + key)
-            entry = [None if raw is None else decode(raw), raw]
+            entry = [None if raw is None else decode_trusted(raw), raw, None]
             self._cache[key] = entry
         return entry
 
@@ -75,7 +77,7 @@ class State:
         """Committed records under prefix (for read-only views; ignores the overlay)."""
         n = len(self._prefix)
         for k, v in self._kv.iterate(self._prefix + prefix):
-            yield k[n:], decode(v)
+            yield k[n:], decode_trusted(v)
 
     # --- writes -------------------------------------------------------------------------
 
@@ -115,10 +117,14 @@ class State:
             if new == old:
                 continue
             if old is not None:
-                digest_sum -= entry_hash(key, old)
+                old_hash = entry[2]
+                digest_sum -= entry_hash(key, old) if old_hash is None else old_hash
+            new_hash = None
             if new is not None:
-                digest_sum += entry_hash(key, new)
+                new_hash = entry_hash(key, new)
+                digest_sum += new_hash
             entry[1] = new
+            entry[2] = new_hash
             changes[prefix + key] = new
             undo[prefix + key] = old
         self._undo = {}
@@ -166,7 +172,7 @@ class State:
             if k.startswith(prefix):
                 key = k[n:]
                 if key in cache:
-                    cache[key] = [None if raw is None else decode(raw), raw]
+                    cache[key] = [None if raw is None else decode_trusted(raw), raw, None]
         self._digest_sum = _load_sum(self._kv, self._prefix)
 
     def digest(self) -> bytes:
