@@ -276,6 +276,9 @@ class Node:
         self.p2p_port: int | None = None
         self._last_trim = time.monotonic()
         self.loop_lag = 0.0
+        # how long the mempool's re-check after the last new head took (logged with it:
+        # it grows with the pool, and under overload it is what makes blocks late)
+        self._recheck_ms = 0
         # gossiped tx batches waiting to be checked (bounded: beyond it they are dropped)
         self._gossip_send, self._gossip_recv = trio.open_memory_channel[
             tuple[bytes, list[bytes]]](GOSSIP_QUEUE)
@@ -491,8 +494,9 @@ class Node:
         self._mark_seen(block.id)
         self._relay(block)
         self._after_block(block, started)
-        log.info("produced", extra={"kv": {"height": block.height, "slot": slot,
-                                            "txs": len(block.txs), "dropped": len(dropped)}})
+        log.info("produced", extra={"kv": {
+            "height": block.height, "slot": slot, "txs": len(block.txs),
+            "dropped": len(dropped), "pool": len(self.mempool), "recheck_ms": self._recheck_ms}})
         return block
 
     def cast_vote(self, slot: int) -> None:
@@ -526,7 +530,9 @@ class Node:
         # the head and our vote go out before the mempool's re-check of what is left
         # (a good part of a slot under load): finality waits on the votes
         self._on_new_head_block(block)
+        recheck = time.perf_counter()
         self.mempool.on_new_head([tx.tx_id for tx in block.txs])
+        self._recheck_ms = round((time.perf_counter() - recheck) * 1000)
         self._finalize()
         elapsed = time.perf_counter() - started
         self.metrics.block_apply_seconds.observe(elapsed)
@@ -709,7 +715,8 @@ class Node:
             late = self.now() - self.slot_time(chain.slot_of(block.timestamp))
             log.info("applied", extra={"kv": {
                 "height": block.height, "txs": len(block.txs), "late_ms": round(late * 1000),
-                "apply_ms": round((time.perf_counter() - started) * 1000)}})
+                "apply_ms": round((time.perf_counter() - started) * 1000),
+                "pool": len(self.mempool), "recheck_ms": self._recheck_ms}})
             return True
         parent = self.consensus.tree[block.previous_id]
         if chain.slot_of(block.timestamp) <= parent.slot or block.height != parent.height + 1:
