@@ -11,12 +11,18 @@
   ``mempool_full``.
 - On a new head, txs included in it leave; the rest are re-applied in arrival order on
   the new head, and those no longer valid (expired, spent, duplicate) are dropped. Txs of
-  popped blocks are offered again the same way.
+  popped blocks are offered again the same way. The re-check may be split: the first
+  ``limit`` txs at once, the rest by ``recheck`` calls (a node runs them between its other
+  work, since a loaded pool takes hundreds of ms). Txs admitted meanwhile are checked on
+  the view as it stands; of two conflicting txs the one checked first stays. A tx waiting
+  for its re-check is in the pool (known, served to peers, offered to block building,
+  which applies every candidate anyway).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 from consensus.app import Application, BlockContext
@@ -51,6 +57,7 @@ class Mempool:
         self.evicted = 0
         self.dropped = 0
         self._floor_rate: int | None = None  # lowest pending fee rate, None = recompute
+        self._unchecked: deque[SignedTx] = deque()  # waiting for their re-check, in order
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -137,35 +144,59 @@ class Mempool:
             raise Rejected("mempool_full")
         return victims
 
-    def on_new_head(self, included: Iterable[bytes], readd: Iterable[SignedTx] = ()) -> None:
-        """The head changed: drop included txs, re-check the rest (and readd) on the new head."""
+    def on_new_head(self, included: Iterable[bytes], readd: Iterable[SignedTx] = (),
+                    limit: int | None = None) -> None:
+        """The head changed: drop included txs, re-check the rest (and readd) on the new
+        head: ``limit`` of them now (None: all), the others by ``recheck``."""
         for tx_id in included:
             tx = self._txs.pop(tx_id, None)
             if tx is not None:
                 self._bytes -= len(tx.raw)
-        self._floor_rate = None
-        self._rebuild(readd)
-
-    def _rebuild(self, readd: Iterable[SignedTx]) -> None:
         if self._open:
             self._view.abort_block()
             self._open = False
         self._reset_view()
         self._floor_rate = None
-        old = list(readd) + list(self._txs.values())
-        self._txs = {}
-        self._bytes = 0
-        for tx in old:
-            if tx.tx_id in self._txs:
-                continue
-            if len(self._txs) >= self.max_count or self._bytes + len(tx.raw) > self.max_bytes:
-                self.dropped += 1  # readd can overfill: the newest arrivals go first
-                continue
+        readd = [tx for tx in readd if tx.tx_id not in self._txs]
+        if readd:
+            # the popped blocks' txs are older than what is pending: they go first, and
+            # when they overfill the pool the newest arrivals leave
+            txs: dict[bytes, SignedTx] = {}
+            for tx in readd:
+                txs.setdefault(tx.tx_id, tx)
+            for tx_id, tx in self._txs.items():
+                txs.setdefault(tx_id, tx)
+            self._txs = txs
+            self._bytes = sum(len(tx.raw) for tx in txs.values())
+            while self._txs and (len(self._txs) > self.max_count
+                                 or self._bytes > self.max_bytes):
+                _tx_id, tx = self._txs.popitem()
+                self._bytes -= len(tx.raw)
+                self.dropped += 1
+        self._unchecked = deque(self._txs.values())
+        self.recheck(limit)
+
+    @property
+    def unchecked(self) -> int:
+        """Txs still waiting for their re-check on the current head."""
+        return len(self._unchecked)
+
+    def recheck(self, limit: int | None = None) -> int:
+        """Re-check up to ``limit`` (None: all) of the txs waiting since the last new head;
+        those no longer valid leave. Returns how many still wait."""
+        queue = self._unchecked
+        todo = len(queue) if limit is None else limit
+        while todo > 0 and queue:
+            tx = queue.popleft()
+            if self._txs.get(tx.tx_id) is not tx:
+                continue  # gone meanwhile (evicted, or included by a newer head)
+            todo -= 1
             try:
                 self._ensure_open()
                 self._view.apply_tx(tx)
             except Rejected:
+                del self._txs[tx.tx_id]
+                self._bytes -= len(tx.raw)
+                self._floor_rate = None
                 self.dropped += 1
-                continue
-            self._txs[tx.tx_id] = tx
-            self._bytes += len(tx.raw)
+        return len(queue)

@@ -62,6 +62,7 @@ LAG_PROBE_S = 0.1
 SHED_LAG_S = 0.5  # event-loop lateness above which new txs are refused (load shedding)
 BUILD_SHARE = 0.25  # of a slot, the most a producer spends building its block
 TX_VERIFY_NICE = 10  # OS niceness of the tx-verify threads (below the event loop's)
+RECHECK_CHUNK = 256  # pool txs re-checked between two looks at other work (~5-15 ms)
 BACKLOG_S = 3.0  # seconds of recent blocks' txs the pool may hold before RPC txs are refused
 SHED_FINAL_LAG_SLOTS = 4  # ... and none while finality is this far behind and ...
 SHED_MIN_POOL = 1000  # ... the pool holds at least this many
@@ -276,9 +277,7 @@ class Node:
         self.p2p_port: int | None = None
         self._last_trim = time.monotonic()
         self.loop_lag = 0.0
-        # how long the mempool's re-check after the last new head took (logged with it:
-        # it grows with the pool, and under overload it is what makes blocks late)
-        self._recheck_ms = 0
+        self._recheck_wakeup = trio.Event()  # the mempool has txs to re-check
         # gossiped tx batches waiting to be checked (bounded: beyond it they are dropped)
         self._gossip_send, self._gossip_recv = trio.open_memory_channel[
             tuple[bytes, list[bytes]]](GOSSIP_QUEUE)
@@ -496,7 +495,7 @@ class Node:
         self._after_block(block, started)
         log.info("produced", extra={"kv": {
             "height": block.height, "slot": slot, "txs": len(block.txs),
-            "dropped": len(dropped), "pool": len(self.mempool), "recheck_ms": self._recheck_ms}})
+            "dropped": len(dropped), "pool": len(self.mempool)}})
         return block
 
     def cast_vote(self, slot: int) -> None:
@@ -530,9 +529,8 @@ class Node:
         # the head and our vote go out before the mempool's re-check of what is left
         # (a good part of a slot under load): finality waits on the votes
         self._on_new_head_block(block)
-        recheck = time.perf_counter()
-        self.mempool.on_new_head([tx.tx_id for tx in block.txs])
-        self._recheck_ms = round((time.perf_counter() - recheck) * 1000)
+        self.mempool.on_new_head([tx.tx_id for tx in block.txs], limit=self._recheck_now())
+        self._recheck_wakeup.set()
         self._finalize()
         elapsed = time.perf_counter() - started
         self.metrics.block_apply_seconds.observe(elapsed)
@@ -716,7 +714,7 @@ class Node:
             log.info("applied", extra={"kv": {
                 "height": block.height, "txs": len(block.txs), "late_ms": round(late * 1000),
                 "apply_ms": round((time.perf_counter() - started) * 1000),
-                "pool": len(self.mempool), "recheck_ms": self._recheck_ms}})
+                "pool": len(self.mempool)}})
             return True
         parent = self.consensus.tree[block.previous_id]
         if chain.slot_of(block.timestamp) <= parent.slot or block.height != parent.height + 1:
@@ -819,7 +817,9 @@ class Node:
             self._relay(branch[-1])
             self._on_new_head_block(branch[-1])
         readd = [tx for b in popped for tx in b.txs]
-        self.mempool.on_new_head([tx.tx_id for b in branch for tx in b.txs], readd)
+        self.mempool.on_new_head([tx.tx_id for b in branch for tx in b.txs], readd,
+                                 limit=self._recheck_now())
+        self._recheck_wakeup.set()
         log.info("switched", extra={"kv": {"popped": len(popped), "applied": len(branch),
                                            "head": chain.head.height}})
         self._finalize()
@@ -938,6 +938,28 @@ class Node:
             # smoothed: one long block build is not overload, a loop late at every probe is
             self.loop_lag = 0.8 * self.loop_lag + 0.2 * late
             self.metrics.loop_lag.set(self.loop_lag)
+
+    def _recheck_now(self) -> int | None:
+        """How many pool txs to re-check at once after a new head: a chunk when
+        ``recheck_loop`` runs (it does the rest), all of them otherwise (a node driven
+        directly, by tests and benchmarks)."""
+        return RECHECK_CHUNK if self._nursery is not None else None
+
+    async def recheck_loop(self) -> None:
+        """The mempool's re-check after a new head, a chunk at a time. A loaded pool takes
+        hundreds of ms to re-check (its txs re-applied on the new head); in one piece it
+        held up the blocks and votes that arrived meanwhile, and under overload those
+        late blocks forked the next producers. Between chunks they go first, and a newer
+        head restarts the re-check rather than waiting for the old one."""
+        while not self.stopping.is_set():
+            await self._recheck_wakeup.wait()
+            self._recheck_wakeup = trio.Event()
+            # bounded: a pool holds at most mempool_txs txs; a newer head sets the event
+            for _ in range(self.config.mempool_txs // RECHECK_CHUNK + 1):
+                if not self.mempool.recheck(RECHECK_CHUNK) or self.stopping.is_set():
+                    break
+                await trio.sleep(0)
+            self.metrics.mempool_size.set(len(self.mempool))
 
     def queue_gossip_txs(self, peer_id: bytes, raws: list[bytes]) -> None:
         if self.overloaded:
@@ -1184,8 +1206,10 @@ class Node:
                 if self.network is not None:
                     nursery.start_soon(self.sync_loop)
                     nursery.start_soon(self.gossip_tx_loop)
+                nursery.start_soon(self.recheck_loop)
                 await self.stopping.wait()
                 self._sync_wakeup.set()
+                self._recheck_wakeup.set()
                 self._gossip_send.close()
                 if self.network is not None:
                     self.network.stop()

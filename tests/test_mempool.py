@@ -358,6 +358,63 @@ def test_new_head_rechecks_the_rest_against_the_new_state(refresh: str) -> None:
     check_consistent(pool)
 
 
+def test_a_split_recheck_ends_where_a_whole_one_does(refresh: str) -> None:
+    """``limit`` re-checks that many at once and leaves the rest to ``recheck``: txs that
+    wait are still in the pool, and once all are re-checked the pool is what a whole
+    re-check leaves (invalid ones dropped, order kept)."""
+    whole, split = Pool(refresh=refresh), Pool(refresh=refresh)
+    for pool in (whole, split):
+        txs = [pool.tx(POOR, op_transfer(BOB.address, 900)),
+               pool.tx(ALICE, op_transfer(BOB.address, 1)),
+               pool.tx(BOB, op_transfer(CAROL.address, 2)),
+               pool.tx(DAVE, op_transfer(CAROL.address, 3))]
+        for tx in txs:
+            pool.add(tx)
+        other = pool.tx(POOR, op_transfer(CAROL.address, 950))  # spends POOR's funds
+        block, _ = pool.chain.build_block(WITNESS, next_time(pool.chain), [other], [])
+        ids = [t.tx_id for t in block.txs]
+        if pool is whole:
+            pool.mempool.on_new_head(ids)
+            assert pool.mempool.unchecked == 0
+        else:
+            pool.mempool.on_new_head(ids, limit=1)
+            # one re-checked (POOR's, now invalid: dropped), three wait and stay pending
+            assert pool.mempool.unchecked == 3 and len(pool.mempool) == 3
+            assert pool.mempool.dropped == 1
+            assert pool.mempool.recheck(2) == 1
+            assert pool.mempool.recheck() == 0
+        check_consistent(pool)
+    assert split.ids() == whole.ids() == [t.tx_id for t in txs[1:]]
+    assert split.mempool.dropped == whole.mempool.dropped == 1
+
+
+def test_a_tx_admitted_during_a_split_recheck_and_a_newer_head(refresh: str) -> None:
+    """Admission goes on while txs wait for their re-check; of two conflicting txs the one
+    checked first stays, and a newer head starts the re-check over (the txs its block
+    included leave, the rest wait again)."""
+    pool = Pool(refresh=refresh)
+    first = pool.tx(POOR, op_transfer(BOB.address, POOR_FUNDS - 100))
+    filler = [pool.tx(k, op_transfer(CAROL.address, 1)) for k in (ALICE, BOB, DAVE)]
+    for tx in [*filler, first]:
+        pool.add(tx)
+    pool.chain.build_block(WITNESS, next_time(pool.chain), [], [])  # an empty block
+    pool.mempool.on_new_head([], limit=1)
+    assert pool.mempool.unchecked == 3  # first still waits
+    second = pool.tx(POOR, op_transfer(CAROL.address, POOR_FUNDS - 100), fee=11)
+    pool.add(second)  # checked on the view as it stands: POOR's funds look unspent
+    assert pool.mempool.recheck() == 0
+    assert second.tx_id in pool.ids() and first.tx_id not in pool.ids()
+    check_consistent(pool)
+    # a newer head while txs wait: the waiting queue restarts on it
+    pool.mempool.on_new_head([], limit=1)
+    pool.chain.build_block(WITNESS, next_time(pool.chain), [filler[2]], [])
+    pool.mempool.on_new_head([filler[2].tx_id], limit=0)
+    assert pool.mempool.unchecked == 3
+    assert pool.mempool.recheck() == 0
+    assert pool.ids() == [filler[0].tx_id, filler[1].tx_id, second.tx_id]
+    check_consistent(pool)
+
+
 def test_txs_of_popped_blocks_are_offered_again(refresh: str) -> None:
     pool = Pool(refresh=refresh)
     fund = pool.tx(ALICE, op_transfer(NOBODY.address, 10_000))
