@@ -342,11 +342,13 @@ class Network:
         if not pairs:
             return
         for peer in list(self._peers.values()):
-            new = [i for i, key in pairs if key not in peer.known]
-            if not new:
+            known = peer.known
+            new_pairs = [(i, key) for i, key in pairs if key not in known]
+            if not new_pairs:
                 continue
-            for i in new:
-                peer.known.add(inv_key(kind, i))
+            new = [i for i, _ in new_pairs]
+            for _i, key in new_pairs:
+                known.add(key)
             if kind is Kind.TX and self.config.inv_interval > 0:
                 # txs are many and small: batch them per peer for inv_interval
                 peer.inv_pending.extend(new)
