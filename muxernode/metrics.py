@@ -76,6 +76,11 @@ class NodeMetrics:
                                       registry=r)
         self.txs_shed = Counter("muxer_txs_shed", "Submitted txs refused while overloaded",
                                 registry=r)
+        self.intake = Gauge(
+            "muxer_rpc_intake_share",
+            "Share of the mempool's room open to RPC txs (cut when peers' blocks arrive late)",
+            registry=r)
+        self.intake.set(1.0)
         self.loop_lag = Gauge("muxer_event_loop_lag_seconds",
                               "How late the event loop runs (load shedding above 0.5 s)",
                               registry=r)

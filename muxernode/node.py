@@ -66,6 +66,12 @@ RECHECK_CHUNK = 256  # pool txs re-checked between two looks at other work (~5-1
 BACKLOG_S = 3.0  # seconds of recent blocks' txs the pool may hold before RPC txs are refused
 SHED_FINAL_LAG_SLOTS = 4  # ... and none while finality is this far behind and ...
 SHED_MIN_POOL = 1000  # ... the pool holds at least this many
+# The share of that room RPC txs may take, adapted to how late peers' blocks reach us
+# (additive increase, multiplicative decrease): a block applied here more than LATE_S of
+# a slot after its slot began cuts it to INTAKE_CUT of itself (never below INTAKE_MIN),
+# one in time (under ON_TIME_S of a slot) adds INTAKE_STEP back (up to 1)
+LATE_S, ON_TIME_S = 0.6, 0.35
+INTAKE_CUT, INTAKE_STEP, INTAKE_MIN = 0.7, 0.05, 0.1
 # reasons that prove a gossiped tx bad in itself (not merely unwanted here)
 INVALID_TX = frozenset({"bad_encoding", "bad_signature", "too_large", "bad_op"})
 # decoded state records kept per ledger view (chain's and mempool's); bounds memory
@@ -278,6 +284,7 @@ class Node:
         self._last_trim = time.monotonic()
         self.loop_lag = 0.0
         self._recheck_wakeup = trio.Event()  # the mempool has txs to re-check
+        self.intake = 1.0  # share of the mempool's room open to RPC txs (_adapt_intake)
         # gossiped tx batches waiting to be checked (bounded: beyond it they are dropped)
         self._gossip_send, self._gossip_recv = trio.open_memory_channel[
             tuple[bytes, list[bytes]]](GOSSIP_QUEUE)
@@ -351,8 +358,12 @@ class Node:
         # Txs still waiting for their signature checks count too: under overload the
         # verify threads are the queue, and requests admitted past a pool-only check
         # would wait there without bound.
-        room = None if gossip else (max(self.config.block_txs, int(self.tx_rate() * BACKLOG_S))
-                                    - len(self.mempool) - self._verifying)
+        # Scaled by the intake share (``_adapt_intake``): past the network's capacity every
+        # node's blocks reach the others late, producers fork, and admitted txs only make
+        # the next blocks later still.
+        room = None if gossip else (
+            int(max(self.config.block_txs, self.tx_rate() * BACKLOG_S) * self.intake)
+            - len(self.mempool) - self._verifying)
         if (room is not None and len(self.mempool) >= SHED_MIN_POOL
                 and self.current_slot() - self.chain.final.slot > SHED_FINAL_LAG_SLOTS):
             room = 0
@@ -711,6 +722,7 @@ class Node:
             # slot the next producer has little margin (the first thing to read in a log
             # when finality stalls under load)
             late = self.now() - self.slot_time(chain.slot_of(block.timestamp))
+            self._adapt_intake(late)
             log.info("applied", extra={"kv": {
                 "height": block.height, "txs": len(block.txs), "late_ms": round(late * 1000),
                 "apply_ms": round((time.perf_counter() - started) * 1000),
@@ -733,6 +745,16 @@ class Node:
         self.consensus.add_side_block(block)
         self._fork_choice()
         return block.id not in self.bad_blocks
+
+    def _adapt_intake(self, late: float) -> None:
+        """A peer's block joined our chain ``late`` seconds after its slot began: adapt
+        the share of the mempool's room that new RPC txs may take (see LATE_S)."""
+        interval = self.params.block_interval_s
+        if late > LATE_S * interval:
+            self.intake = max(INTAKE_MIN, self.intake * INTAKE_CUT)
+        elif late < ON_TIME_S * interval:
+            self.intake = min(1.0, self.intake + INTAKE_STEP)
+        self.metrics.intake.set(self.intake)
 
     def _relay(self, block: Block) -> None:
         """Push a new main-chain block to the peers that lack it: first thing after its

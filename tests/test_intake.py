@@ -1,0 +1,101 @@
+"""RPC intake adapts to how late peers' blocks arrive (muxernode/node.py
+``_adapt_intake``): late blocks cut the share of the mempool's room open to new RPC txs
+(multiplicatively, to a floor), blocks in time give it back (additively); the refused txs
+get ``mempool_full`` before any signature check. Two real nodes over LevelDB in tmp dirs
+sharing a clock: A produces, B follows and takes the RPC txs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from consensus.codec import encode
+from consensus.crypto import TAG_TX, PrivateKey, sha256
+from consensus.tx import tapos_of
+from muxernode.config import NodeConfig
+from muxernode.node import (
+    INTAKE_CUT,
+    INTAKE_MIN,
+    INTAKE_STEP,
+    LATE_S,
+    ON_TIME_S,
+    Node,
+    init_data_dir,
+)
+from tests.procs import accounts, make_genesis
+
+GENESIS_TIME = 1_700_000_000
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def transfer(key: PrivateKey, chain_id: bytes, fee: int, memo: str) -> bytes:
+    ref_height, ref_prefix = tapos_of(0, chain_id)
+    unsigned = [1, ref_height, ref_prefix, GENESIS_TIME + 3000, key.public_key, fee,
+                [1, PrivateKey(sha256(b"payee")).address, 1, memo]]
+    return encode([unsigned, key.sign(TAG_TX + chain_id + encode(unsigned))])
+
+
+async def test_late_blocks_cut_the_rpc_intake_and_blocks_in_time_restore_it(
+        tmp_path: Path) -> None:
+    gdir = tmp_path / "genesis"
+    genesis = make_genesis(gdir, witnesses=1, accounts=1, seed=8, genesis_time=GENESIS_TIME)
+    for name in ("a", "b"):
+        init_data_dir(genesis, tmp_path / name)
+    wkey = PrivateKey(bytes.fromhex((gdir / "w1.key").read_text().strip()))
+    payer = PrivateKey(bytes.fromhex(accounts(gdir)[0]["secret"]))
+    clock = Clock(GENESIS_TIME)
+    a = Node(tmp_path / "a", NodeConfig(rpc_port=0), now=clock, witness_key=wkey,
+             inline_verify=True, serve_rpc=False)
+    # room for RPC txs: max(block_txs, 3 s of recent blocks' txs) x intake share
+    b = Node(tmp_path / "b", NodeConfig(rpc_port=0, block_txs=100), now=clock,
+             inline_verify=True, serve_rpc=False)
+    slot = 0
+
+    async def a_block(late: float) -> None:
+        nonlocal slot
+        slot += 1
+        clock.t = a.slot_time(slot)
+        block = a.produce(slot)
+        clock.t = a.slot_time(slot) + late  # when it reaches B
+        assert await b.accept_block(block) and b.chain.head.id == block.id
+
+    try:
+        fee = b.params.base_fee
+        interval = b.params.block_interval_s
+        assert b.intake == 1.0
+        await a_block(LATE_S * interval + 0.2)
+        assert b.intake == INTAKE_CUT
+        for _ in range(20):
+            await a_block(LATE_S * interval + 0.2)
+        assert b.intake == INTAKE_MIN
+        metric = b.metrics.intake._value.get()
+        assert metric == INTAKE_MIN
+        # between the two thresholds: no change
+        await a_block((LATE_S + ON_TIME_S) / 2 * interval)
+        assert b.intake == INTAKE_MIN
+        # the share left: 100 x 0.1 = 10 of 50 txs admitted, the rest refused unchecked
+        raws = [transfer(payer, b.chain_id, fee, f"m{i}") for i in range(50)]
+        checks = b.metrics.signature_checks.labels("tx")._value.get()
+        results = await b.submit_txs(raws, relay=False)
+        admitted = [r for r in results if "tx_id" in r]
+        refused = [r for r in results if "error" in r]
+        assert len(admitted) == int(100 * INTAKE_MIN) and len(refused) == 40
+        assert {r["error"]["data"]["reason"] for r in refused} == {"mempool_full"}
+        assert b.metrics.signature_checks.labels("tx")._value.get() == checks + 10
+        # blocks in time give it back, a step each
+        await a_block(0.05)
+        assert abs(b.intake - (INTAKE_MIN + INTAKE_STEP)) < 1e-9
+        for _ in range(30):
+            await a_block(0.05)
+        assert b.intake == 1.0
+        results = await b.submit_txs(raws[10:], relay=False)
+        assert all("tx_id" in r for r in results)
+    finally:
+        a.close()
+        b.close()
