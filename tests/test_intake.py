@@ -8,53 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from consensus.codec import encode
-from consensus.crypto import TAG_TX, PrivateKey, sha256
-from consensus.tx import tapos_of
 from muxernode.config import NodeConfig
-from muxernode.node import (
-    INTAKE_CUT,
-    INTAKE_MIN,
-    INTAKE_STEP,
-    LATE_S,
-    ON_TIME_S,
-    Node,
-    init_data_dir,
-)
-from tests.procs import accounts, make_genesis
-
-GENESIS_TIME = 1_700_000_000
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def transfer(key: PrivateKey, chain_id: bytes, fee: int, memo: str) -> bytes:
-    ref_height, ref_prefix = tapos_of(0, chain_id)
-    unsigned = [1, ref_height, ref_prefix, GENESIS_TIME + 3000, key.public_key, fee,
-                [1, PrivateKey(sha256(b"payee")).address, 1, memo]]
-    return encode([unsigned, key.sign(TAG_TX + chain_id + encode(unsigned))])
+from muxernode.node import INTAKE_CUT, INTAKE_MIN, INTAKE_STEP, LATE_S, ON_TIME_S
+from tests.pair_helpers import open_pair, transfer
 
 
 async def test_late_blocks_cut_the_rpc_intake_and_blocks_in_time_restore_it(
         tmp_path: Path) -> None:
-    gdir = tmp_path / "genesis"
-    genesis = make_genesis(gdir, witnesses=1, accounts=1, seed=8, genesis_time=GENESIS_TIME)
-    for name in ("a", "b"):
-        init_data_dir(genesis, tmp_path / name)
-    wkey = PrivateKey(bytes.fromhex((gdir / "w1.key").read_text().strip()))
-    payer = PrivateKey(bytes.fromhex(accounts(gdir)[0]["secret"]))
-    clock = Clock(GENESIS_TIME)
-    a = Node(tmp_path / "a", NodeConfig(rpc_port=0), now=clock, witness_key=wkey,
-             inline_verify=True, serve_rpc=False)
-    # room for RPC txs: max(block_txs, 3 s of recent blocks' txs) x intake share
-    b = Node(tmp_path / "b", NodeConfig(rpc_port=0, block_txs=100), now=clock,
-             inline_verify=True, serve_rpc=False)
+    # B's room for RPC txs: max(block_txs, 3 s of recent blocks' txs) x intake share
+    pair = open_pair(tmp_path, b_config=NodeConfig(rpc_port=0, block_txs=100))
+    a, b, clock, payer = pair.a, pair.b, pair.clock, pair.payers[0]
     slot = 0
 
     async def a_block(late: float) -> None:
@@ -80,7 +43,7 @@ async def test_late_blocks_cut_the_rpc_intake_and_blocks_in_time_restore_it(
         await a_block((LATE_S + ON_TIME_S) / 2 * interval)
         assert b.intake == INTAKE_MIN
         # the share left: 100 x 0.1 = 10 of 50 txs admitted, the rest refused unchecked
-        raws = [transfer(payer, b.chain_id, fee, f"m{i}") for i in range(50)]
+        raws = [transfer(payer, b.chain_id, fee, memo=f"m{i}") for i in range(50)]
         checks = b.metrics.signature_checks.labels("tx")._value.get()
         results = await b.submit_txs(raws, relay=False)
         admitted = [r for r in results if "tx_id" in r]
@@ -97,5 +60,4 @@ async def test_late_blocks_cut_the_rpc_intake_and_blocks_in_time_restore_it(
         results = await b.submit_txs(raws[10:], relay=False)
         assert all("tx_id" in r for r in results)
     finally:
-        a.close()
-        b.close()
+        pair.close()

@@ -10,43 +10,14 @@ from pathlib import Path
 
 import trio
 
-from consensus.codec import encode
-from consensus.crypto import TAG_TX, PrivateKey, sha256
-from consensus.tx import tapos_of
-from muxernode.config import NodeConfig
-from muxernode.node import RECHECK_CHUNK, Node, init_data_dir
-from tests.procs import accounts, make_genesis
-
-GENESIS_TIME = 1_700_000_000
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def transfer(key: PrivateKey, chain_id: bytes, fee: int, amount: int, memo: str) -> bytes:
-    ref_height, ref_prefix = tapos_of(0, chain_id)
-    unsigned = [1, ref_height, ref_prefix, GENESIS_TIME + 3000, key.public_key, fee,
-                [1, PrivateKey(sha256(b"payee")).address, amount, memo]]
-    return encode([unsigned, key.sign(TAG_TX + chain_id + encode(unsigned))])
+from muxernode.node import RECHECK_CHUNK
+from tests.pair_helpers import open_pair, transfer
 
 
 async def test_a_running_node_rechecks_its_pool_a_chunk_at_a_time(tmp_path: Path) -> None:
-    gdir = tmp_path / "genesis"
-    genesis = make_genesis(gdir, witnesses=1, accounts=2, seed=8, genesis_time=GENESIS_TIME)
-    for name in ("a", "b"):
-        init_data_dir(genesis, tmp_path / name)
-    wkey = PrivateKey(bytes.fromhex((gdir / "w1.key").read_text().strip()))
-    payer, other = (PrivateKey(bytes.fromhex(a["secret"])) for a in accounts(gdir)[:2])
-    clock = Clock(GENESIS_TIME)
-    a = Node(tmp_path / "a", NodeConfig(rpc_port=0), now=clock, witness_key=wkey,
-             inline_verify=True, serve_rpc=False)
-    b = Node(tmp_path / "b", NodeConfig(rpc_port=0), now=clock, inline_verify=True,
-             serve_rpc=False)
+    pair = open_pair(tmp_path, accounts_n=2)
+    a, b, clock = pair.a, pair.b, pair.clock
+    payer, other = pair.payers[:2]
     try:
         fee = b.params.base_fee
         balance = b.ledger.state.get(b"a" + payer.address)[0]
@@ -83,5 +54,4 @@ async def test_a_running_node_rechecks_its_pool_a_chunk_at_a_time(tmp_path: Path
         assert b.mempool.dropped == n - keep
     finally:
         b._nursery = None
-        a.close()
-        b.close()
+        pair.close()

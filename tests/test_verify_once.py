@@ -3,7 +3,7 @@
 (muxernode/node.py ``CHECKED_KEPT``), and only for the very same bytes: a copy of a tx with
 another signature is checked again, and refused.
 
-Two real nodes over LevelDB in tmp dirs with clocks of their own: A produces, B receives;
+Two real nodes over LevelDB in tmp dirs (tests/pair_helpers.py): A produces, B receives;
 ``muxer_tx_signature_checks_total`` counts the checks actually made."""
 
 from __future__ import annotations
@@ -11,29 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from consensus.block import Block
-from consensus.codec import encode
-from consensus.crypto import TAG_TX, PrivateKey, sha256
-from consensus.tx import decode_tx, tapos_of
-from muxernode.config import NodeConfig
-from muxernode.node import Node, init_data_dir
-from tests.procs import accounts, make_genesis
-
-GENESIS_TIME = 1_700_000_000
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def transfer(key: PrivateKey, chain_id: bytes, fee: int, amount: int) -> bytes:
-    ref_height, ref_prefix = tapos_of(0, chain_id)
-    unsigned = [1, ref_height, ref_prefix, GENESIS_TIME + 3000, key.public_key, fee,
-                [1, PrivateKey(sha256(b"payee")).address, amount, "once"]]
-    return encode([unsigned, key.sign(TAG_TX + chain_id + encode(unsigned))])
+from consensus.crypto import sha256
+from consensus.tx import decode_tx
+from muxernode.node import Node
+from tests.pair_helpers import open_pair, transfer
 
 
 def checks(n: Node, path: str) -> float:
@@ -41,22 +22,15 @@ def checks(n: Node, path: str) -> float:
 
 
 async def test_each_signature_is_checked_once_per_node(tmp_path: Path) -> None:
-    gdir = tmp_path / "genesis"
-    genesis = make_genesis(gdir, witnesses=1, accounts=1, seed=8, genesis_time=GENESIS_TIME)
-    for name in ("a", "b"):
-        init_data_dir(genesis, tmp_path / name)
-    wkey = PrivateKey(bytes.fromhex((gdir / "w1.key").read_text().strip()))
-    payer = PrivateKey(bytes.fromhex(accounts(gdir)[0]["secret"]))
-    clock_a, clock_b = Clock(GENESIS_TIME), Clock(GENESIS_TIME)
-    a = Node(tmp_path / "a", NodeConfig(rpc_port=0), now=clock_a, witness_key=wkey,
-             inline_verify=True, serve_rpc=False)
-    b = Node(tmp_path / "b", NodeConfig(rpc_port=0), now=clock_b, inline_verify=True,
-             serve_rpc=False)
+    pair = open_pair(tmp_path)
+    a, b, payer = pair.a, pair.b, pair.payers[0]
+    assert a.witness_key is not None
+    wkey = a.witness_key
     try:
         fee = a.params.base_fee
 
         async def a_block(slot: int, raws: list[bytes]) -> Block:
-            clock_a.t = clock_b.t = a.slot_time(slot)
+            pair.clock.t = a.slot_time(slot)
             assert all("tx_id" in r for r in await a.submit_txs(raws))
             block = a.produce(slot)
             assert len(block.txs) == len(raws)
@@ -93,5 +67,4 @@ async def test_each_signature_is_checked_once_per_node(tmp_path: Path) -> None:
         assert await b.accept_block(good) and b.chain.head.id == good.id
         assert checks(b, "block") == before + 1  # the honest copy: checked on the tx path
     finally:
-        a.close()
-        b.close()
+        pair.close()
