@@ -153,12 +153,12 @@ async def one_round(pair: Pair, timed: Timer, r: int, n: int) -> dict[str, float
     recheck: list[float] = []
     real = b.mempool.on_new_head
 
-    def spy(*xs: Any) -> None:
+    def spy(*xs: Any, **kw: Any) -> None:
         t0 = time.process_time()
-        real(*xs)
+        real(*xs, **kw)
         recheck.append(time.process_time() - t0)
 
-    b.mempool.on_new_head = spy  # type: ignore[method-assign, assignment]
+    b.mempool.on_new_head = spy  # type: ignore[method-assign]
     try:
         dt, ok = await timed("block", lambda: b.accept_blocks([block.raw]))
     finally:
