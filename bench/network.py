@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -39,16 +38,10 @@ import trio
 
 from bench.common import verify_note, verify_rate
 from bench.node import Daemon, _cli, load_items, metrics, rpc, setup_society, sign_all
+from devnet.cluster import free_ports
 from muxernode.node import init_data_dir
 
 WARMUP_S = 5  # a step's first seconds, left out of its sustained rate (see steps above)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Cluster:
@@ -60,7 +53,9 @@ class Cluster:
              "--maintenance-interval", "100000000")
         self.genesis = gdir / "genesis.json"
         self.accounts: list[dict[str, str]] = json.loads((gdir / "accounts.json").read_text())
-        self.ports = [free_port() for _ in range(nodes + 1)]
+        # below the ephemeral range: a daemon's RPC port (0: the kernel picks) cannot take
+        # one before its node binds it (it happened: Address already in use)
+        self.ports = free_ports(nodes + 1)
         self.daemons: list[Daemon] = []
         for i in range(nodes):
             data = root / f"n{i + 1}"
@@ -117,7 +112,7 @@ async def offer(urls: list[str], txs: list[str], tps: float, seconds: float,
     runs and its submission-to-final time is recorded when the first node's final height
     first reaches the tx's block (see ``watch``)."""
     per_tick = max(1, int(tps / 10))
-    failed: list[int] = []
+    failed: list[tuple[int, str]] = []  # (txs, why) of requests that got no answer
     watched: dict[str, float] = {}
     start = trio.current_time()
     pos = 0
@@ -180,8 +175,9 @@ async def offer(urls: list[str], txs: list[str], tps: float, seconds: float,
                         # a pooled keep-alive connection the node closed as idle just as
                         # we reused it: resubmitting is safe (a known tx answers its id)
                         r = await http.post(url, json=body, timeout=60)
-                except httpx.HTTPError:
-                    failed.append(len(chunk))  # an overloaded node: counted, not fatal
+                except httpx.HTTPError as exc:
+                    # an overloaded node: counted, not fatal
+                    failed.append((len(chunk), f"{type(exc).__name__} {url}"))
                     return
                 for item in r.json().get("result", []):
                     if "tx_id" in item:
@@ -194,7 +190,9 @@ async def offer(urls: list[str], txs: list[str], tps: float, seconds: float,
             await trio.sleep_until(start + tick / 10)
         sending = False
     if failed:
-        print(f"  ({sum(failed)} txs in {len(failed)} requests failed to submit)")
+        whys = sorted({why for _, why in failed})
+        print(f"  ({sum(n for n, _ in failed)} txs in {len(failed)} requests failed to "
+              f"submit: {', '.join(whys)})")
     if latencies is not None and watched:
         print(f"  ({len(watched)} watched txs not seen final in time)")
 

@@ -46,9 +46,9 @@ import httpx
 import trio
 
 from bench.common import verify_note, verify_rate
-from bench.network import free_port
 from bench.node import Daemon, load_items, make_chain, metrics, rpc, setup_society, sign_all
 from consensus.crypto import PrivateKey
+from devnet.cluster import free_ports
 from p2p import PROTOCOL_VERSION, FrameDecoder, decode_message, encode_frame
 from p2p.handshake import sign_ack
 from p2p.messages import GetBlocks, GetHeads, Hello, HelloAck, Inv, Kind, Message, PeersReq, Ping
@@ -307,7 +307,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="muxer-soak-"))
     print(verify_note(verify_rate(2.0)), flush=True)
     c = make_chain(root, 1000)
-    port = free_port()
+    port = free_ports(1)[0]
     d = Daemon(c["data"], c["wkey"], root / "node.log")
     d.extra = ["--p2p", f"127.0.0.1:{port}"]
     d.config_text = "[limits]\nverify_threads = 2\n"  # every other limit at its default

@@ -30,6 +30,7 @@ from consensus.genesis import PARAM_NAMES, GenesisError, parse_genesis
 from muxernode.config import ConfigError, load_config, parse_hostport
 from muxernode.logs import setup_logging
 from muxernode.node import Node, NodeError, init_data_dir, load_witness_key
+from p2p.transport import ListenError
 from storage.leveldb import StorageError, StorageLost
 
 log = logging.getLogger("muxer.daemon")
@@ -160,6 +161,14 @@ def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
     try:
         try:
             trio.run(_serve, node)
+        except* ListenError as group:
+            # a port taken or not ours: the operator's to fix, said in one line
+            leaf: BaseException = group
+            while isinstance(leaf, BaseExceptionGroup):
+                leaf = leaf.exceptions[0]
+            click.echo(f"error: {leaf.strerror if isinstance(leaf, OSError) else leaf}",
+                       err=True)
+            sys.exit(2)
         except* StorageLost as group:
             # logged as storage_lost / storage_diverged already; say it once, no traceback
             click.echo(f"error: the store cannot be used any more ({group.exceptions[0]}); "

@@ -63,6 +63,7 @@ from hypercorn.utils import wrap_app
 from consensus.crypto import AddressError, address_from_text
 from consensus.errors import Rejected
 from muxernode.ops import SOCIETY_ID
+from p2p.transport import listen_error
 
 __all__ = [
     "ADMIN_METHODS",
@@ -831,6 +832,9 @@ async def serve_rpc(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         await sock.bind((bind_host, port))
         sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise listen_error("rpc", host, port, exc) from None
     except BaseException:
         sock.close()
         raise

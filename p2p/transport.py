@@ -15,10 +15,21 @@ from typing import Any, Protocol
 import trio
 import trio.testing
 
-__all__ = ["MemoryNetwork", "MemoryTransport", "OnStream", "TcpTransport", "Transport"]
+__all__ = ["ListenError", "MemoryNetwork", "MemoryTransport", "OnStream", "TcpTransport",
+           "Transport", "listen_error"]
 
 # on_stream(stream, remote_host, remote_port): runs one accepted connection; owns the stream.
 OnStream = Callable[[trio.abc.Stream, str, int], Awaitable[None]]
+
+
+class ListenError(OSError):
+    """An address the node was told to listen on cannot be used (taken, not ours, no
+    permission): the operator's to fix, said in one line."""
+
+
+def listen_error(what: str, host: str, port: int, exc: OSError) -> ListenError:
+    return ListenError(exc.errno, f"cannot listen for {what} on {host}:{port}: "
+                                  f"{exc.strerror or exc}")
 
 
 class Transport(Protocol):
@@ -36,7 +47,10 @@ class Transport(Protocol):
 class TcpTransport:
     async def serve(self, host: str, port: int, on_stream: OnStream, *,
                     task_status: trio.TaskStatus[tuple[str, int]]) -> None:
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            raise listen_error("p2p", host, port, exc) from None
         try:
             bound = listeners[0].socket.getsockname()
 

@@ -15,6 +15,7 @@ Networking is on 127.0.0.1 only; every process started here is stopped by its pi
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -310,6 +311,26 @@ def test_daemon_refuses_readable_witness_key_and_token(tmp_path: Path) -> None:
     out = _run_daemon("--data-dir", str(tmp_path / "node"), "--rpc", "127.0.0.1:0",
                       "--witness-key", str(key))
     assert out.returncode == 2 and "rpc.token is readable by others" in out.stderr, out
+
+
+def test_daemon_says_in_one_line_that_a_port_is_taken(tmp_path: Path) -> None:
+    """A p2p or RPC address another process holds: exit 2, one line naming what could
+    not listen where, no traceback, nothing served."""
+    init_data_dir(make_genesis(tmp_path / "genesis", accounts=1, seed=6), tmp_path / "node")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        for flag, what in (("--p2p", "p2p"), ("--rpc", "rpc")):
+            args = ["--data-dir", str(tmp_path / "node"), flag, f"127.0.0.1:{port}"]
+            if flag == "--p2p":
+                args += ["--rpc", "127.0.0.1:0"]
+            out = _run_daemon(*args)
+            assert out.returncode == 2, out
+            assert (f"error: cannot listen for {what} on 127.0.0.1:{port}: "
+                    "Address already in use") in out.stderr, out.stderr
+            assert "Traceback" not in out.stderr
+            assert not (tmp_path / "node" / "rpc.addr").exists()
 
 
 # --- no secret in the logs --------------------------------------------------------------

@@ -3,25 +3,19 @@ finalize, and a fifth non-witness node syncs from genesis and follows."""
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
+from devnet.cluster import free_ports
 from muxernode.node import init_data_dir
 from tests.procs import Daemon, make_genesis, rpc, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_four_witness_daemons_finalize_and_a_fifth_node_syncs(tmp_path: Path) -> None:
     gdir = tmp_path / "g"
     gpath = make_genesis(gdir, witnesses=4, accounts=3, seed=11)
-    ports = [free_port() for _ in range(5)]
+    # below the ephemeral range: a daemon's RPC port (0: the kernel picks) cannot take one
+    ports = free_ports(5)
     daemons: list[Daemon] = []
     try:
         for i in range(4):
