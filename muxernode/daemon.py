@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import click
 import trio
@@ -163,15 +163,11 @@ def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
             trio.run(_serve, node)
         except* ListenError as group:
             # a port taken or not ours: the operator's to fix, said in one line
-            leaf: BaseException = group
-            while isinstance(leaf, BaseExceptionGroup):
-                leaf = leaf.exceptions[0]
-            click.echo(f"error: {leaf.strerror if isinstance(leaf, OSError) else leaf}",
-                       err=True)
+            click.echo(f"error: {_first(group).strerror}", err=True)
             sys.exit(2)
         except* StorageLost as group:
             # logged as storage_lost / storage_diverged already; say it once, no traceback
-            click.echo(f"error: the store cannot be used any more ({group.exceptions[0]}); "
+            click.echo(f"error: the store cannot be used any more ({_first(group)}); "
                        f"the node stopped. Free space or repair the disk, then start it "
                        f"again: it resumes from its last committed block.", err=True)
             sys.exit(1)
@@ -196,6 +192,18 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()  # what start-up loaded (modules, genesis, config) is never scanned again
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _first(group: BaseExceptionGroup[_E]) -> _E:
+    """The first exception of a group that ``except*`` matched, however deeply the
+    nurseries between the raise and here nested it."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return cast(_E, leaf)
 
 
 async def _serve(node: Node) -> None:

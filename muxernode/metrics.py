@@ -11,11 +11,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["NodeMetrics", "gc_pause_seconds"]
+__all__ = ["NodeMetrics"]
 
-# Time the interpreter's cycle collector stopped the process, by generation. A loaded
-# node allocates millions of short-lived objects a minute; a full collection walks every
-# tracked object the node holds (caches, the mempool) and pauses the event loop meanwhile.
+# Time the interpreter's cycle collector stopped the process, by generation: a full
+# collection walks every tracked object the node holds (caches, the mempool) and pauses
+# the event loop meanwhile (muxernode/daemon.py GC_THRESHOLDS).
 _gc_pause = [0.0, 0.0, 0.0]
 _gc_count = [0, 0, 0]
 _gc_started = 0.0
@@ -31,11 +31,10 @@ def _on_gc(phase: str, info: dict[str, Any]) -> None:
         _gc_count[g] += 1
 
 
-def gc_pause_seconds() -> list[float]:
-    """Seconds the cycle collector has run in this process, by generation (0, 1, 2)."""
+def _count_gc() -> None:
+    """Start counting the collector's runs in this process (once, however many nodes)."""
     if _on_gc not in gc.callbacks:
         gc.callbacks.append(_on_gc)
-    return list(_gc_pause)
 
 
 class _GcCollector(Collector):
@@ -105,7 +104,7 @@ class NodeMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,
         )
 
-        gc_pause_seconds()  # starts the count in this process
+        _count_gc()
         r.register(_GcCollector())
 
     def render(self) -> bytes:

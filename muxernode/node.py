@@ -39,7 +39,7 @@ from muxernode import views
 from muxernode.config import NodeConfig
 from muxernode.ledger import Ledger
 from muxernode.metrics import NodeMetrics
-from muxernode.ops import decode_op, op_of, op_to_json
+from muxernode.ops import op_of, op_to_json
 from p2p import MAX_FRAME, PENALTIES, Kind, Network, P2PConfig, PeerUnavailable, Transport
 from storage import schema
 from storage.leveldb import LevelDBStore, StorageError, StorageLost
@@ -540,8 +540,7 @@ class Node:
         # the head and our vote go out before the mempool's re-check of what is left
         # (a good part of a slot under load): finality waits on the votes
         self._on_new_head_block(block)
-        self.mempool.on_new_head([tx.tx_id for tx in block.txs], limit=self._recheck_now())
-        self._recheck_wakeup.set()
+        self._pool_on_new_head([tx.tx_id for tx in block.txs])
         self._finalize()
         elapsed = time.perf_counter() - started
         self.metrics.block_apply_seconds.observe(elapsed)
@@ -839,9 +838,7 @@ class Node:
             self._relay(branch[-1])
             self._on_new_head_block(branch[-1])
         readd = [tx for b in popped for tx in b.txs]
-        self.mempool.on_new_head([tx.tx_id for b in branch for tx in b.txs], readd,
-                                 limit=self._recheck_now())
-        self._recheck_wakeup.set()
+        self._pool_on_new_head([tx.tx_id for b in branch for tx in b.txs], readd)
         log.info("switched", extra={"kv": {"popped": len(popped), "applied": len(branch),
                                            "head": chain.head.height}})
         self._finalize()
@@ -961,11 +958,15 @@ class Node:
             self.loop_lag = 0.8 * self.loop_lag + 0.2 * late
             self.metrics.loop_lag.set(self.loop_lag)
 
-    def _recheck_now(self) -> int | None:
-        """How many pool txs to re-check at once after a new head: a chunk when
-        ``recheck_loop`` runs (it does the rest), all of them otherwise (a node driven
-        directly, by tests and benchmarks)."""
-        return RECHECK_CHUNK if self._nursery is not None else None
+    def _pool_on_new_head(self, included: list[bytes], readd: list[SignedTx] | None = None
+                          ) -> None:
+        """Tell the mempool the head changed. A running node re-checks a chunk of the pool
+        at once and leaves the rest to ``recheck_loop``; a node driven directly (tests,
+        benchmarks) re-checks it all."""
+        limit = RECHECK_CHUNK if self._nursery is not None else None
+        self.mempool.on_new_head(included, readd or (), limit=limit)
+        if self.mempool.unchecked:
+            self._recheck_wakeup.set()
 
     async def recheck_loop(self) -> None:
         """The mempool's re-check after a new head, a chunk at a time. A loaded pool takes
@@ -976,11 +977,14 @@ class Node:
         while not self.stopping.is_set():
             await self._recheck_wakeup.wait()
             self._recheck_wakeup = trio.Event()
-            # bounded: a pool holds at most mempool_txs txs; a newer head sets the event
+            # bounded: a pool holds at most mempool_txs txs (newer heads refill the queue:
+            # what a round leaves waits for the next)
             for _ in range(self.config.mempool_txs // RECHECK_CHUNK + 1):
                 if not self.mempool.recheck(RECHECK_CHUNK) or self.stopping.is_set():
                     break
                 await trio.sleep(0)
+            else:
+                self._recheck_wakeup.set()
             self.metrics.mempool_size.set(len(self.mempool))
 
     def queue_gossip_txs(self, peer_id: bytes, raws: list[bytes]) -> None:
@@ -1119,7 +1123,7 @@ class Node:
         out["sender"] = address_to_text(tx.sender)
         out["fee"] = tx.fee
         try:
-            out["op"] = op_to_json(decode_op(tx.op))
+            out["op"] = op_to_json(op_of(tx))
         except Rejected:
             out["op"] = {"type": "unknown"}
         return out

@@ -4,12 +4,18 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from muxernode.daemon import GC_THRESHOLDS, _tune_gc
 from muxernode.metrics import NodeMetrics
+
+
+class Cyclic:
+    me: Any = None
 
 
 def scrape(m: NodeMetrics) -> dict[str, float]:
@@ -50,8 +56,13 @@ def test_the_daemon_tunes_the_collector(restore_gc: None) -> None:
     _tune_gc()
     assert gc.get_threshold() == GC_THRESHOLDS
     assert gc.get_freeze_count() > 0  # what start-up loaded is out of every collection
-    # cycles are still collected: a cyclic pair is freed by the next full collection
-    a: list[object] = []
-    a.append(a)
-    del a
-    assert gc.collect() >= 1
+    # cycles are still collected without being asked: once more than GC_THRESHOLDS[0]
+    # containers are alive than at the last collection, the collector runs by itself
+    cycle = Cyclic()
+    cycle.me = cycle
+    gone = weakref.ref(cycle)
+    del cycle
+    assert gone() is not None  # a cycle: reference counting alone never frees it
+    held = [[i] for i in range(GC_THRESHOLDS[0] + 1000)]
+    assert gone() is None
+    del held
