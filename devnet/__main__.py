@@ -1,10 +1,14 @@
 """``python -m devnet``: local MUXER clusters, load, faults, scenarios and reports.
 
     up [--nodes 4] [--witnesses N] [--block-interval 1] [--accounts 10] [--detach]
+       [--topology FILE] [--loss PCT] [--netns]
     down [--clean]          status [--json] [--watch]          logs NODE [-n N] [--follow]
     load --tps R --duration S [--mix transfer,pledge,vote,give,claim]
     kill NODE [--signal KILL|TERM]    start NODE    restart NODE      (NODE: n1, n1,n2, all)
+    pause NODE    resume NODE    disconnect NODE    connect NODE    clock NODE --offset S
     partition A,B/C,D [--mode drop|reset]    heal
+    link A B [--delay 300ms] [--jitter 50ms] [--loss 5%] [--one-way] [--reset]
+    generate --seed S --out FILE [--max-nodes N] [--duration S]
     scenario FILE [--fresh]            report [--seconds N]
 
 Every subcommand takes --dir (default: .devnet in the repository root). The devnet drives
@@ -106,18 +110,34 @@ class _StopSignals:
 @click.option("--timeout", default=90.0, show_default=True,
               help="Seconds to wait for finality to advance on every node.")
 @click.option("--detach", is_flag=True, help="Return once the cluster is up.")
+@click.option("--topology", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="Regions, per-link delay/jitter/loss and bandwidth "
+              "(devnet/topologies/*.toml) [default: one region, no delay].")
+@click.option("--loss", default=None, help="Loss on every link, like 1%, replacing the "
+              "topology's.")
+@click.option("--netns", "use_netns", is_flag=True,
+              help="Each node in its own network namespace on a bridge, bandwidth by tc "
+                   "(root).")
 @dir_option
 def up(nodes: int, witnesses: int | None, block_interval: int, accounts: int,
        maintenance_interval: int, base_fee: int, seed: int | None, timeout: float,
-       detach: bool, directory: Path | None) -> None:
+       detach: bool, topology: Path | None, loss: str | None, use_netns: bool,
+       directory: Path | None) -> None:
     """Create a devnet, start it, wait for finality, then show a live status table."""
+    from devnet.topology import parse_pct
+
     d = _dir(directory)
     m = cluster.create(d, nodes=nodes, witnesses=witnesses or nodes,
                        block_interval=block_interval, accounts=accounts,
                        maintenance_interval=maintenance_interval, base_fee=base_fee, seed=seed,
+                       topology=topology, use_netns=use_netns,
+                       loss=parse_pct(loss) if loss is not None else None,
                        log=lambda s: console.print(f"[dim]{s}[/dim]"))
+    topo = m.extra.get("topology") or {}
+    placed = ", ".join(f"{r}: {len(v['nodes'])}" for r, v in topo.get("regions", {}).items())
     console.print(f"devnet in {d}: chain {m.chain_id[:16]}…, {nodes} node(s), "
-                  f"{witnesses or nodes} witness(es)")
+                  f"{witnesses or nodes} witness(es); topology {topo.get('name')} ({placed})"
+                  + ("; network namespaces" if use_netns else "; loopback"))
     with _StopSignals():
         try:
             cluster.start_all(m)
@@ -344,6 +364,105 @@ def restart(node: str, directory: Path | None) -> None:
 
 
 @main.command()
+@click.argument("node")
+@dir_option
+def pause(node: str, directory: Path | None) -> None:
+    """Freeze node(s) with SIGSTOP (sockets stay open, nothing is read or sent)."""
+    m = _manifest(directory)
+    res = control.pause_nodes(m, m.nodes_named(node))
+    console.print(", ".join(f"{k}: {v}" for k, v in res.items()))
+
+
+@main.command()
+@click.argument("node")
+@dir_option
+def resume(node: str, directory: Path | None) -> None:
+    """Resume paused node(s) with SIGCONT."""
+    m = _manifest(directory)
+    res = control.resume_nodes(m, m.nodes_named(node))
+    console.print(", ".join(f"{k}: {v}" for k, v in res.items()))
+
+
+@main.command()
+@click.argument("node")
+@click.option("--mode", type=click.Choice(["drop", "reset"]), default="drop",
+              show_default=True, help="drop: links go silent (held); reset: connections close.")
+@dir_option
+def disconnect(node: str, mode: str, directory: Path | None) -> None:
+    """Cut every p2p link of node(s), the rest of the network untouched."""
+    m = _manifest(directory)
+    entries = m.nodes_named(node)
+    st = control.disconnect(m, entries, mode)
+    console.print(f"disconnected {', '.join(e.name for e in entries)} ({mode}); isolated now: "
+                  f"{', '.join(st.get('isolated') or [])}")
+
+
+@main.command()
+@click.argument("node")
+@dir_option
+def connect(node: str, directory: Path | None) -> None:
+    """Restore the links of disconnected node(s)."""
+    m = _manifest(directory)
+    entries = m.nodes_named(node)
+    st = control.connect(m, entries)
+    console.print(f"connected {', '.join(e.name for e in entries)}; isolated now: "
+                  f"{', '.join(st.get('isolated') or []) or 'none'}")
+
+
+@main.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--delay", default=None, help="One-way delay, like 300ms.")
+@click.option("--jitter", default=None, help="Jitter (+-, uniform), like 50ms.")
+@click.option("--loss", default=None, help="Loss, like 5% (costs a retransmission).")
+@click.option("--one-way", is_flag=True, help="Only A -> B (default: both directions).")
+@click.option("--reset", is_flag=True, help="Back to the topology's shapes.")
+@dir_option
+def link(a: str, b: str, delay: str | None, jitter: str | None, loss: str | None,
+         one_way: bool, reset: bool, directory: Path | None) -> None:
+    """Change the links between A and B at run time (A, B: a node, nodes n1,n2, a region,
+    or all)."""
+    m = _manifest(directory)
+    if not reset and delay is None and jitter is None and loss is None:
+        raise DevnetError("link needs --delay, --jitter, --loss or --reset")
+    st = control.set_link(m, a, b, delay=delay, jitter=jitter, loss=loss, one_way=one_way,
+                          reset=reset)
+    what = "reset to the topology" if reset else ", ".join(
+        f"{k} {v}" for k, v in (("delay", delay), ("jitter", jitter), ("loss", loss)) if v)
+    console.print(f"link {a} {'->' if one_way else '<->'} {b}: {what} "
+                  f"({st['changed']} directed pair(s))")
+
+
+@main.command()
+@click.argument("node")
+@click.option("--offset", required=True, type=float,
+              help="Seconds added to the node's clock (negative: behind); 0 removes it.")
+@dir_option
+def clock(node: str, offset: float, directory: Path | None) -> None:
+    """Skew node(s)' clock (the daemon's --clock-offset); a running node is restarted."""
+    m = _manifest(directory)
+    res = control.clock_offset(m, m.nodes_named(node), offset)
+    console.print(", ".join(f"{k}: {v}" for k, v in res.items()))
+
+
+@main.command()
+@click.option("--seed", required=True, type=int)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--max-nodes", default=21, show_default=True, type=click.IntRange(2, 21))
+@click.option("--duration", default=120.0, show_default=True,
+              type=click.FloatRange(10, 86_400), help="Seconds of perturbation schedule.")
+def generate(seed: int, out: Path, max_nodes: int, duration: float) -> None:
+    """Write a random testnet (topology, witnesses, load, perturbations) as a scenario;
+    the same seed and options write the same bytes."""
+    from devnet.generate import generate_scenario
+
+    text = generate_scenario(seed, max_nodes=max_nodes, duration=duration)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(text.encode())
+    console.print(f"wrote {out}: run it with python -m devnet scenario {out} --fresh")
+
+
+@main.command()
 @click.argument("groups")
 @click.option("--mode", type=click.Choice(["drop", "reset"]), default="drop",
               show_default=True, help="drop: links go silent (held); reset: connections close.")
@@ -377,8 +496,10 @@ def heal(directory: Path | None) -> None:
               help="With --fresh: nodes to start [default: the file's devnet.nodes].")
 @click.option("--timeout", default=90.0, show_default=True,
               help="With --fresh: seconds to wait for finality at start.")
+@click.option("--netns", "netns_flag", is_flag=True,
+              help="With --fresh: run the nodes in network namespaces (root).")
 @dir_option
-def scenario(file: Path, fresh: bool, nodes: int | None, timeout: float,
+def scenario(file: Path, fresh: bool, nodes: int | None, timeout: float, netns_flag: bool,
              directory: Path | None) -> None:
     """Run a TOML scenario of steps; exit 1 when a step fails."""
     from devnet.scenario import Runner, load_scenario
@@ -392,12 +513,19 @@ def scenario(file: Path, fresh: bool, nodes: int | None, timeout: float,
             if fresh:
                 cfg = doc.get("devnet", {})
                 n = nodes or int(cfg.get("nodes", 4))
+                topo_file = _scenario_topology(file, cfg, d)
                 m = cluster.create(d, nodes=n, witnesses=int(cfg.get("witnesses", n)),
                                    block_interval=int(cfg.get("block_interval", 1)),
                                    accounts=int(cfg.get("accounts", 10)),
                                    maintenance_interval=int(cfg.get("maintenance_interval", 60)),
-                                   base_fee=int(cfg.get("base_fee", 10)), seed=cfg.get("seed"))
-                console.print(f"fresh devnet in {d}: {n} node(s)")
+                                   base_fee=int(cfg.get("base_fee", 10)), seed=cfg.get("seed"),
+                                   topology=topo_file, use_netns=netns_flag or
+                                   bool(cfg.get("netns", False)),
+                                   loss=float(cfg["loss_pct"]) if "loss_pct" in cfg else None,
+                                   clock_offsets={str(k): float(v) for k, v in
+                                                  (cfg.get("clock_offset_s") or {}).items()})
+                topo_name = (m.extra.get("topology") or {}).get("name")
+                console.print(f"fresh devnet in {d}: {n} node(s), topology {topo_name}")
                 cluster.start_all(m)
                 cluster.wait_final(m, min_final=1, timeout=timeout)
             else:
@@ -417,6 +545,22 @@ def scenario(file: Path, fresh: bool, nodes: int | None, timeout: float,
                 _where(m)
     if not ok:
         sys.exit(1)
+
+
+def _scenario_topology(file: Path, cfg: dict[str, Any],
+                       d: Path) -> Path | dict[str, Any] | None:
+    """The [devnet] table's topology: a file (relative to the scenario, or the repo's
+    devnet/topologies/), or an inline [devnet.topology] table (generated scenarios carry
+    theirs inline, so the file alone reproduces the run)."""
+    t = cfg.get("topology")
+    if t is None or isinstance(t, dict):
+        return t
+    for cand in (file.parent / str(t), Path(__file__).parent / "topologies" / str(t),
+                 Path(__file__).parent / "topologies" / f"{t}.toml"):
+        if cand.is_file():
+            return cand
+    raise DevnetError(f"{file.name}: topology {t!r} not found (relative to the scenario or "
+                      "in devnet/topologies/)")
 
 
 @main.command()

@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from devnet import procs, proxy
+from devnet import netns, procs, proxy
+from devnet import topology as topo_mod
 from devnet.manifest import MANIFEST, Account, DevnetError, Manifest, NodeEntry, load_manifest
 from devnet.rpc import NodeRpc, NodeUnreachable, RpcError
 
@@ -121,13 +122,30 @@ def refuse_existing(directory: Path) -> None:
 
 def create(directory: Path, *, nodes: int, witnesses: int, block_interval: int,
            accounts: int, maintenance_interval: int, base_fee: int, seed: int | None,
+           topology: Path | dict[str, Any] | None = None, use_netns: bool = False,
+           loss: float | None = None,
+           clock_offsets: dict[str, float] | None = None,
            log: Callable[[str], None] = lambda s: None) -> Manifest:
-    """Make genesis, keys, data dirs, configs, proxy routes and the manifest (nothing runs)."""
+    """Make genesis, keys, data dirs, configs, proxy routes and the manifest (nothing runs).
+
+    ``topology``: a topology file (regions, per-link delay/jitter/loss, bandwidth), else one
+    region with no delay; ``loss`` replaces every link's loss. ``use_netns``: every node in
+    its own network namespace on a bridge (root; made at start, see devnet/netns.py)."""
     if nodes < 1:
         raise DevnetError("--nodes must be at least 1")
     if not 1 <= witnesses <= nodes:
         raise DevnetError(f"--witnesses must be between 1 and --nodes ({nodes}): each witness "
                           "key runs on its own node")
+    if use_netns:
+        netns.check_root()
+    if isinstance(topology, dict):  # inline, as a generated scenario carries it
+        topo = topo_mod.parse_topology(topology, nodes, name="the scenario's topology")
+    elif topology is not None:
+        topo = topo_mod.load_topology(topology, nodes)
+    else:
+        topo = topo_mod.loopback(nodes)
+    if loss is not None:
+        topo = topo_mod.with_loss(topo, loss)
     directory = directory.resolve()
     refuse_existing(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -153,26 +171,45 @@ def create(directory: Path, *, nodes: int, witnesses: int, block_interval: int,
 
     names = [f"n{i + 1}" for i in range(nodes)]
     pairs = [(a, b) for a in names for b in names if a != b]
-    ports = free_ports(2 * nodes + len(pairs))
-    rpc_ports = dict(zip(names, ports[:nodes], strict=True))
-    p2p_ports = dict(zip(names, ports[nodes : 2 * nodes], strict=True))
-    link_ports = dict(zip(pairs, ports[2 * nodes :], strict=True))
+    bandwidth = {n: topo.bandwidth(n) for n in names}
+    plan = netns.plan(str(directory), names, bandwidth) if use_netns else None
+    if plan is not None:
+        # each node has its own address: fixed ports; the proxy listens on the bridge
+        ports = free_ports(len(pairs))
+        rpc_ports = dict.fromkeys(names, netns.RPC_PORT)
+        p2p_ports = dict.fromkeys(names, netns.P2P_PORT)
+        link_ports = dict(zip(pairs, ports, strict=True))
+        host_of = {n: plan["nodes"][n]["ip"] for n in names}
+        proxy_host = plan["bridge_ip"]
+    else:
+        ports = free_ports(2 * nodes + len(pairs))
+        rpc_ports = dict(zip(names, ports[:nodes], strict=True))
+        p2p_ports = dict(zip(names, ports[nodes : 2 * nodes], strict=True))
+        link_ports = dict(zip(pairs, ports[2 * nodes :], strict=True))
+        host_of = dict.fromkeys(names, HOST)
+        proxy_host = HOST
+    link_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
 
     entries: list[NodeEntry] = []
     for i, name in enumerate(names):
         ndir = directory / "nodes" / name
+        host = host_of[name]
         entries.append(NodeEntry(
             name=name,
-            rpc_url=f"http://{HOST}:{rpc_ports[name]}/rpc",
-            p2p=f"{HOST}:{p2p_ports[name]}",
+            rpc_url=f"http://{host}:{rpc_ports[name]}/rpc",
+            p2p=f"{host}:{p2p_ports[name]}",
             data_dir=str(ndir),
             pid=None,
             witness=witness_addrs[i] if i < witnesses else None,
             config=str(ndir / "config.toml"),
             log=str(ndir / "node.log"),
             witness_key=str(ndir / "witness.key") if i < witnesses else None,
-            peers=[f"{HOST}:{link_ports[(name, other)]}" for other in names if other != name],
-            rpc_listen=f"{HOST}:{rpc_ports[name]}",
+            peers=[f"{proxy_host}:{link_ports[(name, other)]}" for other in names
+                   if other != name],
+            rpc_listen=f"{host}:{rpc_ports[name]}",
+            region=topo.region_of(name),
+            netns=plan["nodes"][name]["ns"] if plan is not None else "",
+            clock_offset_s=float((clock_offsets or {}).get(name, 0.0)),
         ))
 
     log(f"init: {nodes} data dir(s) under {directory / 'nodes'}")
@@ -184,9 +221,12 @@ def create(directory: Path, *, nodes: int, witnesses: int, block_interval: int,
             _copy_secret(gdir / f"w{i + 1}.key", Path(e.witness_key))
         _write_config(e)
 
-    proxy.write_routes(directory / "proxy", HOST, [
-        {"src": a, "dst": b, "listen": link_ports[(a, b)], "target": f"{HOST}:{p2p_ports[b]}"}
-        for a, b in pairs])
+    proxy.write_routes(directory / "proxy", proxy_host, [
+        {"src": a, "dst": b, "listen": link_ports[(a, b)],
+         "target": f"{host_of[b]}:{p2p_ports[b]}"} for a, b in pairs],
+        shapes=topo.pair_shapes(), seed=link_seed,
+        # with --netns the kernel shapes bandwidth (tbf); over loopback the proxy does
+        bandwidth_mbit=None if plan is not None else bandwidth)
 
     m = Manifest(
         dir=directory, chain_id=chain_id, genesis=str(genesis_path),
@@ -203,6 +243,11 @@ def create(directory: Path, *, nodes: int, witnesses: int, block_interval: int,
                       "control": str(directory / "proxy" / proxy.CONTROL_FILE),
                       "state": str(directory / "proxy" / proxy.STATE_FILE)},
             "metrics": str(directory / "metrics.jsonl"),
+            "seed": link_seed,
+            "topology": {**topo.to_json(),
+                         "file": str(Path(topology).resolve())
+                         if isinstance(topology, Path) else None},
+            **({"netns": plan} if plan is not None else {}),
         },
     )
     m.save()
@@ -244,7 +289,10 @@ def _write_config(e: NodeEntry) -> None:
 
 def start_nodes(m: Manifest, entries: list[NodeEntry], *, timeout: float = 30.0) -> None:
     """Start the given nodes (the proxy too, if it is not running); wait until each serves
-    RPC and answers chain_info. The manifest is saved with the new pids at once."""
+    RPC and answers chain_info. The manifest is saved with the new pids at once. With
+    --netns, the namespaces and bridge are made first if they are not there."""
+    if m.extra.get("netns") and not procs.proxy_alive(m):
+        netns.setup(m)
     if not procs.proxy_alive(m):
         procs.start_proxy(m)
         m.save()
@@ -307,6 +355,9 @@ def stop_all(m: Manifest, *, timeout: float = 15.0) -> dict[str, str]:
     out["proxy"] = procs.stop_pid(m.proxy_pid, procs.proxy_marks(m), timeout=5.0)
     m.proxy_pid = None
     m.save()
+    if m.extra.get("netns"):
+        removed = netns.teardown(m)
+        out["netns"] = f"removed {len(removed)} (namespaces, links)" if removed else "none left"
     return out
 
 

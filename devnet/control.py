@@ -1,9 +1,12 @@
-"""Faults and checks shared by the CLI and scenarios: kill, start, restart, partition, heal,
-and the cluster-wide conditions scenarios wait for (finality advancing, stalling, converging).
+"""Faults and checks shared by the CLI and scenarios: kill, start, restart, pause/resume
+(SIGSTOP/SIGCONT), partition/heal, disconnect/connect one node, link changes at run time,
+clock offsets, and the cluster-wide conditions scenarios wait for (finality advancing,
+stalling, converging).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from typing import Any
@@ -11,14 +14,21 @@ from typing import Any
 from devnet import cluster, procs, proxy
 from devnet.manifest import DevnetError, Manifest, NodeEntry
 from devnet.rpc import NodeRpc, NodeUnreachable, RpcError
+from devnet.topology import parse_duration_ms, parse_pct
 
 __all__ = [
     "check_converged",
+    "clock_offset",
+    "connect",
+    "disconnect",
     "heal",
     "kill_nodes",
     "parse_groups",
     "partition",
+    "pause_nodes",
     "restart_nodes",
+    "resume_nodes",
+    "set_link",
     "start_nodes",
     "wait_converged",
     "wait_final_advance",
@@ -49,6 +59,42 @@ def start_nodes(m: Manifest, entries: list[NodeEntry], *, timeout: float = 30.0)
 def restart_nodes(m: Manifest, entries: list[NodeEntry], *, timeout: float = 30.0) -> None:
     kill_nodes(m, entries, "TERM")
     cluster.start_nodes(m, entries, timeout=timeout)
+
+
+def pause_nodes(m: Manifest, entries: list[NodeEntry], *, resume: bool = False) -> dict[str, str]:
+    """SIGSTOP (a frozen process: no reads, no timers, its sockets stay open) or SIGCONT."""
+    m.reload_pids()
+    out: dict[str, str] = {}
+    for e in entries:
+        if not procs.node_alive(e) or e.pid is None:
+            out[e.name] = "not running"
+            continue
+        os.kill(e.pid, signal.SIGCONT if resume else signal.SIGSTOP)
+        out[e.name] = "resumed" if resume else "paused"
+    return out
+
+
+def resume_nodes(m: Manifest, entries: list[NodeEntry]) -> dict[str, str]:
+    return pause_nodes(m, entries, resume=True)
+
+
+def clock_offset(m: Manifest, entries: list[NodeEntry], seconds: float, *,
+                 timeout: float = 30.0) -> dict[str, str]:
+    """Give nodes a clock offset (the daemon's --clock-offset): recorded in the manifest;
+    a running node is restarted (SIGTERM) to take it, a stopped one takes it at start."""
+    m.reload_pids()
+    running = [e for e in entries if procs.node_alive(e)]
+    for e in entries:
+        e.clock_offset_s = float(seconds)
+    m.save()
+    if running:
+        restart_nodes(m, running, timeout=timeout)
+        # restart_nodes reloads pids, which would also reload the offsets: set them again
+        for e in entries:
+            e.clock_offset_s = float(seconds)
+        m.save()
+    return {e.name: f"clock {seconds:+g} s" + (" (restarted)" if e in running else "")
+            for e in entries}
 
 
 def parse_groups(m: Manifest, spec: str | list[list[str]]) -> list[list[str]]:
@@ -90,12 +136,89 @@ def partition(m: Manifest, groups: list[list[str]], mode: str = "drop") -> dict[
 
 
 def heal(m: Manifest) -> dict[str, Any]:
+    """Restore every link: the partition's groups and the disconnected nodes (link shapes
+    changed with ``link`` stay; ``link ... --reset`` undoes them)."""
     m.reload_pids()
     _ensure_proxy(m)
     try:
         return proxy.set_partition(m.proxy_dir, None)
     except TimeoutError as exc:
         raise DevnetError(str(exc)) from None
+
+
+def _control(m: Manifest, **changes: Any) -> dict[str, Any]:
+    m.reload_pids()
+    _ensure_proxy(m)
+    try:
+        return proxy.update_control(m.proxy_dir, **changes)
+    except TimeoutError as exc:
+        raise DevnetError(str(exc)) from None
+
+
+def _isolated(m: Manifest) -> list[str]:
+    doc = proxy.read_control(m.proxy_dir)
+    iso = doc.get("isolated")
+    return [n for n in iso if isinstance(n, str)] if isinstance(iso, list) else []
+
+
+def disconnect(m: Manifest, entries: list[NodeEntry], mode: str = "drop") -> dict[str, Any]:
+    """Cut every link of the nodes (the rest of the network stays as it is)."""
+    iso = _isolated(m)
+    iso += [e.name for e in entries if e.name not in iso]
+    return _control(m, isolated=iso, mode=mode)
+
+
+def connect(m: Manifest, entries: list[NodeEntry]) -> dict[str, Any]:
+    names = {e.name for e in entries}
+    return _control(m, isolated=[n for n in _isolated(m) if n not in names])
+
+
+def _ends(m: Manifest, spec: str) -> list[str]:
+    """A link end: a node (n1), nodes (n1,n2), a region of the topology (eu), or all."""
+    regions = (m.extra.get("topology") or {}).get("regions") or {}
+    out: list[str] = []
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        if part in ("all", "*"):
+            out += [n.name for n in m.nodes]
+        elif part in regions:
+            out += list(regions[part]["nodes"])
+        else:
+            out.append(m.node(part).name)
+    if not out:
+        raise DevnetError(f"no node in link end {spec!r}")
+    return list(dict.fromkeys(out))
+
+
+def set_link(m: Manifest, a: str, b: str, *, delay: str | float | None = None,
+             jitter: str | float | None = None, loss: str | float | None = None,
+             one_way: bool = False, reset: bool = False) -> dict[str, Any]:
+    """Change the shape of the links between A and B (nodes, regions or all) at run time:
+    delay/jitter like '300ms', loss like '5%'; what is not given keeps its current value.
+    Both directions unless ``one_way``; ``reset`` returns them to the topology's shapes."""
+    src, dst = _ends(m, a), _ends(m, b)
+    doc = proxy.read_control(m.proxy_dir)
+    links: dict[str, dict[str, float]] = dict(doc.get("links") or {})
+    routes = proxy.read_routes_shapes(m.proxy_dir)
+    keys = [f"{x}>{y}" for x in src for y in dst if x != y]
+    if not one_way:
+        keys += [f"{y}>{x}" for x in src for y in dst if x != y]
+    if not keys:
+        raise DevnetError(f"link {a} {b}: no pair of different nodes")
+    for k in dict.fromkeys(keys):
+        if reset:
+            links.pop(k, None)
+            continue
+        cur = dict(links.get(k) or routes.get(k) or {})
+        if delay is not None:
+            cur["delay_ms"] = parse_duration_ms(delay)
+        if jitter is not None:
+            cur["jitter_ms"] = parse_duration_ms(jitter)
+        if loss is not None:
+            cur["loss_pct"] = parse_pct(loss)
+        links[k] = cur
+    st = _control(m, links=links)
+    st["changed"] = len(set(keys))
+    return st
 
 
 # --- cluster-wide conditions --------------------------------------------------------------

@@ -12,10 +12,12 @@ Layout of a devnet directory::
     report.md, *.png       written by ``report``
 
 Section 10 fields come first in the JSON; extras are per node ``config``, ``log``,
-``witness_key``, ``peers`` (the proxy addresses its config lists) and ``rpc_listen``, and a
+``witness_key``, ``peers`` (the proxy addresses its config lists), ``rpc_listen``,
+``region`` (topology), ``netns`` (its namespace with --netns) and ``clock_offset_s``, and a
 top-level ``devnet`` object (format version, creation time, directory, proxy pid and files,
-genesis parameters used). Every write goes through a temporary file and ``os.replace``, so
-a reader never sees half a manifest.
+genesis parameters used, ``topology`` with the per-pair shapes, ``seed``, ``netns`` with
+every namespace, link and address --netns makes). Every write goes through a temporary
+file and ``os.replace``, so a reader never sees half a manifest.
 """
 
 from __future__ import annotations
@@ -77,19 +79,25 @@ class NodeEntry:
     witness_key: str | None = None
     peers: list[str] = field(default_factory=list)
     rpc_listen: str = ""
+    region: str = ""  # the topology region the node sits in
+    netns: str = ""  # the network namespace it runs in (--netns), else ""
+    clock_offset_s: float = 0.0  # added to the node's clock (daemon --clock-offset)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "rpc_url": self.rpc_url, "p2p": self.p2p,
                 "data_dir": self.data_dir, "pid": self.pid, "witness": self.witness,
                 "config": self.config, "log": self.log, "witness_key": self.witness_key,
-                "peers": self.peers, "rpc_listen": self.rpc_listen}
+                "peers": self.peers, "rpc_listen": self.rpc_listen, "region": self.region,
+                "netns": self.netns, "clock_offset_s": self.clock_offset_s}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> NodeEntry:
         return cls(name=d["name"], rpc_url=d["rpc_url"], p2p=d["p2p"], data_dir=d["data_dir"],
                    pid=d.get("pid"), witness=d.get("witness"), config=d.get("config", ""),
                    log=d.get("log", ""), witness_key=d.get("witness_key"),
-                   peers=list(d.get("peers", [])), rpc_listen=d.get("rpc_listen", ""))
+                   peers=list(d.get("peers", [])), rpc_listen=d.get("rpc_listen", ""),
+                   region=d.get("region", ""), netns=d.get("netns", ""),
+                   clock_offset_s=float(d.get("clock_offset_s", 0.0)))
 
 
 @dataclass
@@ -165,9 +173,12 @@ class Manifest:
         """Take node and proxy pids from the file (another devnet command may have changed
         them since this one read it)."""
         fresh = load_manifest(self.dir)
-        by_name = {n.name: n.pid for n in fresh.nodes}
+        by_name = {n.name: n for n in fresh.nodes}
         for n in self.nodes:
-            n.pid = by_name.get(n.name, n.pid)
+            f = by_name.get(n.name)
+            if f is not None:
+                n.pid = f.pid
+                n.clock_offset_s = f.clock_offset_s
         self.proxy_pid = fresh.proxy_pid
 
 

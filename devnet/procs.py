@@ -142,8 +142,15 @@ def _wait_gone(pid: int, marks: list[str], timeout: float) -> bool:
 
 
 def node_command(entry: NodeEntry) -> list[str]:
-    return [sys.executable, "-m", "muxernode.daemon", "run", "--data-dir", entry.data_dir,
-            "--config", entry.config]
+    """``muxernode run`` for the node; inside its namespace with --netns (``ip netns exec``
+    execs the daemon, so the pid and command line are the daemon's)."""
+    cmd = [sys.executable, "-m", "muxernode.daemon", "run", "--data-dir", entry.data_dir,
+           "--config", entry.config]
+    if entry.clock_offset_s:
+        cmd += ["--clock-offset", repr(float(entry.clock_offset_s))]
+    if entry.netns:
+        cmd = ["ip", "netns", "exec", entry.netns, *cmd]
+    return cmd
 
 
 def _spawn(cmd: list[str], log_path: Path, cwd: Path) -> int:

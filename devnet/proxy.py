@@ -34,7 +34,32 @@ Cutting a link, two modes:
 - ``reset``: established connections are closed and new ones are closed at once, like a
   REJECT rule. The nodes see errors and back off their redials.
 
-Control: the devnet writes ``control.json`` ({"version", "groups", "mode"}) atomically; the
+Shaping (wide-area links). ``routes.json`` may carry, per ORDERED pair of nodes "a>b", the
+one-way ``delay_ms``, ``jitter_ms`` and ``loss_pct`` of the bytes a sends to b (from the
+topology, devnet/topology.py), a ``seed``, and per-node ``bandwidth_mbit`` (loopback mode
+only: with --netns the kernel's tbf shapes bandwidth, see devnet/netns.py). Each chunk read
+from a connection gets a delivery time; a second task per direction sends it then, so the
+bytes of a connection keep their order (a later chunk never overtakes an earlier one):
+
+    deliver = max(previous deliver, now + serialisation + delay + U(-jitter, +jitter) + penalty)
+
+Loss in a TCP-carrying proxy cannot drop bytes (TCP never loses them): a lost segment costs
+a retransmission. So with probability 1 - (1 - loss)^segments (segments = ceil(len/1448))
+a chunk is held for penalty = RTO_MIN_MS (200 ms, Linux's minimum RTO) + the link's round
+trip, and everything behind it on that connection waits too (head-of-line blocking, as in
+TCP). Serialisation (loopback mode): each node's egress is a queue drained at its
+bandwidth. Every random draw comes from a ``random.Random`` per ordered pair seeded with
+(seed, "a>b"), so a run's draws reproduce from its seed (given the same chunking).
+
+Run-time changes (``link``, ``disconnect``/``connect``) go through the control file: its
+``links`` ({"a>b": shape}) override the topology's shapes, its ``isolated`` nodes have
+every link cut (in addition to the partition's groups).
+
+Traffic: every frame forwarded is counted per ordered pair and message type (bytes with
+the 4-byte header); ``state.json`` has it under ``traffic`` for the report.
+
+Control: the devnet writes ``control.json`` ({"version", "groups", "mode", "isolated",
+"links"}) atomically; the
 proxy polls it every 100 ms, applies it, and writes ``state.json`` ({"version" applied,
 "cut" pairs, per-link connection counts, ...}), which the devnet waits for (an
 acknowledgement) and which ``status`` shows. No control socket, so nothing to secure.
@@ -43,7 +68,9 @@ acknowledgement) and which ``status`` shows. No control socket, so nothing to se
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import signal
 import sys
 import time
@@ -63,8 +90,10 @@ __all__ = [
     "STATE_FILE",
     "FrameRewriter",
     "Proxy",
+    "Shaper",
     "read_state",
     "set_partition",
+    "update_control",
     "write_routes",
 ]
 
@@ -79,6 +108,13 @@ POLL = 0.1
 STATE_EVERY = 1.0
 T_HELLO = 1
 T_PEERS = 14
+RTO_MIN_MS = 200.0  # Linux's minimum retransmission timeout
+MSS = 1448  # bytes of payload per TCP segment on a 1500-byte MTU with timestamps
+QUEUE_CHUNKS = 256  # chunks in flight per direction of a connection (then back-pressure)
+MSG_NAMES = {1: "hello", 2: "hello_ack", 3: "ping", 4: "pong", 5: "inv", 6: "get_data",
+             7: "txs", 8: "blocks", 9: "votes", 10: "get_blocks", 11: "get_heads",
+             12: "heads", 13: "peers_req", 14: "peers", 15: "bye", 16: "not_found",
+             17: "block_range"}
 
 
 # --- the CLI side: routes, control, state -------------------------------------------------
@@ -90,10 +126,25 @@ def _write_json(path: Path, doc: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_routes(proxy_dir: Path, host: str, links: list[dict[str, Any]]) -> None:
-    """links: [{"src", "dst", "listen": port, "target": "host:port"}]."""
+def write_routes(proxy_dir: Path, host: str, links: list[dict[str, Any]], *,
+                 shapes: dict[str, dict[str, float]] | None = None, seed: int = 0,
+                 bandwidth_mbit: dict[str, float] | None = None) -> None:
+    """links: [{"src", "dst", "listen": port, "target": "host:port"}]; shapes: {"a>b":
+    {"delay_ms", "jitter_ms", "loss_pct"}}; bandwidth_mbit: {node: Mbit/s} (0: none)."""
     proxy_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(proxy_dir / ROUTES_FILE, {"host": host, "links": links})
+    _write_json(proxy_dir / ROUTES_FILE, {"host": host, "links": links, "seed": seed,
+                                          "shapes": shapes or {},
+                                          "bandwidth_mbit": bandwidth_mbit or {}})
+
+
+def read_routes_shapes(proxy_dir: Path) -> dict[str, dict[str, float]]:
+    """The topology's shapes in the routes file ({} if none)."""
+    try:
+        doc = json.loads((proxy_dir / ROUTES_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    shapes = doc.get("shapes") if isinstance(doc, dict) else None
+    return shapes if isinstance(shapes, dict) else {}
 
 
 def read_state(proxy_dir: Path) -> dict[str, Any] | None:
@@ -102,6 +153,10 @@ def read_state(proxy_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def read_control(proxy_dir: Path) -> dict[str, Any]:
+    return _read_control(proxy_dir)
 
 
 def _read_control(proxy_dir: Path) -> dict[str, Any]:
@@ -114,12 +169,25 @@ def _read_control(proxy_dir: Path) -> dict[str, Any]:
 
 def set_partition(proxy_dir: Path, groups: list[list[str]] | None, mode: str = "drop",
                   *, wait: float = 5.0) -> dict[str, Any]:
-    """Ask the proxy to cut every link between different groups (None heals everything);
-    wait (bounded) until it has applied the request and return its state."""
+    """Ask the proxy to cut every link between different groups (None heals everything,
+    isolated nodes included); wait (bounded) until it has applied the request and return
+    its state."""
     if mode not in ("drop", "reset"):
         raise ValueError(f"mode must be 'drop' or 'reset', got {mode!r}")
-    version = int(_read_control(proxy_dir).get("version", 0)) + 1
-    _write_json(proxy_dir / CONTROL_FILE, {"version": version, "groups": groups, "mode": mode})
+    changes: dict[str, Any] = {"groups": groups, "mode": mode}
+    if groups is None:
+        changes["isolated"] = []
+    return update_control(proxy_dir, wait=wait, **changes)
+
+
+def update_control(proxy_dir: Path, *, wait: float = 5.0, **changes: Any) -> dict[str, Any]:
+    """Merge ``changes`` (groups, mode, isolated, links) into the control file under a new
+    version; wait (bounded) until the proxy has applied it and return its state."""
+    doc = _read_control(proxy_dir)
+    version = int(doc.get("version", 0)) + 1
+    doc.update(changes)
+    doc["version"] = version
+    _write_json(proxy_dir / CONTROL_FILE, doc)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         st = read_state(proxy_dir)
@@ -130,9 +198,16 @@ def set_partition(proxy_dir: Path, groups: list[list[str]] | None, mode: str = "
                        f"{wait:g} s (is it running? see {proxy_dir / 'proxy.log'})")
 
 
-def cut_pairs(groups: list[list[str]] | None) -> set[frozenset[str]]:
-    """Unordered pairs of nodes in different groups."""
+def cut_pairs(groups: list[list[str]] | None, isolated: Iterable[str] = (),
+              nodes: Iterable[str] = ()) -> set[frozenset[str]]:
+    """Unordered pairs of nodes in different groups, and every pair (among ``nodes``) with
+    an isolated node."""
     out: set[frozenset[str]] = set()
+    all_nodes = list(nodes)
+    for a in isolated:
+        for b in all_nodes:
+            if a != b:
+                out.add(frozenset((a, b)))
     if not groups:
         return out
     for i, ga in enumerate(groups):
@@ -150,8 +225,10 @@ class FrameRewriter:
     """Feeds the bytes one node sends to another and returns the bytes to forward, with
     HELLO listen ports and PEERS addresses translated (see the module docstring)."""
 
-    def __init__(self, ports: dict[tuple[str, str], int], sender: str, receiver: str) -> None:
+    def __init__(self, ports: dict[tuple[str, str], int], sender: str, receiver: str,
+                 tally: dict[str, int] | None = None) -> None:
         self.ports = ports
+        self.tally = tally if tally is not None else {}  # message type -> bytes
         self.sender = sender
         self.receiver = receiver
         self._by_port = {p: pair for pair, p in ports.items()}
@@ -183,12 +260,15 @@ class FrameRewriter:
             n = int.from_bytes(buf[:4], "big")
             if not 0 < n <= MAX_FRAME:
                 self.broken = True  # out of sync: forward raw from now on
+                self.tally["unframed"] = self.tally.get("unframed", 0) + len(buf)
                 out += buf
                 buf.clear()
                 break
             if len(buf) < 4 + min(n, 2):
                 break
             head = bytes(buf[4:6])
+            kind = MSG_NAMES.get(head[1], "other") if len(head) == 2 else "other"
+            self.tally[kind] = self.tally.get(kind, 0) + 4 + n
             if n <= MAX_REWRITE and len(head) == 2 and head[0] & 0xF0 == 0x90 \
                     and head[1] in (T_HELLO, T_PEERS):
                 if len(buf) < 4 + n:
@@ -234,6 +314,64 @@ class FrameRewriter:
         return bytes(msgpack.packb(obj, use_bin_type=True))
 
 
+# --- shaping (sans-IO) ---------------------------------------------------------------------
+
+
+class Shaper:
+    """The delivery times of the bytes one node sends to another (one ordered pair; shared
+    by every connection that carries that direction). See the module docstring."""
+
+    def __init__(self, key: str, seed: int, shape: dict[str, float] | None = None) -> None:
+        self.key = key
+        self.rng = random.Random(f"{seed}:{key}")
+        self.delay_ms = self.jitter_ms = self.loss_pct = 0.0
+        self.set(shape or {})
+        self.chunks = 0
+        self.losses = 0
+
+    def set(self, shape: dict[str, float]) -> None:
+        self.delay_ms = max(0.0, float(shape.get("delay_ms", 0.0)))
+        self.jitter_ms = max(0.0, float(shape.get("jitter_ms", 0.0)))
+        self.loss_pct = min(100.0, max(0.0, float(shape.get("loss_pct", 0.0))))
+
+    def shape(self) -> dict[str, float]:
+        return {"delay_ms": self.delay_ms, "jitter_ms": self.jitter_ms,
+                "loss_pct": self.loss_pct}
+
+    @property
+    def idle(self) -> bool:
+        return self.delay_ms == 0 and self.jitter_ms == 0 and self.loss_pct == 0
+
+    def extra_s(self, nbytes: int) -> float:
+        """The delay (seconds) a chunk of ``nbytes`` gets on top of its serialisation."""
+        self.chunks += 1
+        d = self.delay_ms
+        if self.jitter_ms:
+            d += self.rng.uniform(-self.jitter_ms, self.jitter_ms)
+        if self.loss_pct:
+            segments = max(1, math.ceil(nbytes / MSS))
+            p_chunk = 1.0 - (1.0 - self.loss_pct / 100.0) ** segments
+            if self.rng.random() < p_chunk:
+                self.losses += 1
+                d += RTO_MIN_MS + 2 * self.delay_ms
+        return max(0.0, d) / 1000.0
+
+
+class Egress:
+    """A node's outgoing bandwidth (loopback mode): a queue drained at ``mbit`` Mbit/s."""
+
+    def __init__(self, mbit: float) -> None:
+        self.bytes_per_s = mbit * 125_000.0
+        self.free_at = 0.0
+
+    def done_at(self, now: float, nbytes: int) -> float:
+        if self.bytes_per_s <= 0:
+            return now
+        start = max(now, self.free_at)
+        self.free_at = start + nbytes / self.bytes_per_s
+        return self.free_at
+
+
 # --- the proxy (trio) -----------------------------------------------------------------------
 
 
@@ -255,15 +393,31 @@ class Link:
 
 
 class Proxy:
-    def __init__(self, host: str, links: Iterable[Link]) -> None:
+    def __init__(self, host: str, links: Iterable[Link], *,
+                 shapes: dict[str, dict[str, float]] | None = None, seed: int = 0,
+                 bandwidth_mbit: dict[str, float] | None = None) -> None:
         self.host = host
         self.links = list(links)
         self.ports = {(lk.src, lk.dst): lk.listen for lk in self.links}
+        self.nodes = sorted({lk.src for lk in self.links} | {lk.dst for lk in self.links})
         self.cut: set[frozenset[str]] = set()
         self.groups: list[list[str]] | None = None
+        self.isolated: list[str] = []
         self.mode = "drop"
         self.version = 0
         self.listening = False
+        self.base_shapes = dict(shapes or {})
+        self.overrides: dict[str, dict[str, float]] = {}
+        self.shapers: dict[str, Shaper] = {}
+        self.tallies: dict[str, dict[str, int]] = {}
+        for a in self.nodes:
+            for b in self.nodes:
+                if a != b:
+                    key = f"{a}>{b}"
+                    self.shapers[key] = Shaper(key, seed, self.base_shapes.get(key))
+                    self.tallies[key] = {}
+        self.egress = {n: Egress(float((bandwidth_mbit or {}).get(n, 0) or 0))
+                       for n in self.nodes}
         for lk in self.links:
             lk.open_event.set()
 
@@ -274,11 +428,18 @@ class Proxy:
         while self.is_cut(link):
             await link.open_event.wait()
 
-    def apply(self, groups: list[list[str]] | None, mode: str, version: int) -> None:
+    def apply(self, groups: list[list[str]] | None, mode: str, version: int,
+              isolated: list[str] | None = None,
+              links: dict[str, dict[str, float]] | None = None) -> None:
         self.groups = groups
+        self.isolated = [n for n in (isolated or []) if isinstance(n, str)]
         self.mode = mode if mode in ("drop", "reset") else "drop"
-        self.cut = cut_pairs(groups)
+        self.cut = cut_pairs(groups, self.isolated, self.nodes)
         self.version = version
+        self.overrides = {k: v for k, v in (links or {}).items()
+                          if k in self.shapers and isinstance(v, dict)}
+        for key, sh in self.shapers.items():
+            sh.set(self.overrides.get(key, self.base_shapes.get(key, {})))
         for lk in self.links:
             if self.is_cut(lk):
                 if lk.open_event.is_set():
@@ -289,13 +450,27 @@ class Proxy:
             else:
                 lk.open_event.set()
         cut = sorted("|".join(sorted(p)) for p in self.cut)
-        _log(f"control version={version} mode={self.mode} groups={groups} cut={cut}")
+        _log(f"control version={version} mode={self.mode} groups={groups} "
+             f"isolated={self.isolated} links={sorted(self.overrides)} cut={cut}")
+
+    def apply_doc(self, doc: dict[str, Any]) -> None:
+        groups = doc.get("groups")
+        isolated = doc.get("isolated")
+        links = doc.get("links")
+        self.apply(groups if isinstance(groups, list) else None, str(doc.get("mode", "drop")),
+                   int(doc.get("version", 0)),
+                   isolated if isinstance(isolated, list) else None,
+                   links if isinstance(links, dict) else None)
 
     def state(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(), "listening": self.listening, "version": self.version,
-            "mode": self.mode, "groups": self.groups,
+            "mode": self.mode, "groups": self.groups, "isolated": self.isolated,
             "cut": sorted(sorted(p) for p in self.cut),
+            "overrides": self.overrides,
+            "shaping": {k: {**sh.shape(), "chunks": sh.chunks, "losses": sh.losses}
+                        for k, sh in self.shapers.items() if not sh.idle or sh.chunks},
+            "traffic": {k: dict(t) for k, t in self.tallies.items() if t},
             "links": {lk.key: {"listen": lk.listen, "open": len(lk.conns),
                                "accepted": lk.accepted, "bytes": lk.bytes,
                                "cut": self.is_cut(lk)} for lk in self.links},
@@ -321,25 +496,53 @@ class Proxy:
                 scope = nursery.cancel_scope
                 link.conns.add(scope)
                 try:
-                    nursery.start_soon(self._pump, link, client, upstream,
-                                       FrameRewriter(self.ports, link.src, link.dst), scope)
-                    nursery.start_soon(self._pump, link, upstream, client,
-                                       FrameRewriter(self.ports, link.dst, link.src), scope)
+                    for a, b, src, dst in ((link.src, link.dst, client, upstream),
+                                           (link.dst, link.src, upstream, client)):
+                        key = f"{a}>{b}"
+                        rw = FrameRewriter(self.ports, a, b, self.tallies.get(key))
+                        send, recv = trio.open_memory_channel[tuple[float, bytes]](
+                            QUEUE_CHUNKS)
+                        nursery.start_soon(self._pump, link, src, rw, scope, a, key, send)
+                        nursery.start_soon(self._deliver, link, dst, scope, recv)
                     await trio.sleep_forever()
                 finally:
                     link.conns.discard(scope)
 
-    async def _pump(self, link: Link, src: trio.abc.Stream, dst: trio.abc.Stream,
-                    rw: FrameRewriter, scope: trio.CancelScope) -> None:
+    async def _pump(self, link: Link, src: trio.abc.Stream, rw: FrameRewriter,
+                    scope: trio.CancelScope, sender: str, key: str,
+                    send: trio.MemorySendChannel[tuple[float, bytes]]) -> None:
+        """Read what ``sender`` sends, give each chunk its delivery time, queue it."""
+        shaper = self.shapers.get(key)
+        egress = self.egress.get(sender)
+        last = 0.0
         try:
-            while True:
-                await self.wait_open(link)  # a cut link is a black hole: read nothing
-                data = await src.receive_some(65536)
-                if not data:
-                    break
-                out = rw.feed(data)
-                await self.wait_open(link)  # ... and deliver nothing (held until heal)
-                if out:
+            async with send:
+                while True:
+                    await self.wait_open(link)  # a cut link is a black hole: read nothing
+                    data = await src.receive_some(65536)
+                    if not data:
+                        break
+                    out = rw.feed(data)
+                    if not out:
+                        continue
+                    now = trio.current_time()
+                    at = egress.done_at(now, len(out)) if egress is not None else now
+                    if shaper is not None and not shaper.idle:
+                        at += shaper.extra_s(len(out))
+                    last = max(last, at)  # never before an earlier chunk: byte order
+                    await send.send((last, out))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            scope.cancel()
+        # a clean EOF: the delivery task sends what is queued, then closes both
+
+    async def _deliver(self, link: Link, dst: trio.abc.Stream, scope: trio.CancelScope,
+                       recv: trio.MemoryReceiveChannel[tuple[float, bytes]]) -> None:
+        try:
+            async with recv:
+                async for at, out in recv:
+                    if at > trio.current_time():
+                        await trio.sleep_until(at)
+                    await self.wait_open(link)  # ... and deliver nothing (held until heal)
                     await dst.send_all(out)
                     link.bytes += len(out)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -378,9 +581,7 @@ class Proxy:
                 doc = _read_control(proxy_dir)
                 version = int(doc.get("version", 0))
                 if version != self.version:
-                    groups = doc.get("groups")
-                    self.apply(groups if isinstance(groups, list) else None,
-                               str(doc.get("mode", "drop")), version)
+                    self.apply_doc(doc)
                     changed = True
             now = time.monotonic()
             if changed or now - last_state >= STATE_EVERY:
@@ -393,13 +594,17 @@ def _log(msg: str) -> None:
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} proxy {msg}", flush=True)
 
 
-def load_links(proxy_dir: Path) -> tuple[str, list[Link]]:
+def load_routes(proxy_dir: Path) -> tuple[str, list[Link], dict[str, Any]]:
+    """The routes file: listen host, links, and the shaping part (shapes, seed,
+    bandwidth_mbit) as keyword arguments for Proxy."""
     doc = json.loads((proxy_dir / ROUTES_FILE).read_text(encoding="utf-8"))
     links = []
     for d in doc["links"]:
         host, _, port = d["target"].rpartition(":")
         links.append(Link(d["src"], d["dst"], int(d["listen"]), host, int(port)))
-    return doc.get("host", "127.0.0.1"), links
+    shaping = {"shapes": doc.get("shapes") or {}, "seed": int(doc.get("seed") or 0),
+               "bandwidth_mbit": doc.get("bandwidth_mbit") or {}}
+    return doc.get("host", "127.0.0.1"), links, shaping
 
 
 @click.command()
@@ -408,15 +613,13 @@ def main(directory: str) -> None:
     """Run the devnet's link proxy until SIGTERM or SIGINT."""
     proxy_dir = Path(directory) / "proxy"
     try:
-        host, links = load_links(proxy_dir)
+        host, links, shaping = load_routes(proxy_dir)
     except (OSError, ValueError, KeyError) as exc:
         click.echo(f"error: cannot read {proxy_dir / ROUTES_FILE}: {exc}", err=True)
         sys.exit(2)
-    proxy = Proxy(host, links)
-    doc = _read_control(proxy_dir)  # a restarted proxy keeps the partition it was told
-    groups = doc.get("groups")
-    proxy.apply(groups if isinstance(groups, list) else None, str(doc.get("mode", "drop")),
-                int(doc.get("version", 0)))
+    proxy = Proxy(host, links, **shaping)
+    # a restarted proxy keeps the partition and link changes it was told
+    proxy.apply_doc(_read_control(proxy_dir))
     try:
         trio.run(proxy.serve, proxy_dir)
     except OSError as exc:

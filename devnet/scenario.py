@@ -6,7 +6,8 @@ an assertion fails. See README.md ("The devnet") for the step reference; in shor
 
     [[step]]
     kind = "submit"          # load | wait | kill | start | restart | partition | heal
-    from = "a1"              # | submit | assert
+    from = "a1"              # | submit | assert | pause | resume | disconnect | connect
+    op = "join"              # | link | clock
     op = "join"
     society = "aid-${run}"
 
@@ -36,7 +37,9 @@ from devnet.txs import TxSigner, build_op, fetch_tapos, wait_status
 
 __all__ = ["KINDS", "Runner", "ScenarioError", "load_scenario"]
 
-KINDS = ("load", "wait", "kill", "start", "restart", "partition", "heal", "submit", "assert")
+KINDS = ("load", "wait", "kill", "start", "restart", "partition", "heal", "submit", "assert",
+         "pause", "resume", "disconnect", "connect", "link", "clock")
+INVARIANTS = ("no_conflicting_final", "finality_resumes", "final_txs_kept")
 _VAR = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
 _ARITH = re.compile(r"^\s*-?\d+(\s*[+-]\s*\d+)*\s*$")
 _COMPARE: dict[str, tuple[str, Callable[[Any, Any], bool]]] = {
@@ -111,6 +114,10 @@ class Runner:
         self.loads: dict[str, Load] = {}
         self.baseline: int | None = None
         self.signer = TxSigner(m)
+        # invariant -> [(held, detail)], printed as held / broken at the end
+        self.invariants: dict[str, list[tuple[bool, str]]] = {}
+        self.final_seen: dict[int, tuple[str, str]] = {}  # height -> (block id, node)
+        self.ended_at: tuple[float, int, str] | None = None  # a perturbation's end
 
     # --- values -------------------------------------------------------------------------------
 
@@ -164,6 +171,7 @@ class Runner:
         steps = self.doc["step"]
         total = len(steps)
         t_start = time.monotonic()
+        ok = False
         try:
             for i, raw in enumerate(steps, 1):
                 step = dict(raw)
@@ -178,14 +186,43 @@ class Runner:
                     return False
                 self.echo(f"{head} ... ok ({time.monotonic() - t0:.1f} s)"
                           + (f"\n    {detail}" if detail else ""))
+            ok = True
         finally:
             for ld in self.loads.values():
                 ld.stop()
             for ld in self.loads.values():
                 if not ld.done.is_set():
                     ld.done.wait(15.0)
+            held = self._print_invariants()
+        if not held:
+            self.echo(f"scenario FAILED: an invariant is broken ({total} step(s) in "
+                      f"{time.monotonic() - t_start:.1f} s)")
+            return False
         self.echo(f"scenario passed: {total} step(s) in {time.monotonic() - t_start:.1f} s")
-        return True
+        return ok
+
+    def _print_invariants(self) -> bool:
+        """One line per invariant the scenario names (or checked): held / broken."""
+        names = list(self.doc.get("invariants") or [])
+        names += [n for n in self.invariants if n not in names]
+        all_held = True
+        for name in names:
+            results = self.invariants.get(name)
+            if not results:
+                self.echo(f"invariant {name}: not checked")
+                continue
+            bad = [d for ok, d in results if not ok]
+            if bad:
+                all_held = False
+                self.echo(f"invariant {name}: broken ({len(bad)} of {len(results)}: "
+                          f"{'; '.join(bad[:3])})")
+            else:
+                self.echo(f"invariant {name}: held ({len(results)} check(s); "
+                          f"{results[-1][1]})")
+        return all_held
+
+    def record(self, name: str, held: bool, detail: str) -> None:
+        self.invariants.setdefault(name, []).append((held, detail))
 
     # --- steps ------------------------------------------------------------------------------
 
@@ -250,12 +287,14 @@ class Runner:
         s = self.sub(s)
         entries = self._nodes(s.get("node"), default="")
         control.start_nodes(self.m, entries, timeout=float(s.get("timeout", 30)))
+        self._mark_end(f"start {s.get('node')}")
         return ", ".join(f"{e.name}: pid {e.pid}" for e in entries)
 
     def step_restart(self, s: dict[str, Any]) -> str:
         s = self.sub(s)
         entries = self._nodes(s.get("node"), default="")
         control.restart_nodes(self.m, entries, timeout=float(s.get("timeout", 30)))
+        self._mark_end(f"restart {s.get('node')}")
         return ", ".join(f"{e.name}: pid {e.pid}" for e in entries)
 
     def _max_final(self) -> int:
@@ -272,8 +311,158 @@ class Runner:
 
     def step_heal(self, s: dict[str, Any]) -> str:
         control.heal(self.m)
+        self._mark_end("heal")
         self.baseline = max(self.baseline or 0, self._max_final())
         return f"all links open; highest final height at heal {self.baseline}"
+
+    # --- perturbations (wide-area research) -------------------------------------------------
+
+    def _mark_end(self, what: str) -> None:
+        """A perturbation ended now: finality_resumes measures from here."""
+        self.ended_at = (time.monotonic(), self._max_final(), what)
+
+    def step_pause(self, s: dict[str, Any]) -> str:
+        s = self.sub(s)
+        res = control.pause_nodes(self.m, self._nodes(s.get("node"), default=""))
+        return ", ".join(f"{k}: {v}" for k, v in res.items())
+
+    def step_resume(self, s: dict[str, Any]) -> str:
+        s = self.sub(s)
+        res = control.resume_nodes(self.m, self._nodes(s.get("node"), default=""))
+        self._mark_end(f"resume {s.get('node')}")
+        return ", ".join(f"{k}: {v}" for k, v in res.items())
+
+    def step_disconnect(self, s: dict[str, Any]) -> str:
+        s = self.sub(s)
+        entries = self._nodes(s.get("node"), default="")
+        st = control.disconnect(self.m, entries, str(s.get("mode", "drop")))
+        return f"isolated: {', '.join(st.get('isolated') or [])}"
+
+    def step_connect(self, s: dict[str, Any]) -> str:
+        s = self.sub(s)
+        st = control.connect(self.m, self._nodes(s.get("node"), default=""))
+        self._mark_end(f"connect {s.get('node')}")
+        return f"isolated: {', '.join(st.get('isolated') or []) or 'none'}"
+
+    def step_link(self, s: dict[str, Any]) -> str:
+        s = self.sub(s)
+        if "a" not in s or "b" not in s:
+            raise ScenarioError("link needs a and b (nodes, regions or all)")
+        st = control.set_link(self.m, str(s["a"]), str(s["b"]), delay=s.get("delay"),
+                              jitter=s.get("jitter"), loss=s.get("loss"),
+                              one_way=bool(s.get("one_way", False)),
+                              reset=bool(s.get("reset", False)))
+        if s.get("reset"):
+            self._mark_end(f"link {s['a']} {s['b']} reset")
+        return f"{st['changed']} directed pair(s) changed"
+
+    def step_clock(self, s: dict[str, Any]) -> str:
+        s = self.sub(s)
+        offset = float(s.get("offset", 0))
+        res = control.clock_offset(self.m, self._nodes(s.get("node"), default=""), offset,
+                                   timeout=float(s.get("timeout", 30)))
+        if offset == 0:
+            self._mark_end(f"clock {s.get('node')} back")
+        return ", ".join(f"{k}: {v}" for k, v in res.items())
+
+    # --- invariants ---------------------------------------------------------------------------
+
+    def check_finality_resumes(self, s: dict[str, Any]) -> str:
+        """Every running node's final height passes the highest final height at the end of
+        the last perturbation within ``within_slots`` slots of that end. Recorded, never
+        raised: the scenario goes on to its next perturbation."""
+        within = float(s.get("within_slots", 10))
+        interval = self.m.block_interval_s
+        if self.ended_at is None:
+            self._mark_end("(no perturbation ended; measured from now)")
+        assert self.ended_at is not None
+        t_end, f_end, what = self.ended_at
+        deadline = t_end + within * interval + 2.0  # +2 s: the devnet's polling, not the chain
+        now: dict[str, int] = {}
+        while True:
+            now = control.finals(self.m)
+            if now and all(h > f_end for h in now.values()):
+                slots = (time.monotonic() - t_end) / interval
+                held = slots <= within + 2.0 / interval
+                detail = f"after {what}: final {f_end} -> {min(now.values())} in {slots:.1f} slots"
+                self.record("finality_resumes", held, detail)
+                self.ended_at = None
+                self._note_finals()
+                return detail
+            if time.monotonic() >= deadline:
+                detail = (f"after {what}: final height stayed at or below {f_end} for "
+                          f"{within:g} slots (now {now})")
+                self.record("finality_resumes", False, detail)
+                self.ended_at = None
+                return detail
+            time.sleep(0.25)
+
+    def _note_finals(self) -> None:
+        """Record each node's final block (height, id); a second id at a height is a
+        conflict between final blocks."""
+        for e in self._running():
+            try:
+                with NodeRpc(e.rpc_url, timeout=3.0) as rpc:
+                    info = rpc.call("chain_info")
+            except (NodeUnreachable, RpcError):
+                continue
+            h, bid = info.get("final_height"), info.get("final_id")
+            if not isinstance(h, int) or not isinstance(bid, str) or h <= 0:
+                continue
+            seen = self.final_seen.get(h)
+            if seen is None:
+                self.final_seen[h] = (bid, e.name)
+            elif seen[0] != bid:
+                self.record("no_conflicting_final", False,
+                            f"height {h}: {seen[1]} final {seen[0][:12]}, {e.name} final "
+                            f"{bid[:12]}")
+
+    def check_no_conflicting_final(self, s: dict[str, Any]) -> str:
+        """Every running node's block at every height up to its final height agrees with
+        every other node's (one batch of get_block per node)."""
+        self._note_finals()
+        by_node: dict[str, dict[int, str]] = {}
+        for e in self._running():
+            try:
+                with NodeRpc(e.rpc_url, timeout=20.0) as rpc:
+                    fh = int(rpc.call("chain_info").get("final_height") or 0)
+                    if fh <= 0:
+                        continue
+                    answers = rpc.batch([("get_block", [h]) for h in range(1, fh + 1)])
+            except (NodeUnreachable, RpcError) as exc:
+                raise ScenarioError(f"{e.name}: cannot read its final blocks: {exc}") from None
+            by_node[e.name] = {h: a["id"] for h, a in enumerate(answers, 1)
+                               if isinstance(a, dict) and "id" in a}
+        conflicts = []
+        top = max((max(v) for v in by_node.values() if v), default=0)
+        for h in range(1, top + 1):
+            ids = {n: v[h] for n, v in by_node.items() if h in v}
+            if len(set(ids.values())) > 1:
+                conflicts.append(f"height {h}: " + ", ".join(f"{n} {i[:10]}"
+                                                              for n, i in ids.items()))
+        held = not conflicts and not any(not ok for ok, _ in
+                                         self.invariants.get("no_conflicting_final", []))
+        detail = (f"{len(by_node)} node(s) agree on every final block up to {top}" if held
+                  else "; ".join(conflicts[:3]) or "a conflict was seen during the run")
+        self.record("no_conflicting_final", held, detail)
+        return detail
+
+    def check_final_txs_kept(self, s: dict[str, Any]) -> str:
+        name = str(s.get("load", "load"))
+        ld = self.loads.get(name)
+        if ld is None:
+            raise ScenarioError(f"no load named {name!r}")
+        ld.join(ld.spec.setup_timeout + ld.spec.duration + ld.spec.drain + 30)
+        if not ld.final_ids():
+            self.record("final_txs_kept", False, f"load {name!r} saw no final tx")
+            return "no final tx"
+        try:
+            detail = self._survive(ld, float(s.get("timeout", 30)))
+            self.record("final_txs_kept", True, detail)
+        except ScenarioError as exc:
+            detail = str(exc)
+            self.record("final_txs_kept", False, detail)
+        return detail
 
     def step_submit(self, s: dict[str, Any]) -> str:
         s = self.sub(s)
@@ -334,7 +523,10 @@ class Runner:
             return control.wait_converged(self.m, self.baseline, float(s.get("timeout", 0.5)))
         if check == "load":
             return self._assert_load(s)
-        raise ScenarioError(f"unknown check {check!r}: final_stalled, converged or load")
+        if check in INVARIANTS:
+            return str(getattr(self, f"check_{check}")(s))
+        raise ScenarioError(f"unknown check {check!r}: final_stalled, converged, load, "
+                            f"{', '.join(INVARIANTS)}")
 
     # --- assertions -----------------------------------------------------------------------
 

@@ -134,9 +134,12 @@ def init(genesis_path: str, data_dir: str) -> None:
 @click.option("--witness-key", default=None, type=click.Path(dir_okay=False),
               help="File with the witness seed in hex, mode 0600 (overrides the config).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+@click.option("--clock-offset", type=float, default=0.0, hidden=True,
+              help="Seconds added to the node's clock (tests and devnet research: a "
+                   "witness with a skewed clock).")
 def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
         p2p_listen: str | None, peers: tuple[str, ...], witness_key: str | None,
-        log_format: str | None) -> None:
+        log_format: str | None, clock_offset: float) -> None:
     """Run a node until SIGINT or SIGTERM."""
     try:
         cfg = load_config(config_path)
@@ -153,7 +156,8 @@ def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
             cfg.log_format = log_format
         setup_logging(cfg.log_format, cfg.log_level)
         key = load_witness_key(cfg.witness_key_file) if cfg.witness_key_file else None
-        node = Node(data_dir, cfg, witness_key=key)
+        now = time.time if not clock_offset else (lambda: time.time() + clock_offset)
+        node = Node(data_dir, cfg, witness_key=key, now=now)
     except (ConfigError, NodeError, StorageError, GenesisError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
