@@ -38,12 +38,13 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -52,7 +53,7 @@ from consensus.crypto import AddressError, address_from_text, address_to_text
 from consensus.errors import Rejected
 from consensus.tx import build_tx, tapos_of
 from muxernode import ops
-from muxernode.amounts import format_mux, parse_mux
+from muxernode.amounts import DECIMALS, format_mux, format_units, parse_mux, parse_units
 from muxernode.keystore import (
     BadName,
     BadSeed,
@@ -75,7 +76,7 @@ from muxernode.rpc_client import (
     resolve_rpc_url,
 )
 
-__all__ = ["AMOUNT_FIELDS", "REASON_TEXT", "main"]
+__all__ = ["AMOUNT_FIELDS", "KARMA_FIELDS", "REASON_TEXT", "main"]
 
 ENV_KEYSTORE = "MUXER_KEYSTORE"
 RPC_REJECTED = -32000
@@ -129,20 +130,27 @@ REASON_TEXT: dict[str, str] = {
     "mempool_full": "the node's mempool is full; retry later or raise --fee",
 }
 
-# JSON fields that hold amounts in units: shown as MUX with 5 decimals. The claim bond
-# and minimum pledge of a society's rules and the chain's base_fee are amounts too.
-# (Karma and vote tallies are not.)
-AMOUNT_FIELDS = frozenset({
-    "balance", "stake", "amount", "escrow", "escrow_total", "pledged_total",
-    "given_total", "received", "limit", "fee", "claim_bond", "min_pledge", "base_fee",
+# JSON fields that hold amounts in units (--json shows them raw). On screen they are whole
+# units of their asset with its precision and symbol: balances, stakes and fees are always
+# MUX (protocol section 11.2); a society's amounts are in the society's asset; an asset's
+# supply in that asset. Karma counts in the same units as the society's asset (a pledge of
+# 10 MUX earns 5 karma), so karma and vote tallies are shown with its precision, unitless.
+MUX_FIELDS = frozenset({"balance", "stake", "fee", "base_fee"})
+ASSET_FIELDS = frozenset({
+    "amount", "escrow", "escrow_total", "charity_escrow", "charity_escrow_total",
+    "pledged_total", "given_total", "received", "limit", "claim_bond", "min_pledge",
+    "supply", "max_supply", "burned",
 })
-# Witness votes are stake sums, so amounts, but only where the object is a witness.
-_WITNESS_AMOUNT_FIELDS = AMOUNT_FIELDS | {"votes"}
+AMOUNT_FIELDS = MUX_FIELDS | ASSET_FIELDS
+KARMA_FIELDS = frozenset({"karma", "total_karma", "approve", "reject", "proxied", "weight"})
 TIME_FIELDS = frozenset({
     "head_time", "next_slot_time", "timestamp", "joined_at", "opened_at", "gives_from",
-    "closes_at", "expiration",
+    "closes_at", "expiration", "next_at", "time", "created_at",
 })
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+SHORT_ID = 10  # hex digits of an id in a table, as git's short commit ids
+MIN_PREFIX = 4  # hex digits a claim id prefix needs
+_PREFIX_PAGES = 50  # list_societies pages read at most while resolving a prefix
 _STANCES = {"approve": 1, "reject": -1, "withdraw": 0}
 
 
@@ -163,6 +171,41 @@ class BadInput(WalletError):
     exit_code = EXIT_USAGE
 
 
+# --- units --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """An asset as people write it: whole units with ``precision`` decimals."""
+
+    symbol: str
+    precision: int
+
+    def text(self, units: int) -> str:
+        return f"{format_units(units, self.precision)} {self.symbol}"
+
+    def parse(self, text: str, what: str, *, positive: bool = True) -> int:
+        """Units in ``text``; BadInput naming ``what`` (an argument) if it cannot be."""
+        try:
+            return parse_units(text, self.precision, positive=positive, unit=self.symbol)
+        except ValueError as exc:
+            raise BadInput(f"{what}: {exc}") from None
+
+
+MUX_UNIT = Unit("MUX", DECIMALS)
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How the numbers of one object are shown: ASSET_FIELDS and karma in ``asset`` (the
+    society's asset, or the asset shown), an account's ``assets`` by their own symbols,
+    and ``votes`` as stake (MUX) only inside a witness."""
+
+    asset: Unit = MUX_UNIT
+    assets: Mapping[str, Unit] = field(default_factory=dict)
+    votes_are_stake: bool = False
+
+
 # --- context ----------------------------------------------------------------------------
 
 
@@ -175,6 +218,9 @@ class Env:
     as_json: bool
     rpc_explicit: bool = True  # --rpc or MUXER_RPC given (else the default URL)
     _client: RpcClient | None = field(default=None, repr=False)
+    _units: dict[str, Unit] = field(default_factory=dict, repr=False)
+    _societies: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _names: dict[str, str] | None = field(default=None, repr=False)
 
     def keystore(self) -> Keystore:
         return Keystore(self.keystore_dir)
@@ -187,6 +233,61 @@ class Env:
 
     def call(self, method: str, *params: Any) -> Any:
         return self.rpc().call(method, *params)
+
+    def call_if_known(self, method: str, *params: Any) -> Any:
+        """``call``, or None from a node that does not know the method (an older node)."""
+        try:
+            return self.call(method, *params)
+        except RpcError as exc:
+            if exc.code == RPC_METHOD_NOT_FOUND:
+                return None
+            raise
+
+    def asset_unit(self, symbol: str) -> Unit:
+        """How amounts of asset ``symbol`` are written (get_asset's precision)."""
+        if symbol == MUX_UNIT.symbol:
+            return MUX_UNIT
+        if symbol not in self._units:
+            info = self.call("get_asset", symbol)
+            precision = info.get("precision") if isinstance(info, dict) else None
+            if info is None:
+                raise WalletError(f"no asset {_safe(symbol)!r} on the chain")
+            if type(precision) is not int or not 0 <= precision <= 18:
+                raise RpcProtocolError(f"get_asset {symbol!r} has no valid precision")
+            self._units[symbol] = Unit(symbol, precision)
+        return self._units[symbol]
+
+    def rules_unit(self, rules: Any) -> Unit:
+        """The unit of a society's amounts, from its rules (no ``asset``: a version 1 node,
+        so MUX)."""
+        symbol = rules.get("asset", "MUX") if isinstance(rules, Mapping) else "MUX"
+        return self.asset_unit(str(symbol))
+
+    def society(self, society: str) -> dict[str, Any]:
+        if society not in self._societies:
+            obj = self.call("get_society", society)
+            if not isinstance(obj, dict):
+                raise RpcProtocolError("get_society did not answer an object")
+            self._societies[society] = obj
+        return self._societies[society]
+
+    def society_unit(self, society: str) -> Unit:
+        return self.rules_unit(self.society(society).get("rules"))
+
+    def claim(self, claim_id: str) -> dict[str, Any]:
+        obj = self.call("get_claim", claim_id)
+        if not isinstance(obj, dict):
+            raise RpcProtocolError("get_claim did not answer an object")
+        return obj
+
+    def names(self) -> dict[str, str]:
+        """Address -> key name, for the wallet's own keys (shown instead of the address)."""
+        if self._names is None:
+            try:
+                self._names = {k.address: k.name for k in self.keystore().list_keys()}
+            except KeystoreError:
+                self._names = {}
+        return self._names
 
 
 def _env() -> Env:
@@ -241,6 +342,39 @@ class AmountType(click.ParamType[int]):
             return parse_mux(str(value), positive=self.positive)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class AmountText(click.ParamType[str]):
+    """An amount of an asset known only once the node is asked (a society's asset): checked
+    here as text (digits, one point, not negative, not zero), converted by ``Unit.parse``.
+    ``at_most`` decimals would be the largest precision (18)."""
+
+    name = "amount"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        s = str(value).strip()
+        try:
+            parse_units(s, min(len(s.partition(".")[2]), 18), positive=True, unit="units")
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return s
+
+
+class ClaimRefType(click.ParamType[str]):
+    """A claim id (64 hex digits) or a prefix of one of at least MIN_PREFIX digits, which
+    ``_claim_id`` resolves as git resolves a commit prefix. Converts to lowercase hex."""
+
+    name = "claim_id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        s = str(value).strip().lower()
+        if not MIN_PREFIX <= len(s) <= 64 or re.fullmatch(r"[0-9a-f]*", s) is None:
+            self.fail(
+                f"{_safe(s[:80])!r} is not a claim id (64 hex digits, or a unique prefix of "
+                f"at least {MIN_PREFIX})",
+                param, ctx,
+            )
+        return s
 
 
 class HexType(click.ParamType[bytes]):
@@ -329,7 +463,8 @@ class AddressType(click.ParamType[str]):
 
 
 AMOUNT = AmountType(positive=True)
-CLAIM_ID = HexType(32, "claim_id")
+ASSET_AMOUNT = AmountText()
+CLAIM_ID = ClaimRefType()
 TX_ID = HexType(32, "tx_id")
 SIGNING_KEY = HexType(32, "hex")
 SOCIETY = SocietyIdType()
@@ -359,14 +494,26 @@ def _fmt_time(t: int) -> str:
     return f"{t} ({when})"
 
 
-def _fmt(key: str, value: Any, amounts: frozenset[str]) -> str:
+def _fmt_time_short(t: int) -> str:
+    """A time in a table cell: minutes are enough there, and the cell stays narrow."""
+    try:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):
+        return str(t)
+
+
+def _fmt(key: str, value: Any, shape: Shape) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if value is None:
         return "-"
     if isinstance(value, int):
-        if key in amounts:
-            return f"{format_mux(value)} MUX"
+        if key in MUX_FIELDS or (key == "votes" and shape.votes_are_stake):
+            return MUX_UNIT.text(value)
+        if key in ASSET_FIELDS:
+            return shape.asset.text(value)
+        if key in KARMA_FIELDS:
+            return format_units(value, shape.asset.precision)
         if key in TIME_FIELDS:
             return _fmt_time(value)
         return str(value)
@@ -377,27 +524,30 @@ def _fmt(key: str, value: Any, amounts: frozenset[str]) -> str:
     if isinstance(value, list):
         if not value:
             return "-"
-        items = [_fmt(key, v, amounts) for v in value]
+        items = [_fmt(key, v, shape) for v in value]
         return "\n".join(items) if any(len(i) > 20 for i in items) else ", ".join(items)
     return _safe(json.dumps(value))
 
 
-def _flatten(
-    obj: Mapping[str, Any], amounts: frozenset[str], prefix: str = ""
-) -> list[tuple[str, str]]:
+def _flatten(obj: Mapping[str, Any], shape: Shape, prefix: str = "") -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     for key, value in obj.items():
-        if isinstance(value, Mapping):
-            inner = _WITNESS_AMOUNT_FIELDS if key == "witness" else amounts
+        if key == "assets" and isinstance(value, Mapping):
+            # An account's balances per asset, each in its own precision.
+            for symbol, units in value.items():
+                unit = shape.assets.get(symbol, MUX_UNIT if symbol == "MUX" else None)
+                text = unit.text(units) if unit is not None and type(units) is int \
+                    else _fmt(symbol, units, shape)
+                rows.append((f"{prefix}{key}.{_safe(str(symbol))}", text))
+        elif isinstance(value, Mapping):
+            inner = replace(shape, votes_are_stake=True) if key == "witness" else shape
             rows.extend(_flatten(value, inner, f"{prefix}{key}."))
         else:
-            rows.append((f"{prefix}{key}", _fmt(key, value, amounts)))
+            rows.append((f"{prefix}{key}", _fmt(key, value, shape)))
     return rows
 
 
-def _show_object(
-    title: str, obj: Any, amounts: frozenset[str] = AMOUNT_FIELDS
-) -> None:
+def _show_object(title: str, obj: Any, shape: Shape | None = None) -> None:
     """One object: raw JSON with --json, else aligned "field  value" lines under a title.
 
     Lines rather than a table: ids and keys are 64 hex digits, and a table in an 80-column
@@ -405,9 +555,13 @@ def _show_object(
     if _env().as_json:
         _emit_json(obj)
         return
+    _print_object(title, obj, shape or Shape())
+
+
+def _print_object(title: str, obj: Any, shape: Shape) -> None:
     if not isinstance(obj, Mapping):
         raise RpcProtocolError(f"the node answered {type(obj).__name__} where an object was due")
-    rows = _flatten(obj, amounts)
+    rows = _flatten(obj, shape)
     width = max((len(k) for k, _v in rows), default=0)
     console = _console()
     console.print(Text(_safe(title), style="bold"))
@@ -417,25 +571,72 @@ def _show_object(
         console.print(Text(f"  {key.ljust(width)}  {value}"), soft_wrap=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Col:
+    """A table column. ``kind``: "id" (hex, shown as its first SHORT_ID digits), "addr"
+    (an address: the wallet's key name if it is one, else its first 10 characters), "whole"
+    (never wrapped nor cut: an address to copy), "num" (an amount, karma or count: the unit
+    goes in the heading, never wrapped), "time" (to the minute), "text" (wraps)."""
+
+    key: str
+    heading: str
+    kind: str = "text"
+
+
+def _cell(col: Col, value: Any, shape: Shape) -> str:
+    if value is None:
+        return "-"
+    if col.kind == "id" and isinstance(value, str):
+        return _safe(value[:SHORT_ID])
+    if col.kind == "addr" and isinstance(value, str):
+        return _safe(_env().names().get(value, value[:10]))
+    if col.kind == "time" and type(value) is int:
+        return _fmt_time_short(value)
+    if col.kind == "num" and type(value) is int:
+        if col.key in ASSET_FIELDS:
+            return format_units(value, shape.asset.precision)
+        if col.key in MUX_FIELDS or (col.key == "votes" and shape.votes_are_stake):
+            return format_units(value, MUX_UNIT.precision)
+        if col.key in KARMA_FIELDS:
+            return format_units(value, shape.asset.precision)
+    return _fmt(col.key, value, shape)
+
+
+def _heading(col: Col, shape: Shape) -> str:
+    if col.kind == "num" and col.key in ASSET_FIELDS:
+        return f"{col.heading} {shape.asset.symbol}"
+    if col.kind == "num" and (col.key in MUX_FIELDS or col.key == "votes"):
+        return f"{col.heading} MUX"
+    return col.heading
+
+
 def _show_rows(
-    title: str,
-    items: Any,
-    columns: Iterable[tuple[str, str]],
-    amounts: frozenset[str] = AMOUNT_FIELDS,
+    title: str, items: Any, columns: Iterable[Col], shape: Shape | None = None
 ) -> None:
-    """A list of objects: raw JSON with --json, else a table of the chosen (key, heading)."""
+    """A list of objects: raw JSON with --json, else a table of the chosen columns."""
     if _env().as_json:
         _emit_json(items)
         return
+    _print_rows(title, items, list(columns), shape or Shape())
+
+
+def _print_rows(title: str, items: Any, cols: list[Col], shape: Shape) -> None:
+    """The table fits the terminal (80 columns too): no vertical rules, ids short and whole,
+    numbers whole, only text columns wrap."""
     if not isinstance(items, list):
         raise RpcProtocolError(f"the node answered {type(items).__name__} where a list was due")
-    cols = list(columns)
-    table = Table(title=_safe(title), title_justify="left")
-    for _key, heading in cols:
-        table.add_column(heading, overflow="fold")
+    # No vertical rules: two spaces between columns are all the room they take.
+    table = Table(title=_safe(title), title_justify="left", box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False, collapse_padding=True)
+    for col in cols:
+        if col.kind == "text":
+            table.add_column(_heading(col, shape), overflow="fold", ratio=1, min_width=8)
+        else:
+            table.add_column(_heading(col, shape), no_wrap=True,
+                             justify="right" if col.kind == "num" else "left")
     for item in items:
         row = item if isinstance(item, Mapping) else {}
-        table.add_row(*(Text(_fmt(k, row.get(k), amounts)) for k, _h in cols))
+        table.add_row(*(Text(_cell(c, row.get(c.key), shape)) for c in cols))
     console = _console()
     console.print(table)
     if not items:
@@ -609,7 +810,8 @@ def keys_import(name: str) -> None:
 def keys_list() -> None:
     """List the keys (names and addresses; no secrets)."""
     infos = _env().keystore().list_keys()
-    _show_rows("keys", [i.as_json() for i in infos], [("name", "name"), ("address", "address")])
+    _show_rows("keys", [i.as_json() for i in infos],
+               [Col("name", "name"), Col("address", "address", "whole")])
 
 
 @keys.command("show")
@@ -831,7 +1033,10 @@ def society_create(
 @json_option
 def society_show(society_id: str) -> None:
     """Show society ID: rules, members, total karma, escrow."""
-    _show_object(f"society {society_id}", _env().call("get_society", society_id))
+    env = _env()
+    obj = env.society(society_id)
+    shape = Shape() if env.as_json else Shape(asset=env.rules_unit(obj.get("rules")))
+    _show_object(f"society {society_id}", obj, shape)
 
 
 @main.command()
@@ -848,18 +1053,64 @@ def join(from_name: str, society_id: str, identity: str, tx: TxOptions) -> None:
 @main.command()
 @click.argument("from_name", metavar="FROM", type=FROM_KEY)
 @click.argument("society_id", metavar="SOCIETY", type=SOCIETY)
-@click.argument("amount", type=AMOUNT)
+@click.argument("amount", type=ASSET_AMOUNT)
 @tx_options
-def pledge(from_name: str, society_id: str, amount: int, tx: TxOptions) -> None:
-    """Move AMOUNT MUX from FROM's balance into its own escrow in SOCIETY (earns karma)."""
-    _send(from_name, ops.Pledge(society_id, amount), tx)
+def pledge(from_name: str, society_id: str, amount: str, tx: TxOptions) -> None:
+    """Move AMOUNT (of the society's asset) from FROM's balance into its own escrow in
+    SOCIETY; earns karma, half the amount."""
+    units = _env().society_unit(society_id).parse(amount, "AMOUNT")
+    _send(from_name, ops.Pledge(society_id, units), tx)
 
 
 def _pick_claim(args: list[str]) -> str:
-    # One 64-hex token is a claim id; key names are at most 32 characters, so a FROM
-    # never looks like one.
+    # One argument is a claim id or a prefix of one to show: opening a claim takes at least
+    # three (FROM SOCIETY AMOUNT).
     positional = [a for a in args if not a.startswith("-")]
-    return "show" if len(positional) == 1 and _HEX64.fullmatch(positional[0]) else "open"
+    return "show" if len(positional) == 1 else "open"
+
+
+def _claim_id(ref: str) -> str:
+    """The full id of the claim ``ref`` names: itself when it has 64 digits, else the one
+    claim whose id starts with it, among the claims listed for the societies of the
+    wallet's keys, and of every society when the node lists them (list_societies)."""
+    if len(ref) == 64:
+        return ref
+    env = _env()
+    societies: dict[str, None] = {}
+    for key in env.keystore().list_keys():
+        acct = env.call("get_account", key.address)
+        for soc in acct.get("societies", []) if isinstance(acct, dict) else []:
+            societies.setdefault(str(soc), None)
+    searched_all = False
+    page: Any = env.call_if_known("list_societies", {"limit": 100})
+    for _ in range(_PREFIX_PAGES):
+        if not isinstance(page, dict):
+            break
+        for item in page.get("items", []):
+            if isinstance(item, dict) and isinstance(item.get("society"), str):
+                societies.setdefault(item["society"], None)
+        if page.get("next") is None:
+            searched_all = True
+            break
+        page = env.call("list_societies", {"after": page["next"], "limit": 100})
+    found: dict[str, dict[str, Any]] = {}
+    for soc in societies:
+        for c in env.call("list_claims", soc) or []:
+            cid = c.get("claim_id") if isinstance(c, dict) else None
+            if isinstance(cid, str) and cid.startswith(ref):
+                found[cid] = c
+    if len(found) == 1:
+        return next(iter(found))
+    if not found:
+        where = ("on the chain" if searched_all else
+                 "in the societies of your keys" + (f" ({', '.join(societies)})"
+                                                    if societies else " (they belong to none)"))
+        raise WalletError(f"no claim id starts with {ref!r} {where}; give the full id "
+                          "(64 hex digits)")
+    lines = [f"  {cid}  {_safe(str(c.get('society')))}  {_safe(str(c.get('subject')))[:40]}"
+             for cid, c in sorted(found.items())]
+    raise BadInput(f"claim id prefix {ref!r} is ambiguous; {len(found)} claims start with "
+                   "it:\n" + "\n".join(lines) + "\ngive more digits")
 
 
 @main.group(cls=FormsGroup, pick=_pick_claim)
@@ -881,49 +1132,71 @@ def _sha256_file(path: Path) -> bytes:
 @claim.command("open")
 @click.argument("from_name", metavar="FROM", type=FROM_KEY)
 @click.argument("society_id", metavar="SOCIETY", type=SOCIETY)
-@click.argument("amount", type=AMOUNT)
-@click.option("--karma", type=click.IntRange(1, ops.MAX_AMOUNT), required=True,
-              help="Karma to commit (spent whatever happens).")
+@click.argument("amount", type=ASSET_AMOUNT)
+@click.option("--karma", type=ASSET_AMOUNT, required=True,
+              help="Karma to commit, in the society asset's units like amounts (spent "
+                   "whatever happens).")
 @click.option("--subject", required=True, help="Short subject (at most 80 bytes).")
 @click.option("--details", default="", help="Details (at most 4096 bytes).")
 @click.option("--evidence", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True, help="File whose SHA-256 goes on the chain as evidence.")
 @tx_options
 def claim_open(
-    from_name: str, society_id: str, amount: int, karma: int, subject: str, details: str,
+    from_name: str, society_id: str, amount: str, karma: str, subject: str, details: str,
     evidence: Path, tx: TxOptions,
 ) -> None:
-    """Ask SOCIETY for AMOUNT MUX of help, committing --karma."""
-    op = ops.Claim(society_id, amount, karma, subject, details, _sha256_file(evidence))
+    """Ask SOCIETY for AMOUNT (of its asset) of help, committing --karma."""
+    digest = _sha256_file(evidence)
+    unit = _env().society_unit(society_id)
+    op = ops.Claim(society_id, unit.parse(amount, "AMOUNT"),
+                   Unit("karma", unit.precision).parse(karma, "--karma"), subject, details,
+                   digest)
     _send(from_name, op, tx)
 
 
 @claim.command("show")
-@click.argument("claim_id", metavar="ID", type=CLAIM_ID)
+@click.argument("claim_ref", metavar="ID", type=CLAIM_ID)
 @json_option
-def claim_show(claim_id: bytes) -> None:
-    """Show claim ID: tallies, limit, what it received, its status."""
-    _show_object(f"claim {claim_id.hex()}", _env().call("get_claim", claim_id.hex()))
+def claim_show(claim_ref: str) -> None:
+    """Show claim ID (or a unique prefix of it): tallies, limit, what it received, its
+    status."""
+    env = _env()
+    claim_id = _claim_id(claim_ref)
+    obj = env.claim(claim_id)
+    if env.as_json:
+        _emit_json(obj)
+        return
+    unit = env.society_unit(str(obj.get("society")))
+    _print_object(f"claim {claim_id}", obj, Shape(asset=unit))
+
+
+def _claim_of(claim_ref: str) -> tuple[bytes, dict[str, Any]]:
+    """The id (bytes) and get_claim of the claim a ref names."""
+    claim_id = _claim_id(claim_ref)
+    return bytes.fromhex(claim_id), _env().claim(claim_id)
 
 
 @main.command()
 @click.argument("from_name", metavar="FROM", type=FROM_KEY)
-@click.argument("claim_id", type=CLAIM_ID)
+@click.argument("claim_ref", metavar="CLAIM_ID", type=CLAIM_ID)
 @click.argument("stance", type=click.Choice(list(_STANCES)))
 @tx_options
-def vote(from_name: str, claim_id: bytes, stance: str, tx: TxOptions) -> None:
-    """Vote on CLAIM_ID with FROM's karma: approve, reject, or withdraw a vote."""
-    _send(from_name, ops.Vote(claim_id, _STANCES[stance]), tx)
+def vote(from_name: str, claim_ref: str, stance: str, tx: TxOptions) -> None:
+    """Vote on CLAIM_ID (or a unique prefix) with FROM's karma: approve, reject, or
+    withdraw a vote."""
+    _send(from_name, ops.Vote(bytes.fromhex(_claim_id(claim_ref)), _STANCES[stance]), tx)
 
 
 @main.command()
 @click.argument("from_name", metavar="FROM", type=FROM_KEY)
-@click.argument("claim_id", type=CLAIM_ID)
-@click.argument("amount", type=AMOUNT)
+@click.argument("claim_ref", metavar="CLAIM_ID", type=CLAIM_ID)
+@click.argument("amount", type=ASSET_AMOUNT)
 @tx_options
-def give(from_name: str, claim_id: bytes, amount: int, tx: TxOptions) -> None:
-    """Give AMOUNT MUX from FROM's escrow to an approved claim."""
-    _send(from_name, ops.Give(claim_id, amount), tx)
+def give(from_name: str, claim_ref: str, amount: str, tx: TxOptions) -> None:
+    """Give AMOUNT (of the society's asset) from FROM's escrow to an approved claim."""
+    claim_id, obj = _claim_of(claim_ref)
+    units = _env().society_unit(str(obj.get("society"))).parse(amount, "AMOUNT")
+    _send(from_name, ops.Give(claim_id, units), tx)
 
 
 @main.group()
@@ -975,8 +1248,16 @@ def status() -> None:
 @click.argument("address", metavar="ADDR_OR_KEYNAME", type=ADDRESS)
 @json_option
 def account(address: str) -> None:
-    """Show an account's balance, stake and societies."""
-    _show_object(f"account {address}", _env().call("get_account", address))
+    """Show an account's balances (MUX and every asset it holds), stake and societies."""
+    env = _env()
+    obj = env.call("get_account", address)
+    if env.as_json:
+        _emit_json(obj)
+        return
+    held = obj.get("assets") if isinstance(obj, dict) else None
+    units = {str(sym): env.asset_unit(str(sym)) for sym in held} \
+        if isinstance(held, Mapping) else {}
+    _print_object(f"account {address}", obj, Shape(assets=units))
 
 
 @main.command()
@@ -985,22 +1266,40 @@ def account(address: str) -> None:
 @json_option
 def member(society_id: str, address: str) -> None:
     """Show a member of SOCIETY: escrow, karma, totals."""
-    _show_object(f"member {address} of {society_id}",
-                 _env().call("get_member", society_id, address))
+    env = _env()
+    obj = env.call("get_member", society_id, address)
+    shape = Shape() if env.as_json else Shape(asset=env.society_unit(society_id))
+    _show_object(f"member {address} of {society_id}", obj, shape)
 
 
 @main.command()
 @click.argument("society_id", metavar="SOCIETY", type=SOCIETY)
 @json_option
 def claims(society_id: str) -> None:
-    """List SOCIETY's claims, newest first."""
-    _show_rows(
-        f"claims of {society_id}",
-        _env().call("list_claims", society_id),
-        [("claim_id", "claim id"), ("subject", "subject"), ("amount", "amount"),
-         ("received", "received"), ("approved", "approved"), ("status", "status"),
-         ("closes_at", "closes at")],
+    """List SOCIETY's claims, newest first (ids shortened: any unique prefix of 4 or more
+    digits names a claim)."""
+    env = _env()
+    items = env.call("list_claims", society_id)
+    if env.as_json:
+        _emit_json(items)
+        return
+    rows = [dict(c, state=_claim_state(c)) for c in items if isinstance(c, dict)] \
+        if isinstance(items, list) else items
+    _print_rows(
+        f"claims of {society_id}", rows,
+        [Col("claim_id", "claim", "id"), Col("subject", "subject"),
+         Col("amount", "amount", "num"), Col("received", "received", "num"),
+         Col("state", "state"), Col("closes_at", "closes (UTC)", "time")],
+        Shape(asset=env.society_unit(society_id)),
     )
+
+
+def _claim_state(c: Mapping[str, Any]) -> str:
+    """One short word or two for a claim's state in a table."""
+    kind = "charity, " if c.get("kind") == "charity" else ""
+    if c.get("status") == "open":
+        return kind + ("open, approved" if c.get("approved") else "open")
+    return f"{kind}closed, {c.get('outcome', '?')}"
 
 
 @main.command()
@@ -1016,7 +1315,30 @@ def block(height: int) -> None:
 @json_option
 def tx_cmd(tx_id: bytes) -> None:
     """Show a transaction's status and operation."""
-    _show_object(f"tx {tx_id.hex()}", _env().call("get_tx", tx_id.hex()))
+    env = _env()
+    obj = env.call("get_tx", tx_id.hex())
+    if env.as_json:
+        _emit_json(obj)
+        return
+    op = obj.get("op") if isinstance(obj, dict) else None
+    _print_object(f"tx {tx_id.hex()}", obj, Shape(asset=_op_unit(op)))
+
+
+def _op_unit(op: Any) -> Unit:
+    """The unit of an op's amount as get_tx shows it: MUX, an asset's, or its society's."""
+    if not isinstance(op, Mapping):
+        return MUX_UNIT
+    env = _env()
+    try:
+        if isinstance(op.get("symbol"), str):
+            return env.asset_unit(op["symbol"])
+        if isinstance(op.get("society"), str) and op.get("type") != "create_society":
+            return env.society_unit(op["society"])
+        if isinstance(op.get("claim_id"), str):
+            return env.society_unit(str(env.claim(op["claim_id"]).get("society")))
+    except RpcError:
+        pass  # a society or claim gone from view: show the numbers in MUX's precision
+    return MUX_UNIT
 
 
 @main.command()
@@ -1026,9 +1348,9 @@ def witnesses() -> None:
     _show_rows(
         "witnesses",
         _env().call("list_witnesses"),
-        [("address", "address"), ("url", "url"), ("votes", "votes"), ("active", "active"),
-         ("missed", "missed")],
-        _WITNESS_AMOUNT_FIELDS,
+        [Col("address", "address", "whole"), Col("votes", "votes", "num"),
+         Col("active", "active", "num"), Col("missed", "missed", "num"), Col("url", "url")],
+        Shape(votes_are_stake=True),
     )
 
 
@@ -1096,8 +1418,8 @@ def _admin_read(method: str) -> Any:
 def admin_peers() -> None:
     """List the node's connected peers."""
     _show_rows("peers", _admin_read("peers"),
-               [("node_id", "node id"), ("address", "address"), ("direction", "dir"),
-                ("head_height", "head")])
+               [Col("node_id", "node id", "id"), Col("address", "address", "whole"),
+                Col("direction", "dir"), Col("head_height", "head", "num")])
 
 
 @admin.command("evidence")
@@ -1105,7 +1427,8 @@ def admin_peers() -> None:
 def admin_evidence() -> None:
     """List the equivocation evidence the node has found (newest last)."""
     _show_rows("evidence", _admin_read("list_evidence"),
-               [("kind", "kind"), ("witness", "witness"), ("slot", "slot")])
+               [Col("kind", "kind"), Col("witness", "witness", "whole"),
+                Col("slot", "slot", "num")])
 
 
 @admin.command("add-peer")

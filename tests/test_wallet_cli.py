@@ -68,10 +68,15 @@ class FakeNode:
             "block_interval_s": 1, "base_fee": BASE_FEE, "active_witnesses": [],
             "next_slot_time": HEAD_TIME + 1, "participation": 1.0,
         }
+        # Every society is a MUX society with the default rules and every claim is in
+        # "soc", unless a test says otherwise: the wallet reads a society's asset to know
+        # the precision of its amounts and karma.
         self.handlers: dict[str, Handler] = {
             "chain_info": lambda p: self.chain,
             "submit_tx": self._submit,
             "get_tx": self._get_tx,
+            "get_society": lambda p: {"society": p[0], "rules": ops.DEFAULT_RULES.as_json()},
+            "get_claim": lambda p: {"claim_id": p[0], "society": "soc"},
         }
         self.lock = threading.Lock()
         self.server = HTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -279,7 +284,8 @@ def test_keys_show_unknown(keystore: Path) -> None:
         (["transfer", "alice", BOB.address_text, "1", "--memo", "x" * 257], "256 bytes"),
         (["transfer", "alice", BOB.address_text, "1", "--expires-in", "0"], "--expires-in"),
         (["pledge", "alice", "NO", "1"], "not a society id"),
-        (["vote", "alice", "abcd", "approve"], "64 hex digits"),
+        (["vote", "alice", "abc", "approve"], "64 hex digits, or a unique prefix"),
+        (["vote", "alice", "abcz", "approve"], "64 hex digits, or a unique prefix"),
         (["vote", "alice", CLAIM_ID, "maybe"], "maybe"),
         (["give", "alice", CLAIM_ID, "1.5.5"], "not an amount"),
         (["society", "create", "alice", "soc", "--name", "n", "--purpose", "p",
@@ -416,16 +422,18 @@ def test_join_pledge_vote_give(funded: Path, node: FakeNode) -> None:
 def test_claim_hashes_evidence(funded: Path, node: FakeNode, tmp_path: Path) -> None:
     evidence = tmp_path / "receipt.pdf"
     evidence.write_bytes(b"%PDF- hospital bill " * 5000)  # several read chunks
-    r = run(funded, ["claim", "alice", "soc", "250", "--karma", "1000", "--subject",
+    # karma is typed in the society asset's units, as amounts: 0.01 karma of a MUX society
+    r = run(funded, ["claim", "alice", "soc", "250", "--karma", "0.01", "--subject",
                      "surgery", "--details", "knee", "--evidence", str(evidence)],
             rpc=node.url)
     assert r.exit_code == 0, r.output
     op = ops.decode_op(_one_tx(node).op)
     assert op == ops.Claim("soc", 25_000_000, 1000, "surgery", "knee",
                            hashlib.sha256(evidence.read_bytes()).digest())
+    assert ("get_society", ["soc"]) in node.calls
     # the explicit form is the same command
     node.txs.clear()
-    r = run(funded, ["claim", "open", "alice", "soc", "250", "--karma", "1000", "--subject",
+    r = run(funded, ["claim", "open", "alice", "soc", "250", "--karma", "0.01", "--subject",
                      "surgery", "--details", "knee", "--evidence", str(evidence)],
             rpc=node.url)
     assert r.exit_code == 0 and ops.decode_op(_one_tx(node).op) == op
@@ -599,8 +607,10 @@ def test_society_and_member_and_claims(funded: Path, node: FakeNode) -> None:
     }
     r = run(funded, ["member", "flood-aid", "alice"], rpc=node.url)
     assert r.exit_code == 0, r.output
-    assert node.last_call() == ("get_member", ["flood-aid", ALICE.address_text])
+    assert ("get_member", ["flood-aid", ALICE.address_text]) in node.calls
     assert "0.00200 MUX" in r.stdout
+    # karma in the society asset's whole units, as amounts (50 units of MUX: 0.00050)
+    assert "karma          0.00050" in r.stdout
 
     node.handlers["list_claims"] = lambda p: [{
         "claim_id": CLAIM_ID, "subject": "roof", "amount": 10_000_000, "received": 0,
@@ -608,7 +618,9 @@ def test_society_and_member_and_claims(funded: Path, node: FakeNode) -> None:
     }]
     r = run(funded, ["claims", "flood-aid"], rpc=node.url)
     assert r.exit_code == 0, r.output
-    assert CLAIM_ID in r.stdout and "100.00000 MUX" in r.stdout and "roof" in r.stdout
+    # short ids as git's (10 digits), the unit in the heading
+    assert CLAIM_ID[:10] in r.stdout and CLAIM_ID[:11] not in r.stdout
+    assert "amount MUX" in r.stdout and "100.00000" in r.stdout and "roof" in r.stdout
 
 
 def test_claim_show_and_hostile_text(funded: Path, node: FakeNode) -> None:
@@ -621,7 +633,7 @@ def test_claim_show_and_hostile_text(funded: Path, node: FakeNode) -> None:
     }
     r = run(funded, ["claim", CLAIM_ID], rpc=node.url)
     assert r.exit_code == 0, r.output
-    assert node.last_call() == ("get_claim", [CLAIM_ID])
+    assert ("get_claim", [CLAIM_ID]) in node.calls
     assert "\x1b" not in r.stdout and "\u202e" not in r.stdout  # escapes shown, not obeyed
     assert "[bold]help\\x1b[2J\\u202e" in r.stdout  # and markup-looking text shown as is
     assert "2.00000 MUX" in r.stdout
@@ -653,7 +665,8 @@ def test_block_tx_witnesses(funded: Path, node: FakeNode) -> None:
         "signing_key": "ee" * 32, "last_slot": 9, "missed": 0,
     }]
     r = run(funded, ["witnesses"], rpc=node.url)
-    assert r.exit_code == 0 and "1234.00000 MUX" in r.stdout
+    assert r.exit_code == 0 and "1234.00000" in r.stdout and "votes MUX" in r.stdout
+    assert BOB.address_text in r.stdout  # an address to copy: never cut
 
 
 def test_not_found_answers(funded: Path, node: FakeNode) -> None:
@@ -707,3 +720,132 @@ def test_environment_is_not_leaked(keystore: Path) -> None:
     # MUXER_PASSPHRASE is read but never echoed.
     r = run(keystore, ["keys", "new", "alice"], env={"MUXER_PASSPHRASE": "hunter2-secret"})
     assert r.exit_code == 0 and "hunter2-secret" not in r.output
+
+
+# --- units of a society's asset, karma, claim id prefixes, 80 columns ---------------------
+
+
+def _btc_society(node: FakeNode) -> None:
+    """Society "btc-aid" of asset BTC (precision 8); "soc" stays a MUX society."""
+    rules = {**ops.DEFAULT_RULES.as_json(), "asset": "BTC", "charity_bp": 0,
+             "charity_slots": 10}
+    node.handlers["get_society"] = lambda p: {
+        "society": p[0], "rules": rules if p[0] == "btc-aid" else ops.DEFAULT_RULES.as_json()}
+    node.handlers["get_asset"] = lambda p: {
+        "symbol": p[0], "issuer": BOB.address_text, "precision": 8, "max_supply": 2**62,
+        "supply": 0, "description": "", "burned": 0} if p[0] == "BTC" else None
+    node.handlers["get_claim"] = lambda p: {"claim_id": p[0], "society": "btc-aid"}
+
+
+def test_amounts_and_karma_in_the_society_asset(funded: Path, node: FakeNode) -> None:
+    _btc_society(node)
+    r = run(funded, ["pledge", "alice", "btc-aid", "1.5"], rpc=node.url)
+    assert r.exit_code == 0, r.output
+    assert ops.decode_op(_one_tx(node).op) == ops.Pledge("btc-aid", 150_000_000)
+    node.txs.clear()
+    r = run(funded, ["give", "alice", CLAIM_ID, "0.00000001"], rpc=node.url)
+    assert r.exit_code == 0, r.output
+    assert ops.decode_op(_one_tx(node).op) == ops.Give(bytes.fromhex(CLAIM_ID), 1)
+    node.txs.clear()
+    r = run(funded, ["claim", "alice", "btc-aid", "0.5", "--karma", "0.25", "--subject", "s",
+                     "--evidence", __file__], rpc=node.url)
+    assert r.exit_code == 0, r.output
+    op = ops.decode_op(_one_tx(node).op)
+    assert isinstance(op, ops.Claim) and (op.amount, op.karma) == (50_000_000, 25_000_000)
+    # more decimals than the asset has: refused before the passphrase, nothing sent
+    node.txs.clear()
+    node.calls.clear()
+    for args, words in [
+        (["pledge", "alice", "btc-aid", "0.000000001"], "at most 8 are allowed for BTC"),
+        (["pledge", "alice", "soc", "0.000001"], "at most 5 are allowed for MUX"),
+        (["claim", "alice", "soc", "1", "--karma", "0.000001", "--subject", "s",
+          "--evidence", __file__], "--karma: the amount has 6 decimals, at most 5 are "
+                                   "allowed for karma"),
+    ]:
+        r = run(funded, args, rpc=node.url, env={"MUXER_PASSPHRASE": "wrong"})
+        assert r.exit_code == 2, (args, r.output)
+        assert words in r.stderr, (args, r.stderr)
+    assert node.txs == [] and "submit_tx" not in node.methods()
+
+
+def test_member_and_claims_of_an_asset_society(funded: Path, node: FakeNode) -> None:
+    _btc_society(node)
+    node.handlers["get_member"] = lambda p: {
+        "society": p[0], "address": p[1], "escrow": 150_000_000, "karma": 75_000_000,
+        "charity_escrow": 0, "pledged_total": 150_000_000, "given_total": 0}
+    r = run(funded, ["member", "btc-aid", "alice"], rpc=node.url)
+    assert r.exit_code == 0, r.output
+    lines = dict(line.split(None, 1) for line in r.stdout.splitlines()[1:])
+    assert lines["escrow"] == "1.50000000 BTC" and lines["karma"] == "0.75000000"
+    node.handlers["get_account"] = lambda p: {
+        "address": p[0], "balance": 250_000, "stake": 250_000, "societies": ["btc-aid"],
+        "assets": {"MUX": 250_000, "BTC": 12_345_678_900}}
+    r = run(funded, ["account", "alice"], rpc=node.url)
+    assert r.exit_code == 0, r.output
+    assert "assets.MUX  2.50000 MUX" in r.stdout
+    assert "assets.BTC  123.45678900 BTC" in r.stdout
+
+
+def _claims(node: FakeNode, ids: dict[str, list[str]]) -> None:
+    """list_claims answers the given ids per society; the keystore's alice is in "soc"."""
+    node.handlers["get_account"] = lambda p: {
+        "address": p[0], "balance": 0, "stake": 0, "societies": ["soc"]}
+    node.handlers["list_claims"] = lambda p: [
+        {"claim_id": c, "society": p[0], "subject": f"subject of {c[:6]}", "amount": 1,
+         "received": 0, "approved": False, "status": "open", "closes_at": HEAD_TIME}
+        for c in ids.get(p[0], [])]
+
+
+def test_claim_id_prefix(funded: Path, node: FakeNode) -> None:
+    a, b = "abcd01" + "0" * 58, "abcd02" + "1" * 58
+    _claims(node, {"soc": [a, b], "other": ["ef" * 32]})
+    r = run(funded, ["vote", "alice", "ABCD01", "approve"], rpc=node.url)
+    assert r.exit_code == 0, r.output
+    assert ops.decode_op(_one_tx(node).op) == ops.Vote(bytes.fromhex(a), 1)
+    # shown by a prefix too
+    r = run(funded, ["claim", "abcd02"], rpc=node.url)
+    assert r.exit_code == 0, r.output
+    assert ("get_claim", [b]) in node.calls
+    # ambiguous: each candidate is listed, nothing is sent
+    node.txs.clear()
+    r = run(funded, ["vote", "alice", "abcd", "approve"], rpc=node.url)
+    assert r.exit_code == 2
+    assert "ambiguous; 2 claims start with it" in r.stderr
+    assert a in r.stderr and b in r.stderr and "subject of abcd01" in r.stderr
+    # a claim in a society none of the keys belongs to is not found without list_societies
+    r = run(funded, ["claim", "efef"], rpc=node.url)
+    assert r.exit_code == 1
+    assert "no claim id starts with 'efef' in the societies of your keys (soc)" in r.stderr
+    assert node.txs == []
+
+
+def test_claim_id_prefix_in_every_society(funded: Path, node: FakeNode) -> None:
+    c = "ef" * 32
+    _claims(node, {"soc": [], "other": [c]})
+    pages = {None: {"items": [{"society": "soc"}], "next": "p2"},
+             "p2": {"items": [{"society": "other"}], "next": None}}
+    node.handlers["list_societies"] = lambda p: pages[p[0].get("after")]
+    r = run(funded, ["claim", "efef"], rpc=node.url)
+    assert r.exit_code == 0, r.output
+    assert ("get_claim", [c]) in node.calls
+    r = run(funded, ["claim", "0000"], rpc=node.url)
+    assert r.exit_code == 1 and "no claim id starts with '0000' on the chain" in r.stderr
+
+
+def test_claims_table_fits_80_columns(funded: Path, node: FakeNode) -> None:
+    ids = [f"{i:02x}" * 32 for i in range(3)]
+    _claims(node, {"flood-aid": ids})
+    node.handlers["list_claims"] = lambda p: [
+        {"claim_id": c, "subject": "the river took the ground floor and the kitchen " * 2,
+         "amount": 123_456_789_000, "received": 50_000, "approved": i == 1,
+         "status": "open" if i < 2 else "closed", "outcome": "rejected",
+         "closes_at": HEAD_TIME + 100} for i, c in enumerate(ids)]
+    r = run(funded, ["claims", "flood-aid"], rpc=node.url, env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, r.stdout
+    for c in ids:  # each short id whole on one line
+        assert sum(c[:10] in line for line in lines) == 1
+    assert r.stdout.count("1234567.89000") == 3 and "amount MUX" in r.stdout
+    assert r.stdout.count("2026-01-01 00:01") == 3
+    assert "approved" in r.stdout and "rejected" in r.stdout

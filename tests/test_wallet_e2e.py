@@ -12,7 +12,8 @@ The story (the module fixture ``story``), every step a `muxer` command:
         waiting 1 s, claims open 12 s, benefit ratio 10, bond 5 MUX, min pledge 1 MUX
     alice, bob and carol join, then pledge 20, 30 and 25 MUX (--wait included);
         bob's pledge of 0.99999 MUX is refused (below min_pledge)
-    once alice's observation period is over she claims 40 MUX committing 300000 karma,
+    once alice's observation period is over she claims 40 MUX committing 3 karma (karma is
+        typed in MUX's units: 300000 units),
         with an evidence file (limit = min(40 MUX, 10 * 300000 units) = 30 MUX)
     bob and carol approve; carol's gift of 26 MUX is refused (her escrow is 25 MUX);
         bob gives 3 MUX and carol 2.5 MUX
@@ -179,7 +180,7 @@ def _tell(s: Story, base: Path) -> None:
     evidence.write_bytes(EVIDENCE)
     before = int(s.json("account", "alice")["balance"])
     out = s.send("claim", "claim", "alice", SOCIETY, f"{CLAIM_AMOUNT // MUX}",
-                 "--karma", str(CLAIM_KARMA), "--subject", "Roof repair",
+                 "--karma", "3", "--subject", "Roof repair",
                  "--details", "The storm took half the tiles.", "--evidence", str(evidence))
     s.claim_id = out["tx_id"]
     s.balance_with_bond_held = before - int(s.json("account", "alice")["balance"])
@@ -375,6 +376,9 @@ def test_human_output(story: Story) -> None:
     lines = {line.split()[0]: line.split(None, 1)[1] for line in r.stdout.splitlines()[1:]
              if line.strip()}
     assert lines["escrow"] == "27.00000 MUX" and lines["given_total"] == "3.00000 MUX"
+    # karma in the society asset's whole units, as the amounts it was earned from
+    karma = story.json("member", SOCIETY, "bob")["karma"]
+    assert lines["karma"] == f"{karma // MUX}.{karma % MUX:05d}"
     balance = FUNDS - 4 * BASE_FEE - PLEDGES["bob"]
     r = story.run("account", "bob")
     assert r.exit_code == 0, r.output
