@@ -1,6 +1,10 @@
 """``report``: plots and a Markdown summary from the samples in ``<dir>/metrics.jsonl``
 (written once a second by ``up``, ``status --watch``, ``load`` and ``report --seconds``) and
 the load results in ``<dir>/load/``. Uses matplotlib with the Agg backend (no display).
+
+The wide-area part (devnet/analysis.py computes it; docs/research.md explains each figure):
+finality latency per region, block propagation time to each node, missed slots per
+witness, reorganisations and their depth, bytes in and out per node and message type.
 """
 
 from __future__ import annotations
@@ -205,7 +209,117 @@ def write_report(m: Manifest, out: Path | None = None) -> Path:
         ]
         if rej:
             lines.append(f"Rejections by op:reason: {rej}.")
+    lines += _widearea(m, samples, out.parent, plt, images)
     for title, img in images:
         lines += ["", f"## {title}", "", f"![{title}]({img})"]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
+
+
+def _q(xs: list[float], q: float, digits: int = 2) -> str:
+    from devnet.analysis import quantile
+
+    return _fmt(quantile(xs, q), digits)
+
+
+def _widearea(m: Manifest, samples: list[dict[str, Any]], where: Path, plt: Any,
+              images: list[tuple[str, str]]) -> list[str]:
+    """The wide-area sections (tables here, plots appended to ``images``)."""
+    from devnet import analysis
+
+    lines: list[str] = []
+    topo = m.extra.get("topology") or {}
+    chain = analysis.blocks(m)
+    lines += ["", "## Topology", "",
+              f"`{topo.get('name', 'loopback')}`" + (f" (source: {topo['source']})"
+                                                     if topo.get("source") else "")
+              + f"; link seed {m.extra.get('seed')}; "
+              + ("network namespaces" if m.extra.get("netns") else "loopback") + ".", "",
+              "| region | nodes | bandwidth Mbit/s | delay ms (within) |", "|---|---|---|---|"]
+    for r, v in (topo.get("regions") or {}).items():
+        lines.append(f"| {r} | {', '.join(v['nodes'])} | {_fmt(v.get('bandwidth_mbit'), 0)} |"
+                     f" {_fmt(v.get('delay_ms'))} |")
+
+    # finality latency per region
+    per_node = analysis.finality_latency(m, samples, chain)
+    regions = analysis.by_region(m, per_node)
+    lines += ["", "## Finality latency per region", "",
+              "Slots from a block's slot start until the node's final height reached it "
+              "(resolution: the sampling period).", "",
+              "| region | blocks x nodes | p50 slots | p99 slots | max |", "|---|---|---|---|---|"]
+    for r, xs in regions.items():
+        lines.append(f"| {r} | {len(xs)} | {_q(xs, 0.5)} | {_q(xs, 0.99)} | "
+                     f"{_fmt(max(xs) if xs else None)} |")
+    if any(regions.values()):
+        fig, ax = plt.subplots(figsize=(9, 4))
+        names = [r for r, xs in regions.items() if xs]
+        ax.boxplot([regions[r] for r in names], tick_labels=names, whis=(1, 99))
+        ax.set_ylabel("finality latency (slots)")
+        ax.set_title("Finality latency per region (whiskers p1..p99)")
+        fig.tight_layout()
+        fig.savefig(where / "finality_regions.png", dpi=100)
+        plt.close(fig)
+        images.append(("Finality latency per region", "finality_regions.png"))
+
+    # propagation
+    prop = analysis.propagation(m)
+    lines += ["", "## Block propagation to each node", "",
+              "Milliseconds after its slot began that a peer's block joined the node's chain "
+              "(node log, `applied late_ms`).", "",
+              "| node | region | blocks | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|---|"]
+    for e in m.nodes:
+        xs = prop.get(e.name, [])
+        lines.append(f"| {e.name} | {e.region} | {len(xs)} | {_q(xs, 0.5, 0)} | "
+                     f"{_q(xs, 0.99, 0)} | {_fmt(max(xs) if xs else None, 0)} |")
+    if any(prop.values()):
+        fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(m.nodes) + 3), 4))
+        names = [e.name for e in m.nodes if prop.get(e.name)]
+        ax.boxplot([prop[n] for n in names], tick_labels=names, whis=(1, 99))
+        ax.set_ylabel("ms after slot start")
+        ax.set_title("Block propagation time to each node")
+        fig.tight_layout()
+        fig.savefig(where / "propagation.png", dpi=100)
+        plt.close(fig)
+        images.append(("Block propagation", "propagation.png"))
+
+    # missed slots and reorgs
+    ms = analysis.missed_slots(m, chain)
+    rg = analysis.reorgs(m)
+    lines += ["", "## Missed slots per witness", "",
+              f"{ms['blocks']} final blocks over {ms['slots']} slots: {ms.get('missed', 0)} "
+              "missed (expected per witness: whole rounds, slots // witnesses).", "", "| witness | produced | missed |", "|---|---|---|"]
+    for name, v in ms["per_witness"].items():
+        lines.append(f"| {name} | {v['produced']} | {v['missed']} |")
+    lines += ["", "## Reorganisations", "", "| node | reorgs | max depth | depths |",
+              "|---|---|---|---|"]
+    for e in m.nodes:
+        d = rg.get(e.name, [])
+        lines.append(f"| {e.name} | {len(d)} | {max(d) if d else 0} | "
+                     f"{', '.join(map(str, d[:20])) or '-'} |")
+
+    # bytes per node and message type
+    traffic = analysis.bytes_by_node(m)
+    kinds = sorted({k for v in traffic.values() for w in v.values() for k in w})
+    lines += ["", "## Bytes per node (p2p, through the link proxy)", "",
+              "| node | out | in | " + " | ".join(f"out {k}" for k in kinds) + " |",
+              "|---|---|---|" + "---|" * len(kinds)]
+    for e in m.nodes:
+        t = traffic.get(e.name, {"out": {}, "in": {}})
+        lines.append(f"| {e.name} | {sum(t['out'].values())} | {sum(t['in'].values())} | "
+                     + " | ".join(str(t["out"].get(k, 0)) for k in kinds) + " |")
+    if kinds:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+        names = [e.name for e in m.nodes]
+        for ax, way in ((ax1, "out"), (ax2, "in")):
+            bottom = [0.0] * len(names)
+            for i, k in enumerate(kinds):
+                vals = [traffic.get(n, {}).get(way, {}).get(k, 0) / 1e6 for n in names]
+                ax.bar(names, vals, bottom=bottom, color=f"C{i % 10}", label=k)
+                bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+            ax.set_title(f"bytes {way} per node (MB)")
+        ax1.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(where / "bytes.png", dpi=100)
+        plt.close(fig)
+        images.append(("Bytes per node and message type", "bytes.png"))
+    return lines
