@@ -25,7 +25,7 @@ REASONS: dict[str, str] = {
     "not_member": "the sender is not a member of this society",
     "already_member": "the sender is already a member of this society",
     "observation_period": "the member is still in the society's observation period",
-    "open_claim_exists": "the member already has an open claim in this society",
+    "open_claim_exists": "the sender already has an open claim (or charity request) here",
     "insufficient_karma": "the member does not have that much karma",
     "unknown_claim": "no claim has this id",
     "claim_closed": "the claim is closed",
@@ -38,6 +38,18 @@ REASONS: dict[str, str] = {
     "unknown_witness": "not a registered witness",
     "bad_op": "the operation is malformed",
     "mempool_full": "the node's mempool is full; retry later or raise the fee",
+    # version 2 (section 11)
+    "asset_exists": "an asset with this symbol already exists",
+    "bad_symbol": "an asset symbol is 3-16 of A-Z, 0-9 and '.', starts with a letter, not MUX",
+    "unknown_asset": "no asset has this symbol (MUX moves by transfer, op 1)",
+    "not_issuer": "only the asset's issuer can issue it",
+    "over_supply": "the issue would take the asset over its max_supply",
+    "no_standing_pledge": "the member has no standing pledge in this society to cancel",
+    "proxy_chain": "proxies do not chain: the proxy has a proxy, or the sender is a proxy",
+    "too_many_delegators": "the proxy already has the most delegators allowed (1000)",
+    "not_in_charity_slots": "the charity request is not among the society's charity slots",
+    "not_claimant": "only the claimant can withdraw or amend a claim",
+    "has_votes": "a claim with votes cannot be amended",
 }
 
 

@@ -1,4 +1,4 @@
-"""The nine MUXER operations (protocol section 3) and society rules (section 4.1).
+"""The MUXER operations (protocol sections 3 and 11: ops 1-18) and society rules (4.1, 11.2).
 
 An op travels as an array, opcode first. ``decode_op`` turns it into a typed, immutable
 object after the static checks that need no chain state (lengths, bounds, the society id
@@ -9,7 +9,7 @@ Stateful rules (membership, balances, karma, ...) belong to the ledger.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from consensus.crypto import address_to_text
@@ -18,19 +18,30 @@ from consensus.tx import SignedTx
 
 __all__ = [
     "DEFAULT_RULES",
+    "MUX",
     "OP_NAMES",
     "RULE_NAMES",
+    "RULE_NAMES_V2",
+    "AmendClaim",
+    "CharityRequest",
     "Claim",
+    "Comment",
+    "CreateAsset",
     "CreateSociety",
     "Give",
+    "IssueAsset",
     "Join",
     "Op",
     "Pledge",
     "RegisterWitness",
     "Rules",
+    "SetProxy",
+    "StandingPledge",
     "Transfer",
+    "TransferAsset",
     "Vote",
     "VoteWitness",
+    "WithdrawClaim",
     "decode_op",
     "op_of",
     "op_to_json",
@@ -40,6 +51,13 @@ MAX_AMOUNT = 2**63 - 1
 MAX_TTL = 31_536_000
 SOCIETY_ID = re.compile(r"[a-z0-9-]{3,32}")
 MAX_APPROVALS = 30
+# 11.1: 3-16 chars of A-Z 0-9 ., starting with a letter
+SYMBOL = re.compile(r"[A-Z][A-Z0-9.]{2,15}")
+MUX = "MUX"
+MAX_PRECISION = 18
+MAX_CHARITY_BP = 5000
+MAX_CHARITY_SLOTS = 100
+MAX_INTERVAL = 31_536_000
 
 OP_TRANSFER = 1
 OP_CREATE_SOCIETY = 2
@@ -50,6 +68,15 @@ OP_VOTE = 6
 OP_GIVE = 7
 OP_REGISTER_WITNESS = 8
 OP_VOTE_WITNESS = 9
+OP_CREATE_ASSET = 10
+OP_ISSUE_ASSET = 11
+OP_TRANSFER_ASSET = 12
+OP_STANDING_PLEDGE = 13
+OP_SET_PROXY = 14
+OP_CHARITY_REQUEST = 15
+OP_WITHDRAW_CLAIM = 16
+OP_AMEND_CLAIM = 17
+OP_COMMENT = 18
 
 RULE_NAMES = (
     "decay_period_s",
@@ -62,6 +89,9 @@ RULE_NAMES = (
     "claim_bond",
     "min_pledge",
 )
+# 11.2: three optional items after the nine of 4.1 (all three or none)
+RULE_NAMES_V2 = (*RULE_NAMES, "asset", "charity_bp", "charity_slots")
+V1_RULE_DEFAULTS = (MUX, 0, 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,21 +105,50 @@ class Rules:
     benefit_ratio: int
     claim_bond: int
     min_pledge: int
+    asset: str = MUX
+    charity_bp: int = 0
+    charity_slots: int = 10
+    # how many items the rules carried on the wire (9 or 12): a version-1 array and a
+    # version-2 array with the default items are different bytes, so the op must re-encode
+    # to the form it came in
+    items: int = field(default=9, compare=False)
 
-    def as_list(self) -> list[int]:
-        return [getattr(self, n) for n in RULE_NAMES]
+    def as_list(self) -> list[Any]:
+        """The wire form: the nine of 4.1, or all twelve when they were given."""
+        names = RULE_NAMES if self.items == len(RULE_NAMES) else RULE_NAMES_V2
+        return [getattr(self, n) for n in names]
 
-    def as_json(self) -> dict[str, int]:
-        return {n: getattr(self, n) for n in RULE_NAMES}
+    def stored(self) -> list[Any]:
+        """The state form: always all twelve (absent ones at their defaults)."""
+        return [getattr(self, n) for n in RULE_NAMES_V2]
+
+    def as_json(self) -> dict[str, Any]:
+        """The op's rules as given (get_tx); get_society shows all twelve."""
+        names = RULE_NAMES if self.items == len(RULE_NAMES) else RULE_NAMES_V2
+        return {n: getattr(self, n) for n in names}
 
     @classmethod
     def from_obj(cls, obj: Any) -> Rules:
-        if type(obj) is not list or len(obj) != len(RULE_NAMES):
-            raise Rejected("bad_rules", f"rules are an array of {len(RULE_NAMES)} integers")
-        for name, v in zip(RULE_NAMES, obj, strict=True):
+        if type(obj) is not list or len(obj) not in (len(RULE_NAMES), len(RULE_NAMES_V2)):
+            raise Rejected(
+                "bad_rules",
+                f"rules are an array of {len(RULE_NAMES)} integers, optionally followed by "
+                "asset, charity_bp and charity_slots",
+            )
+        for name, v in zip(RULE_NAMES, obj, strict=False):
             if type(v) is not int or not 0 <= v <= MAX_AMOUNT:
                 raise Rejected("bad_rules", f"{name} must be an integer in [0, 2**63-1]")
-        rules = cls(*obj)
+        extra = tuple(obj[len(RULE_NAMES):]) or V1_RULE_DEFAULTS
+        asset, charity_bp, charity_slots = extra
+        if type(asset) is not str or (asset != MUX and SYMBOL.fullmatch(asset) is None):
+            raise Rejected("bad_rules", "asset must be MUX or an asset symbol (3-16 of A-Z 0-9 .)")
+        if type(charity_bp) is not int or not 0 <= charity_bp <= MAX_CHARITY_BP:
+            raise Rejected("bad_rules", f"charity_bp must be in [0, {MAX_CHARITY_BP}]")
+        if type(charity_slots) is not int or not 1 <= charity_slots <= MAX_CHARITY_SLOTS:
+            raise Rejected("bad_rules", f"charity_slots must be in [1, {MAX_CHARITY_SLOTS}]")
+        v = obj
+        rules = cls(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], asset, charity_bp,
+                    charity_slots, len(obj))
         rules.check()
         return rules
 
@@ -220,7 +279,88 @@ class VoteWitness:
     OPCODE = OP_VOTE_WITNESS
 
 
-Op = Transfer | CreateSociety | Join | Pledge | Claim | Vote | Give | RegisterWitness | VoteWitness
+@dataclass(frozen=True, slots=True)
+class CreateAsset:
+    symbol: str
+    precision: int
+    max_supply: int
+    description: str
+    OPCODE = OP_CREATE_ASSET
+
+
+@dataclass(frozen=True, slots=True)
+class IssueAsset:
+    symbol: str
+    to: bytes
+    amount: int
+    memo: str
+    OPCODE = OP_ISSUE_ASSET
+
+
+@dataclass(frozen=True, slots=True)
+class TransferAsset:
+    symbol: str
+    to: bytes
+    amount: int
+    memo: str
+    OPCODE = OP_TRANSFER_ASSET
+
+
+@dataclass(frozen=True, slots=True)
+class StandingPledge:
+    society: str
+    amount: int  # 0 with interval_s 0: cancel
+    interval_s: int
+    OPCODE = OP_STANDING_PLEDGE
+
+    @property
+    def cancels(self) -> bool:
+        return self.amount == 0
+
+
+@dataclass(frozen=True, slots=True)
+class SetProxy:
+    society: str
+    proxy: bytes  # 20 bytes, or b"" to clear
+    OPCODE = OP_SET_PROXY
+
+
+@dataclass(frozen=True, slots=True)
+class CharityRequest:
+    society: str
+    amount: int
+    subject: str
+    details: str
+    evidence: bytes
+    OPCODE = OP_CHARITY_REQUEST
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawClaim:
+    claim_id: bytes
+    OPCODE = OP_WITHDRAW_CLAIM
+
+
+@dataclass(frozen=True, slots=True)
+class AmendClaim:
+    claim_id: bytes
+    details: str
+    evidence: bytes
+    OPCODE = OP_AMEND_CLAIM
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    claim_id: bytes
+    text: str
+    OPCODE = OP_COMMENT
+
+
+Op = (
+    Transfer | CreateSociety | Join | Pledge | Claim | Vote | Give | RegisterWitness
+    | VoteWitness | CreateAsset | IssueAsset | TransferAsset | StandingPledge | SetProxy
+    | CharityRequest | WithdrawClaim | AmendClaim | Comment
+)
 
 OP_NAMES = {
     OP_TRANSFER: "transfer",
@@ -232,6 +372,15 @@ OP_NAMES = {
     OP_GIVE: "give",
     OP_REGISTER_WITNESS: "register_witness",
     OP_VOTE_WITNESS: "vote_witness",
+    OP_CREATE_ASSET: "create_asset",
+    OP_ISSUE_ASSET: "issue_asset",
+    OP_TRANSFER_ASSET: "transfer_asset",
+    OP_STANDING_PLEDGE: "standing_pledge",
+    OP_SET_PROXY: "set_proxy",
+    OP_CHARITY_REQUEST: "charity_request",
+    OP_WITHDRAW_CLAIM: "withdraw_claim",
+    OP_AMEND_CLAIM: "amend_claim",
+    OP_COMMENT: "comment",
 }
 _ARITY = {
     OP_TRANSFER: 3,
@@ -243,7 +392,86 @@ _ARITY = {
     OP_GIVE: 2,
     OP_REGISTER_WITNESS: 2,
     OP_VOTE_WITNESS: 1,
+    OP_CREATE_ASSET: 4,
+    OP_ISSUE_ASSET: 4,
+    OP_TRANSFER_ASSET: 4,
+    OP_STANDING_PLEDGE: 3,
+    OP_SET_PROXY: 2,
+    OP_CHARITY_REQUEST: 5,
+    OP_WITHDRAW_CLAIM: 1,
+    OP_AMEND_CLAIM: 3,
+    OP_COMMENT: 2,
 }
+
+
+def _symbol(v: Any) -> str:
+    """An asset symbol field of issue/transfer: any str (an ill-formed one names no asset,
+    which the ledger answers ``unknown_asset``); another type is ``bad_op``."""
+    if type(v) is not str:
+        raise Rejected("bad_op", "symbol must be a string")
+    return v
+
+
+def _new_symbol(v: Any) -> str:
+    if type(v) is not str:
+        raise Rejected("bad_op", "symbol must be a string")
+    if v == MUX or SYMBOL.fullmatch(v) is None:
+        raise Rejected(
+            "bad_symbol",
+            f"symbol {v[:20]!r} must be 3-16 of A-Z 0-9 ., start with a letter, and not be MUX",
+        )
+    return v
+
+
+def _int_in(v: Any, lo: int, hi: int, what: str) -> int:
+    if type(v) is not int or not lo <= v <= hi:
+        raise Rejected("bad_op", f"{what} must be an integer in [{lo}, {hi}]")
+    return v
+
+
+def _decode_v2(code: int, f: list[Any]) -> Op:
+    if code == OP_CREATE_ASSET:
+        return CreateAsset(
+            _new_symbol(f[1]),
+            _int_in(f[2], 0, MAX_PRECISION, "precision"),
+            _amount(f[3], "max_supply"),
+            _text(f[4], 1024, "description"),
+        )
+    if code in (OP_ISSUE_ASSET, OP_TRANSFER_ASSET):
+        cls = IssueAsset if code == OP_ISSUE_ASSET else TransferAsset
+        return cls(_symbol(f[1]), _bin(f[2], 20, "to"), _amount(f[3]), _text(f[4], 256, "memo"))
+    if code == OP_STANDING_PLEDGE:
+        amount = _int_in(f[2], 0, MAX_AMOUNT, "amount")
+        interval = _int_in(f[3], 0, MAX_INTERVAL, "interval_s")
+        if (amount == 0) != (interval == 0):
+            raise Rejected(
+                "bad_op", "amount and interval_s are both 0 (cancel) or both positive"
+            )
+        return StandingPledge(_society(f[1]), amount, interval)
+    if code == OP_SET_PROXY:
+        proxy = f[2]
+        if type(proxy) is not bytes or len(proxy) not in (0, 20):
+            raise Rejected("bad_op", "proxy must be 20 bytes, or empty to clear")
+        return SetProxy(_society(f[1]), proxy)
+    if code == OP_CHARITY_REQUEST:
+        return CharityRequest(
+            _society(f[1]),
+            _amount(f[2]),
+            _text(f[3], 80, "subject"),
+            _text(f[4], 4096, "details"),
+            _bin(f[5], 32, "evidence"),
+        )
+    if code == OP_WITHDRAW_CLAIM:
+        return WithdrawClaim(_bin(f[1], 32, "claim_id"))
+    if code == OP_AMEND_CLAIM:
+        return AmendClaim(
+            _bin(f[1], 32, "claim_id"), _text(f[2], 4096, "details"), _bin(f[3], 32, "evidence")
+        )
+    # OP_COMMENT
+    text = _text(f[2], 1024, "text")
+    if not text:
+        raise Rejected("bad_op", "text must not be empty")
+    return Comment(_bin(f[1], 32, "claim_id"), text)
 
 
 def decode_op(obj: Any) -> Op:
@@ -257,6 +485,8 @@ def decode_op(obj: Any) -> Op:
     if len(obj) != arity + 1:
         raise Rejected("bad_op", f"{OP_NAMES[code]} takes {arity} fields, got {len(obj) - 1}")
     f = obj
+    if code >= OP_CREATE_ASSET:
+        return _decode_v2(code, f)
     if code == OP_TRANSFER:
         return Transfer(_bin(f[1], 20, "to"), _amount(f[2]), _text(f[3], 256, "memo"))
     if code == OP_PLEDGE:
@@ -318,7 +548,7 @@ def encode_op(op: Op) -> list[Any]:
     return out
 
 
-_ADDRESS_FIELDS = {"to"}
+_ADDRESS_FIELDS = {"to", "proxy"}
 
 
 def op_to_json(op: Op) -> dict[str, Any]:
@@ -331,6 +561,7 @@ def op_to_json(op: Op) -> dict[str, Any]:
         elif isinstance(v, tuple):
             v = [address_to_text(a) for a in v]
         elif isinstance(v, bytes):
-            v = address_to_text(v) if fld.name in _ADDRESS_FIELDS else v.hex()
+            # set_proxy's empty proxy (clear) is null
+            v = (address_to_text(v) if v else None) if fld.name in _ADDRESS_FIELDS else v.hex()
         out[fld.name] = v
     return out

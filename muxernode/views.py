@@ -26,25 +26,34 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from consensus.codec import decode_trusted
 from consensus.crypto import address_to_text
 from muxernode import ledger as L
 from muxernode.ledger import Ledger, decay, is_approved
-from muxernode.ops import RULE_NAMES
+from muxernode.ops import RULE_NAMES_V2
 from muxernode.state import State
 
 __all__ = [
     "StateSource",
     "account_view",
+    "asset_view",
     "claim_view",
+    "comment_count",
+    "list_assets",
     "list_claims",
+    "list_comments",
+    "list_votes",
     "list_witnesses",
     "member_view",
     "society_view",
+    "standing_pledge_view",
 ]
 
 StateSource = State | Ledger
 
-_OUTCOMES = {L.CLAIM_APPROVED: "approved", L.CLAIM_REJECTED: "rejected"}
+_OUTCOMES = {L.CLAIM_APPROVED: "approved", L.CLAIM_REJECTED: "rejected",
+             L.CLAIM_WITHDRAWN: "withdrawn"}
+_KINDS = {L.KIND_CLAIM: "claim", L.KIND_CHARITY: "charity"}
 # claim view fields that list_claims leaves out of its summaries
 _SUMMARY_OMITS = ("details", "evidence")
 
@@ -67,11 +76,17 @@ def account_view(source: StateSource, address: bytes, head_time: int) -> dict[st
     balance, escrow, societies = (0, 0, []) if acct is None else (
         acct[L.BAL], acct[L.ESC], acct[L.SOCIETIES]
     )
+    assets = {L.MUX: balance}
+    prefix = L.asset_balance_key(address, "")
+    for key, amount in st.iterate_committed(prefix):
+        if amount:
+            assets[key[len(prefix):].decode()] = amount
     out: dict[str, Any] = {
         "address": address_to_text(address),
         "balance": balance,
         "stake": balance + escrow,
         "societies": list(societies),
+        "assets": assets,
     }
     w = st.get(L.witness_key(address))
     if w is not None:
@@ -91,11 +106,12 @@ def society_view(source: StateSource, society: str, head_time: int) -> dict[str,
         "society": society,
         "name": rec[L.S_NAME],
         "purpose": rec[L.S_PURPOSE],
-        "rules": dict(zip(RULE_NAMES, rules, strict=True)),
+        "rules": dict(zip(RULE_NAMES_V2, rules, strict=True)),
         "creator": address_to_text(rec[L.S_CREATOR]),
         "members": rec[L.S_MEMBERS],
         "total_karma": _decayed(rec[L.S_KARMA], rec[L.S_KARMA_AT], head_time, rules),
         "escrow_total": rec[L.S_ESCROW],
+        "charity_escrow_total": rec[L.S_CHARITY],
         "open_claims": rec[L.S_OPEN],
     }
 
@@ -120,6 +136,9 @@ def member_view(
         "karma": _decayed(m[L.M_KARMA], m[L.M_KARMA_AT], head_time, rules),
         "pledged_total": m[L.M_PLEDGED],
         "given_total": m[L.M_GIVEN],
+        "charity_escrow": m[L.M_CHARITY],
+        "proxy": address_to_text(m[L.M_PROXY]) if m[L.M_PROXY] else None,
+        "delegators": m[L.M_DELEGATORS],
     }
     if m[L.M_OPEN]:
         out["open_claim"] = bytes(m[L.M_OPEN]).hex()
@@ -127,12 +146,13 @@ def member_view(
 
 
 def _claim_json(
-    claim_id: bytes, c: list[Any], society: list[Any], head_time: int
+    st: State, claim_id: bytes, c: list[Any], society: list[Any], head_time: int
 ) -> dict[str, Any]:
     status = c[L.C_STATUS]
     is_open = status == L.CLAIM_OPEN
     out: dict[str, Any] = {
         "claim_id": claim_id.hex(),
+        "kind": _KINDS[c[L.C_KIND]],
         "society": c[L.C_SOCIETY],
         "claimant": address_to_text(c[L.C_CLAIMANT]),
         "amount": c[L.C_AMOUNT],
@@ -154,6 +174,9 @@ def _claim_json(
         "subject": c[L.C_SUBJECT],
         "details": c[L.C_DETAILS],
         "evidence": bytes(c[L.C_EVIDENCE]).hex(),
+        "voters": c[L.C_VOTERS],
+        "proxied": c[L.C_PROXIED],
+        "comments": comment_count(st, claim_id),
     })
     return out
 
@@ -164,7 +187,7 @@ def claim_view(source: StateSource, claim_id: bytes, head_time: int) -> dict[str
     c = st.get(L.claim_key(claim_id))
     if c is None:
         return None
-    return _claim_json(claim_id, c, st.get(L.society_key(c[L.C_SOCIETY])), head_time)
+    return _claim_json(st, claim_id, c, st.get(L.society_key(c[L.C_SOCIETY])), head_time)
 
 
 def list_claims(
@@ -186,7 +209,7 @@ def list_claims(
         c = st.get(L.claim_key(claim_id))
         if c is None:  # the index is written with the claim; never happens
             continue
-        summary = _claim_json(claim_id, c, soc, head_time)
+        summary = _claim_json(st, claim_id, c, soc, head_time)
         for name in _SUMMARY_OMITS:
             del summary[name]
         out.append(summary)
@@ -216,3 +239,105 @@ def list_witnesses(
             "missed": missed,
         })
     return out
+
+
+# --- version 2 (section 11.8) ------------------------------------------------------------
+
+
+def _asset_json(symbol: str, a: list[Any]) -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "issuer": address_to_text(a[L.A_ISSUER]),
+        "precision": a[L.A_PRECISION],
+        "max_supply": a[L.A_MAX],
+        "supply": a[L.A_SUPPLY],
+        "description": a[L.A_DESCRIPTION],
+        "burned": a[L.A_BURNED],
+    }
+
+
+def asset_view(source: StateSource, symbol: str) -> dict[str, Any] | None:
+    """get_asset: None for MUX (not an asset of 11.1) and for an unknown symbol."""
+    if symbol == L.MUX:
+        return None
+    a = _state(source).get(L.asset_key(symbol))
+    return None if a is None else _asset_json(symbol, a)
+
+
+def list_assets(source: StateSource) -> list[dict[str, Any]]:
+    """Every user-issued asset, by symbol (key order is symbol order)."""
+    return [_asset_json(key[1:].decode(), a)
+            for key, a in _state(source).iterate_committed(b"A")]
+
+
+def standing_pledge_view(
+    source: StateSource, society: str, address: bytes
+) -> dict[str, Any] | None:
+    rec = _state(source).get(L.standing_key(society, address))
+    if rec is None:
+        return None
+    return {
+        "society": society,
+        "address": address_to_text(address),
+        "amount": rec[L.P_AMOUNT],
+        "interval_s": rec[L.P_INTERVAL],
+        "next_at": rec[L.P_NEXT],
+        "executed": rec[L.P_EXECUTED],
+        "missed": rec[L.P_MISSED],
+        "missed_in_row": rec[L.P_MISSED_IN_ROW],
+    }
+
+
+def list_votes(source: StateSource, claim_id: bytes) -> list[dict[str, Any]] | None:
+    """One item per member whose karma counts on the claim: own votes (a proxy's carries
+    its own karma, possibly 0) and each delegator counted through a proxy, with ``via``.
+    Opt-outs (a member with a proxy who voted 0) count nothing and are not listed. None
+    for an unknown claim. In key order (by voter address)."""
+    st = _state(source)
+    if st.get(L.claim_key(claim_id)) is None:
+        return None
+    prefix = b"v" + claim_id
+    out = []
+    for key, rec in st.iterate_committed(prefix):
+        if rec[L.V_STANCE] == 0:
+            continue
+        out.append({
+            "voter": address_to_text(key[len(prefix):]),
+            "stance": rec[L.V_STANCE],
+            "weight": rec[L.V_WEIGHT],
+            "via": address_to_text(rec[L.V_VIA]) if rec[L.V_VIA] else None,
+        })
+    return out
+
+
+def comment_count(source: StateSource, claim_id: bytes) -> int:
+    return sum(1 for _ in _state(source).iterate_store(L.COMMENT_PREFIX + claim_id))
+
+
+def list_comments(
+    source: StateSource, claim_id: bytes, after: bytes | None, limit: int
+) -> dict[str, Any] | None:
+    """11.7: {items: [{tx_id, height, time, author, text}], next}, oldest first; ``after``
+    is the cursor a previous page handed out (the last item's index key suffix), ``next``
+    the cursor of the following page or None. None for an unknown claim."""
+    st = _state(source)
+    if st.get(L.claim_key(claim_id)) is None:
+        return None
+    prefix = L.COMMENT_PREFIX + claim_id
+    items: list[dict[str, Any]] = []
+    more = False
+    for key, raw in st.iterate_store(prefix):
+        suffix = key[len(prefix):]
+        if after is not None and suffix <= after:
+            continue
+        if len(items) == limit:
+            more = True
+            break
+        tx_id, time, author, text = decode_trusted(raw)
+        items.append({"tx_id": bytes(tx_id).hex(), "height": int.from_bytes(suffix[:8], "big"),
+                      "time": time, "author": address_to_text(author), "text": text,
+                      "_cursor": suffix})
+    next_cursor = items[-1]["_cursor"].hex() if more else None
+    for item in items:
+        del item["_cursor"]
+    return {"items": items, "next": next_cursor}

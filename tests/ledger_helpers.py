@@ -43,19 +43,29 @@ __all__ = [
     "WITNESS",
     "WITNESS2",
     "Chain",
+    "asset_conservation",
     "check_witness_votes",
     "conservation_total",
     "key",
     "make_genesis",
+    "op_amend",
+    "op_charity",
     "op_claim",
+    "op_comment",
     "op_create",
+    "op_create_asset",
     "op_give",
+    "op_issue_asset",
     "op_join",
     "op_pledge",
     "op_register_witness",
+    "op_set_proxy",
+    "op_standing",
     "op_transfer",
+    "op_transfer_asset",
     "op_vote",
     "op_vote_witness",
+    "op_withdraw",
     "store_contents",
 ]
 
@@ -162,6 +172,44 @@ def op_register_witness(signing_key: bytes, url: str = "") -> list[Any]:
 
 def op_vote_witness(witnesses: Iterable[bytes]) -> list[Any]:
     return [9, list(witnesses)]
+
+
+def op_create_asset(symbol: str = "BTC", precision: int = 8, max_supply: int = 10**15,
+                    description: str = "an IOU") -> list[Any]:
+    return [10, symbol, precision, max_supply, description]
+
+
+def op_issue_asset(to: bytes, amount: int, symbol: str = "BTC", memo: str = "") -> list[Any]:
+    return [11, symbol, to, amount, memo]
+
+
+def op_transfer_asset(to: bytes, amount: int, symbol: str = "BTC", memo: str = "") -> list[Any]:
+    return [12, symbol, to, amount, memo]
+
+
+def op_standing(amount: int, interval_s: int, society: str = SOC) -> list[Any]:
+    return [13, society, amount, interval_s]
+
+
+def op_set_proxy(proxy: bytes, society: str = SOC) -> list[Any]:
+    return [14, society, proxy]
+
+
+def op_charity(amount: int, society: str = SOC, subject: str = "roof",
+               details: str = "details", evidence: bytes = bytes(32)) -> list[Any]:
+    return [15, society, amount, subject, details, evidence]
+
+
+def op_withdraw(claim_id: bytes) -> list[Any]:
+    return [16, claim_id]
+
+
+def op_amend(claim_id: bytes, details: str = "more", evidence: bytes = b"\x01" * 32) -> list[Any]:
+    return [17, claim_id, details, evidence]
+
+
+def op_comment(claim_id: bytes, text: str = "a question") -> list[Any]:
+    return [18, claim_id, text]
 
 
 # --- the chain ------------------------------------------------------------------------------
@@ -445,6 +493,7 @@ def _total(
     claims: list[tuple[bytes, Any]],
     g: list[Any],
 ) -> tuple[int, int]:
+    """MUX only: user-issued assets are checked by ``asset_conservation``."""
     total = 0
     account_escrow: dict[bytes, int] = {}
     for k, acct in accounts:
@@ -453,17 +502,43 @@ def _total(
         account_escrow[k[1:]] = acct[L.ESC]
     member_escrow: dict[bytes, int] = {}
     society_escrow: dict[bytes, int] = {}
+    society_charity: dict[bytes, int] = {}
     for k, m in members:
         soc, _, addr = k[1:].partition(b"\x00")
-        member_escrow[addr] = member_escrow.get(addr, 0) + m[L.M_ESCROW]
         society_escrow[soc] = society_escrow.get(soc, 0) + m[L.M_ESCROW]
+        society_charity[soc] = society_charity.get(soc, 0) + m[L.M_CHARITY]
+        if societies[b"s" + soc][L.S_RULES][L.R_ASSET] == L.MUX:
+            # an account's escrow is its MUX stake in societies: escrow + charity escrow
+            member_escrow[addr] = member_escrow.get(addr, 0) + m[L.M_ESCROW] + m[L.M_CHARITY]
     assert {a: e for a, e in account_escrow.items() if e} == {
         a: e for a, e in member_escrow.items() if e
     }
     for k, s in societies.items():
         assert s[L.S_ESCROW] == society_escrow.get(k[1:], 0)
+        assert s[L.S_CHARITY] == society_charity.get(k[1:], 0)
     for _, c in claims:
-        if c[L.C_STATUS] == L.CLAIM_OPEN:
-            total += societies[L.society_key(c[L.C_SOCIETY])][L.S_RULES][L.R_BOND]
+        rules = societies[L.society_key(c[L.C_SOCIETY])][L.S_RULES]
+        if c[L.C_STATUS] == L.CLAIM_OPEN and rules[L.R_ASSET] == L.MUX:
+            total += rules[L.R_BOND]
     total += g[L.G_BURNED]
     return total, g[L.G_SUPPLY]
+
+
+def asset_conservation(kv: KVReader) -> dict[str, tuple[int, int]]:
+    """Per user-issued asset: (balances + escrows + charity escrows + bonds held by open
+    claims + burned, supply), from committed state (11.1)."""
+    assets = dict(_records(kv, b"A"))
+    societies = dict(_records(kv, b"s"))
+    held: dict[str, int] = {k[1:].decode(): a[L.A_BURNED] for k, a in assets.items()}
+    for k, amount in _records(kv, b"b"):
+        assert amount > 0  # a zero balance is no entry
+        held[k[21:].decode()] += amount
+    for k, m in _records(kv, b"m"):
+        asset = societies[b"s" + k[1:].partition(b"\x00")[0]][L.S_RULES][L.R_ASSET]
+        if asset != L.MUX:
+            held[asset] += m[L.M_ESCROW] + m[L.M_CHARITY]
+    for _, c in _records(kv, b"c"):
+        rules = societies[L.society_key(c[L.C_SOCIETY])][L.S_RULES]
+        if c[L.C_STATUS] == L.CLAIM_OPEN and rules[L.R_ASSET] != L.MUX:
+            held[rules[L.R_ASSET]] += rules[L.R_BOND]
+    return {k[1:].decode(): (held[k[1:].decode()], a[L.A_SUPPLY]) for k, a in assets.items()}

@@ -168,6 +168,23 @@ class LedgerBackend:
         return views.list_witnesses(self.c.ledger, {WITNESS.address},
                                     {WITNESS.address: (self.c.height, 0)})
 
+    async def get_asset(self, symbol: str) -> dict[str, Any] | None:
+        return views.asset_view(self.c.ledger, symbol)
+
+    async def list_assets(self) -> list[dict[str, Any]]:
+        return views.list_assets(self.c.ledger)
+
+    async def get_standing_pledge(self, society: str, address: bytes) -> dict[str, Any] | None:
+        return views.standing_pledge_view(self.c.ledger, society, address)
+
+    async def list_votes(self, claim_id: bytes) -> list[dict[str, Any]] | None:
+        return views.list_votes(self.c.ledger, claim_id)
+
+    async def list_comments(
+        self, claim_id: bytes, after: bytes | None, limit: int
+    ) -> dict[str, Any] | None:
+        return views.list_comments(self.c.ledger, claim_id, after, limit)
+
     async def peers(self) -> list[dict[str, Any]]:
         if self.fail:
             raise RuntimeError("secret internal detail")

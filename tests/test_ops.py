@@ -15,17 +15,26 @@ from muxernode.ops import (
     DEFAULT_RULES,
     OP_NAMES,
     RULE_NAMES,
+    AmendClaim,
+    CharityRequest,
     Claim,
+    Comment,
+    CreateAsset,
     CreateSociety,
     Give,
+    IssueAsset,
     Join,
     Op,
     Pledge,
     RegisterWitness,
     Rules,
+    SetProxy,
+    StandingPledge,
     Transfer,
+    TransferAsset,
     Vote,
     VoteWitness,
+    WithdrawClaim,
     decode_op,
     encode_op,
     op_to_json,
@@ -48,6 +57,16 @@ VALID: dict[str, list[Any]] = {
     "give": [7, ID32, 300],
     "register_witness": [8, KEY32, "https://w.example"],
     "vote_witness": [9, [A20, B20]],
+    # version 2 (section 11)
+    "create_asset": [10, "BTC.IOU", 8, 21 * 10**14, "bitcoin held by the gateway"],
+    "issue_asset": [11, "BTC.IOU", A20, 5 * 10**8, "deposit 1"],
+    "transfer_asset": [12, "BTC.IOU", B20, 10**8, ""],
+    "standing_pledge": [13, "farmers-1", 100000, 2592000],
+    "set_proxy": [14, "farmers-1", A20],
+    "charity_request": [15, "farmers-1", 5000, "roof", "after the storm", ID32],
+    "withdraw_claim": [16, ID32],
+    "amend_claim": [17, ID32, "the receipts", KEY32],
+    "comment": [18, ID32, "Which hospital?"],
 }
 
 
@@ -63,8 +82,11 @@ def reason(obj: Any) -> str:
 def test_opcodes_and_names() -> None:
     assert {i + 1: name for i, name in enumerate(VALID)} == OP_NAMES
     opcodes = [Transfer.OPCODE, CreateSociety.OPCODE, Join.OPCODE, Pledge.OPCODE, Claim.OPCODE,
-               Vote.OPCODE, Give.OPCODE, RegisterWitness.OPCODE, VoteWitness.OPCODE]
-    assert opcodes == list(range(1, 10))
+               Vote.OPCODE, Give.OPCODE, RegisterWitness.OPCODE, VoteWitness.OPCODE,
+               CreateAsset.OPCODE, IssueAsset.OPCODE, TransferAsset.OPCODE,
+               StandingPledge.OPCODE, SetProxy.OPCODE, CharityRequest.OPCODE,
+               WithdrawClaim.OPCODE, AmendClaim.OPCODE, Comment.OPCODE]
+    assert opcodes == list(range(1, 19))
 
 
 @pytest.mark.parametrize("name", list(VALID))
@@ -133,6 +155,22 @@ JSON: dict[str, dict[str, Any]] = {
         "url": "https://w.example",
     },
     "vote_witness": {"type": "vote_witness", "witnesses": [MX_A, MX_B]},
+    "create_asset": {"type": "create_asset", "symbol": "BTC.IOU", "precision": 8,
+                     "max_supply": 21 * 10**14, "description": "bitcoin held by the gateway"},
+    "issue_asset": {"type": "issue_asset", "symbol": "BTC.IOU", "to": MX_A,
+                    "amount": 5 * 10**8, "memo": "deposit 1"},
+    "transfer_asset": {"type": "transfer_asset", "symbol": "BTC.IOU", "to": MX_B,
+                       "amount": 10**8, "memo": ""},
+    "standing_pledge": {"type": "standing_pledge", "society": "farmers-1", "amount": 100000,
+                        "interval_s": 2592000},
+    "set_proxy": {"type": "set_proxy", "society": "farmers-1", "proxy": MX_A},
+    "charity_request": {"type": "charity_request", "society": "farmers-1", "amount": 5000,
+                        "subject": "roof", "details": "after the storm",
+                        "evidence": ID32.hex()},
+    "withdraw_claim": {"type": "withdraw_claim", "claim_id": ID32.hex()},
+    "amend_claim": {"type": "amend_claim", "claim_id": ID32.hex(), "details": "the receipts",
+                    "evidence": KEY32.hex()},
+    "comment": {"type": "comment", "claim_id": ID32.hex(), "text": "Which hospital?"},
 }
 
 

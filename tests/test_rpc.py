@@ -102,9 +102,10 @@ async def test_every_method_result_shape() -> None:
 
             assert await result(client, "get_account", DAVE.address_text) == {
                 "address": DAVE.address_text, "balance": FUNDS + 12_345 - 5 - 10,
-                "stake": FUNDS + 12_330, "societies": []}
+                "stake": FUNDS + 12_330, "societies": [], "assets": {"MUX": FUNDS + 12_330}}
             assert await result(client, "get_account", NOBODY.address_text) == {
-                "address": NOBODY.address_text, "balance": 0, "stake": 0, "societies": []}
+                "address": NOBODY.address_text, "balance": 0, "stake": 0, "societies": [],
+                "assets": {"MUX": 0}}
             acct = await result(client, "get_account", WITNESS.address_text)
             assert acct["witness"] == {"signing_key": WITNESS.public_key.hex(), "url": "",
                                        "votes": 0}

@@ -52,7 +52,7 @@ EVIDENCE = bytes([0xAB]) * 32
 RULES_JSON = {
     "decay_period_s": 100, "decay_ppm": 100_000, "approval_bp": 3_000, "observation_s": 10,
     "waiting_s": 5, "claim_ttl_s": 50, "benefit_ratio": 10, "claim_bond": 1_000,
-    "min_pledge": 100,
+    "min_pledge": 100, "asset": "MUX", "charity_bp": 0, "charity_slots": 10,
 }
 DAVE_URL = "https://dave.example/muxer"
 
@@ -114,6 +114,14 @@ class Scenario:
         self.c.block(at=T0 + 151)
 
 
+def without_assets(view: dict[str, Any]) -> dict[str, Any]:
+    """The account view less ``assets``, after checking that it holds the MUX balance
+    (11.8: MUX always; no other asset exists in this scenario)."""
+    out = dict(view)
+    assert out.pop("assets") == {"MUX": view["balance"]}
+    return out
+
+
 def some(view: dict[str, Any] | None) -> dict[str, Any]:
     assert view is not None
     return view
@@ -138,14 +146,22 @@ def claim_a_json(s: Scenario, **changes: Any) -> dict[str, Any]:
         "subject": "roof",
         "details": "storm damage",
         "evidence": "ab" * 32,
+        "voters": 0,
+        "proxied": 0,
+        "comments": 0,
     }
+    out["kind"] = "claim"
+    # BOB and CAROL are the two voters of this scenario (votes, then revote)
+    if changes.get("approve") or changes.get("reject"):
+        out["voters"] = 2
     out.update(changes)
     return out
 
 
 def member_json(k: PrivateKey, identity: str, **fields: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"society": SOC, "address": k.address_text, "identity": identity,
-                           "joined_at": T0 + 1}
+                           "joined_at": T0 + 1, "charity_escrow": 0, "proxy": None,
+                           "delegators": 0}
     out.update(fields)
     return out
 
@@ -154,7 +170,7 @@ def society_json(**changes: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "society": SOC, "name": "A society", "purpose": "Tests", "rules": RULES_JSON,
         "creator": ALICE.address_text, "members": 3, "total_karma": 35_000,
-        "escrow_total": 70_000, "open_claims": 0,
+        "escrow_total": 70_000, "charity_escrow_total": 0, "open_claims": 0,
     }
     out.update(changes)
     return out
@@ -186,21 +202,21 @@ def test_members_after_setup(s: Scenario) -> None:
 
 
 def test_accounts_and_witness_fields(s: Scenario) -> None:
-    assert views.account_view(s.state, ALICE.address, T0 + 1) == {
+    assert without_assets(views.account_view(s.state, ALICE.address, T0 + 1)) == {
         "address": ALICE.address_text, "balance": FUNDS - 30 - 10_000, "stake": FUNDS - 30,
         "societies": [SOC]}
-    assert views.account_view(s.state, DAVE.address, T0 + 1) == {
+    assert without_assets(views.account_view(s.state, DAVE.address, T0 + 1)) == {
         "address": DAVE.address_text, "balance": FUNDS - 10, "stake": FUNDS - 10,
         "societies": [],
         # ERIN's stake after paying her vote_witness fee
         "witness": {"signing_key": DAVE.public_key.hex(), "url": DAVE_URL,
                     "votes": FUNDS - 10}}
     # the genesis witness collected the 9 fees of block 1
-    assert views.account_view(s.state, WITNESS.address, T0 + 1) == {
+    assert without_assets(views.account_view(s.state, WITNESS.address, T0 + 1)) == {
         "address": WITNESS.address_text, "balance": 90, "stake": 90, "societies": [],
         "witness": {"signing_key": WITNESS.public_key.hex(), "url": "", "votes": 0}}
     # a valid address with no state is a zero account, not an error
-    assert views.account_view(s.state, NOBODY.address, T0 + 1) == {
+    assert without_assets(views.account_view(s.state, NOBODY.address, T0 + 1)) == {
         "address": NOBODY.address_text, "balance": 0, "stake": 0, "societies": []}
 
 
@@ -246,10 +262,10 @@ def test_claim_lifecycle(s: Scenario) -> None:
         CAROL, "carol", escrow=34_000, karma=23_000, pledged_total=40_000, given_total=6_000)
     assert views.society_view(st, SOC, T0 + 16) == society_json(
         total_karma=38_000, escrow_total=60_000, open_claims=1)
-    assert views.account_view(st, ALICE.address, T0 + 16) == {
+    assert without_assets(views.account_view(st, ALICE.address, T0 + 16)) == {
         "address": ALICE.address_text, "balance": FUNDS - 30 - 10_000 - 10 - 1_000 + 10_000,
         "stake": FUNDS - 1_040 + 10_000, "societies": [SOC]}
-    assert views.account_view(st, BOB.address, T0 + 16) == {
+    assert without_assets(views.account_view(st, BOB.address, T0 + 16)) == {
         "address": BOB.address_text, "balance": FUNDS - 20 - 20_000 - 10 - 10,
         "stake": FUNDS - 40 - 4_000, "societies": [SOC]}
 
@@ -286,7 +302,8 @@ def test_list_claims_newest_first_and_rejected_outcome(s: Scenario) -> None:
         "claim_id": s.claim_b.hex(), "society": SOC, "claimant": BOB.address_text,
         "amount": 5_000, "karma": 1_000, "limit": 5_000, "received": 0, "approve": 0,
         "reject": 0, "approved": False, "status": "open", "opened_at": T0 + 101,
-        "gives_from": T0 + 106, "closes_at": T0 + 151, "subject": "car",
+        "gives_from": T0 + 106, "closes_at": T0 + 151, "subject": "car", "voters": 0,
+        "proxied": 0, "comments": 0, "kind": "claim",
     }
     c_json = dict(b_json, claim_id=s.claim_c.hex(), claimant=CAROL.address_text,
                   amount=7_000, karma=500, subject="flood")
