@@ -1,0 +1,250 @@
+"""docs/protocol.md stays true where a machine can check it.
+
+The protocol document is what outside developers build against, so every list in it that
+the code also holds is compared with the live code here (imported, not copied): the
+rejection reasons, the RPC methods and error codes, the opcodes and their names, the p2p
+message types, the domain tags, and the test vectors (the nine tx vectors of
+tests/test_vectors.py, and the vectors the document derives from them: the genesis state
+entries and digest, block 1, a vote, Merkle roots, the schedule, karma decay).
+
+Version 2 (protocol section 11) and the application API (section 12) are specified in the
+document ahead of parts of the code (issue 12). The names the document may hold before the
+code does are listed below as explicit allowances; an allowance only covers a name the code
+lacks, so as each lands it is checked like the rest. A name the code has and the document
+lacks always fails.
+
+If a vector test fails after a deliberate change (a new state layout or state digest, say),
+regenerate the document's Appendix A from the code and say so in the protocol's text: the
+vectors are the wire format, a change to them is a protocol change.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from consensus import crypto
+from consensus.block import Block
+from consensus.chain import Chain
+from consensus.codec import encode
+from consensus.errors import REASONS
+from consensus.genesis import parse_genesis
+from consensus.merkle import merkle_root
+from consensus.schedule import Schedule, round_order
+from consensus.tx import build_tx
+from consensus.vote import Vote
+from muxernode import ops, rpc
+from muxernode.ledger import Ledger, decay
+from p2p import messages
+from p2p.network import PROTOCOL_VERSION
+from storage.kv import MemoryKV
+from tests.test_vectors import (
+    CHAIN_ID,
+    EXPIRATION,
+    FEE,
+    GENESIS,
+    REF_BLOCK_NUM,
+    REF_BLOCK_PREFIX,
+    VECTORS,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = (REPO / "docs" / "protocol.md").read_text(encoding="utf-8")
+# the document without any whitespace: hex wrapped over lines, and "name = value" lines,
+# are found whole in it
+FLAT = re.sub(r"\s+", "", DOC)
+
+# Issue 12: version 2 (section 11) and the application API (section 12) are in the
+# document before they are all in the code. Each entry is allowed in the document while
+# the code lacks it, and only then.
+V2_REASONS_PENDING = frozenset({
+    "asset_exists", "bad_symbol", "unknown_asset", "not_issuer", "over_supply",
+    "no_standing_pledge", "proxy_chain", "too_many_delegators", "not_in_charity_slots",
+    "not_claimant", "has_votes",
+})
+V2_OPS_PENDING = {
+    10: "create_asset", 11: "issue_asset", 12: "transfer_asset", 13: "standing_pledge",
+    14: "set_proxy", 15: "charity_request", 16: "withdraw_claim", 17: "amend_claim",
+    18: "comment",
+}
+METHODS_PENDING = frozenset({
+    # section 11.8
+    "get_asset", "list_assets", "get_standing_pledge", "list_votes", "list_comments",
+    # section 12
+    "subscribe", "unsubscribe", "get_history", "list_societies", "rpc.discover",
+})
+
+
+def _tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Every Markdown table: (header cells, body rows of cells), cells stripped."""
+    out: list[tuple[list[str], list[list[str]]]] = []
+    block: list[str] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            block.append(line)
+            continue
+        if len(block) >= 2:
+            rows = [[c.strip() for c in row.strip().strip("|").split("|")] for row in block]
+            out.append((rows[0], rows[2:]))  # rows[1] is the |---| separator
+        block = []
+    return out
+
+
+def _first_column(header: str, second: str | None = None) -> list[list[str]]:
+    """Body rows of every table whose first header cell is ``header`` (and second, if
+    given, is ``second``)."""
+    rows: list[list[str]] = []
+    for head, body in _tables(DOC):
+        if head[0].lower() == header and (second is None or head[1].lower() == second):
+            rows.extend(body)
+    return rows
+
+
+def _name(cell: str) -> str:
+    return cell.strip("`* ")
+
+
+def _code_reasons() -> set[str]:
+    """Every reason the code can raise: the registry, and each literal Rejected("...")."""
+    found = set(REASONS)
+    pattern = re.compile(r"""Rejected\(\s*["']([a-z_]+)["']""")
+    for package in ("consensus", "muxernode"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            found.update(pattern.findall(path.read_text(encoding="utf-8")))
+    return found
+
+
+def test_the_reason_table_is_the_codes_reasons() -> None:
+    doc = {_name(row[0]) for row in _first_column("reason")}
+    code = _code_reasons()
+    assert len(doc) == len(_first_column("reason")), "a reason is listed twice"
+    assert code - doc == set(), f"reasons the code raises but 9.6 lacks: {sorted(code - doc)}"
+    pending = doc - code
+    assert pending <= V2_REASONS_PENDING, (
+        f"reasons in 9.6 that no code raises: {sorted(pending - V2_REASONS_PENDING)}")
+    assert doc >= V2_REASONS_PENDING, "an allowance names a reason the document lacks"
+
+
+def test_every_rpc_method_is_in_the_method_tables() -> None:
+    doc = {_name(row[0]) for row in _first_column("method")}
+    code = set(rpc.METHODS)
+    assert code - doc == set(), f"RPC methods missing from the doc: {sorted(code - doc)}"
+    pending = doc - code
+    assert pending <= METHODS_PENDING, (
+        f"methods in the doc that the node does not serve: {sorted(pending - METHODS_PENDING)}")
+    assert doc >= METHODS_PENDING, "an allowance names a method the document lacks"
+    # the admin methods are marked as such
+    admin = {_name(row[0]) for row in _first_column("method") if "admin" in row[2]}
+    assert admin == set(rpc.ADMIN_METHODS)
+
+
+def test_every_rpc_error_code_is_in_the_error_table() -> None:
+    doc = {int(row[0]) for row in _first_column("code")}
+    code = {v for k, v in vars(rpc).items()
+            if k.isupper() and type(v) is int and -32768 <= v <= -32000}
+    assert code - doc == set(), f"error codes missing from 9.2: {sorted(code - doc)}"
+    # issue 12: section 12's codes (history not ready, subscription limit) may be in the
+    # document before the node serves section 12
+    assert doc - code <= {-32004, -32005}
+
+
+def test_every_opcode_is_documented_with_its_number_and_name() -> None:
+    rows = _first_column("op", "name")
+    doc = {int(row[0]): _name(row[1]) for row in rows}
+    assert len(doc) == len(rows), "an opcode is listed twice"
+    for number, name in ops.OP_NAMES.items():
+        assert doc.get(number) == name, f"op {number} {name} is not in the table of 3.2"
+    for number in set(doc) - set(ops.OP_NAMES):
+        assert V2_OPS_PENDING.get(number) == doc[number], f"op {number} is in no code"
+
+
+def test_every_p2p_message_type_is_in_the_message_table() -> None:
+    doc = {int(row[0]): row[1] for row in _first_column("type", "name")}
+    for number, cls in messages._TYPES.items():
+        wire = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).upper().replace("NOT_FOUND",
+                                                                              "NOTFOUND")
+        assert doc.get(number) == wire, f"p2p message {number} {wire} is not in 8.2"
+    assert set(doc) == set(messages._TYPES)
+    assert f"TheprotocolversioninHELLOis{PROTOCOL_VERSION}." in FLAT
+
+
+def test_domain_tags_are_the_codes() -> None:
+    from p2p.handshake import TAG_P2P
+    for tag in (crypto.TAG_TX, crypto.TAG_BLOCK, crypto.TAG_VOTE, crypto.TAG_SCHEDULE, TAG_P2P):
+        assert f"`{tag.decode()}`" in DOC
+
+
+def test_default_rules_and_bounds() -> None:
+    assert str(ops.DEFAULT_RULES.as_list()).replace(" ", "") in FLAT
+    assert "3-32 characters of `a-z 0-9 -`" in DOC
+
+
+def test_the_nine_tx_vectors_are_published() -> None:
+    assert CHAIN_ID.hex() in FLAT
+    for name, seed, _op, tx_hex, tx_id_hex in VECTORS:
+        assert tx_hex in FLAT, f"the {name} vector's bytes are not in Appendix A"
+        assert tx_id_hex in FLAT, f"the {name} vector's tx_id is not in Appendix A"
+        key = crypto.PrivateKey(bytes([seed]) * 32)
+        assert key.public_key.hex() in FLAT and key.address_text in FLAT
+
+
+def _chain_with_block_1() -> tuple[dict[bytes, bytes | None], bytes, Block]:
+    """The vectors genesis' state entries, and block 1 of Appendix A.6 built by the code."""
+    g = parse_genesis(GENESIS)
+    genesis = Ledger(MemoryKV(), g.params, g.genesis_time).init_genesis(g)
+    store = MemoryKV()
+    Chain.initialize(store, Ledger(store, g.params, g.genesis_time), g)
+    schedule = Schedule(g.chain_id, [(1, [w.address for w in g.witnesses])])
+    chain = Chain(store, Ledger(store, g.params, g.genesis_time), g, schedule.witness_at)
+    seed, op = VECTORS[0][1], VECTORS[0][2]
+    tx = build_tx(crypto.PrivateKey(bytes([seed]) * 32), CHAIN_ID, op,
+                  ref_block_num=REF_BLOCK_NUM, ref_block_prefix=REF_BLOCK_PREFIX,
+                  expiration=EXPIRATION, fee=FEE)
+    block, dropped = chain.build_block(crypto.PrivateKey(bytes([1]) * 32), g.genesis_time + 1,
+                                       [tx], [])
+    assert dropped == []
+    return dict(genesis.changes), genesis.state_digest, block
+
+
+def test_the_genesis_state_and_digest_vectors() -> None:
+    changes, digest, _block = _chain_with_block_1()
+    for key, value in changes.items():
+        entry = key[1:]  # without the store's state prefix
+        if entry == b"#":  # the accumulator's own record, outside the state
+            continue
+        assert value is not None
+        shown = entry.decode() if entry[:1] in (b"E", b"G", b"Q", b"W") else entry.hex()
+        assert shown + value.hex() in FLAT, f"genesis entry {shown} is not in Appendix A.5"
+    assert f"genesis_state_digest={digest.hex()}" in FLAT
+
+
+def test_the_block_and_vote_vectors() -> None:
+    _changes, _digest, block = _chain_with_block_1()
+    assert f"header={encode(block.header()).hex()}" in FLAT
+    assert f"block_1_id={block.id.hex()}" in FLAT
+    assert f"tx_root={block.tx_root.hex()}" in FLAT
+    assert f"votes_root={block.votes_root.hex()}" in FLAT
+    assert f"block_1_state_digest={block.state_digest.hex()}" in FLAT
+    assert f"block_1_signature={block.signature.hex()}" in FLAT
+    assert block.raw.hex() in FLAT
+    vote = Vote.sign(crypto.PrivateKey(bytes([1]) * 32), CHAIN_ID, CHAIN_ID, 0, block.id, 1)
+    assert f"vote_signing_payload={vote.signing_payload(CHAIN_ID).hex()}" in FLAT
+    assert f"vote_hash={vote.hash.hex()}" in FLAT
+    assert vote.raw.hex() in FLAT
+
+
+def test_the_merkle_schedule_and_decay_vectors() -> None:
+    items = [bytes([i]) * 32 for i in range(3)]
+    assert f"merkle_root([])={merkle_root([]).hex()}" in FLAT
+    assert f"merkle_root([00…00])={merkle_root(items[:1]).hex()}" in FLAT
+    assert f"merkle_root([00…00,01…01])={merkle_root(items[:2]).hex()}" in FLAT
+    assert f"merkle_root([00…00,01…01,02…02])={merkle_root(items).hex()}" in FLAT
+    four = [crypto.PrivateKey(bytes([i]) * 32).address for i in range(1, 5)]
+    for r in range(3):
+        order = "".join(a.hex()[:8] for a in round_order(CHAIN_ID, r, four))
+        assert f"round_{r}={order}" in FLAT
+    for args in ((1000000, 0, 86400 * 180, 86400, 3844), (1000000, 86399, 86400, 86400, 3844),
+                 (1000000, 0, 86399, 86400, 3844), (1000000, 0, 4097 * 86400, 86400, 3844)):
+        k, t0, t, period, ppm = args
+        shown = f"decay({k},{t0},{'4097*86400' if t == 4097 * 86400 else t},{period},{ppm})"
+        assert f"{shown}={decay(*args)}#" in FLAT
