@@ -36,7 +36,7 @@ def _value(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        return repr(round(v, 6))
+        return repr(v)  # the shortest repr that reads back the same: the same everywhere
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, list):

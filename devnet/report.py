@@ -287,7 +287,8 @@ def _widearea(m: Manifest, samples: list[dict[str, Any]], where: Path, plt: Any,
     rg = analysis.reorgs(m)
     lines += ["", "## Missed slots per witness", "",
               f"{ms['blocks']} final blocks over {ms['slots']} slots: {ms.get('missed', 0)} "
-              "missed (expected per witness: whole rounds, slots // witnesses).", "", "| witness | produced | missed |", "|---|---|---|"]
+              "missed (expected per witness: whole rounds, slots // witnesses).", "",
+              "| witness | produced | missed |", "|---|---|---|"]
     for name, v in ms["per_witness"].items():
         lines.append(f"| {name} | {v['produced']} | {v['missed']} |")
     lines += ["", "## Reorganisations", "", "| node | reorgs | max depth | depths |",
