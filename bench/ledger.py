@@ -7,13 +7,19 @@ Ed25519 verify rate measured in the same run. Target: applied/verify >= 3.
 Signing is setup, not measured: the ledger never verifies (the node verifies once, on
 admission). When the pre-signed txs run out, application restarts from a copy of the
 post-setup state so every measured tx is a fresh, valid one.
+
+The state digest's share is measured apart (``digest_cost``): the first round's block
+changes are replayed through the MuHash3072 update alone and through the additive v1 sum
+it replaced, so the per-tx cost of the secure digest prints next to the old one.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bench.common import verify_note, verify_rate
@@ -23,11 +29,21 @@ from consensus.errors import Rejected
 from consensus.genesis import parse_genesis
 from consensus.tx import SignedTx, build_tx
 from muxernode.ledger import Ledger
+from muxernode.state import (
+    DIGEST_KEY,
+    STATE_PREFIX,
+    MuHash3072,
+    digest_bytes,
+    element,
+    entry_bytes,
+)
 from storage.kv import MemoryKV
 
 SOCIETY = "bench"
 RULES = [86400, 3844, 1, 0, 0, 1_000_000, 1000, 1000, 1]
 T0 = 1_767_225_600
+# a block's (changes, undo), store keys to new and old encodings
+Changes = tuple[Mapping[bytes, bytes | None], Mapping[bytes, bytes | None]]
 
 
 def main() -> None:
@@ -66,7 +82,9 @@ def main() -> None:
     kv.write(ledger.init_genesis(genesis).changes)
     now = [T0]
 
-    def run_block(txs: list[SignedTx]) -> int:
+    recorded: list[Changes] = []
+
+    def run_block(txs: list[SignedTx], record: bool = False) -> int:
         now[0] += 1
         ledger.begin_block(BlockContext(0, now[0], witness.address, tapos))
         ok = 0
@@ -76,7 +94,10 @@ def main() -> None:
                 ok += 1
             except Rejected:
                 pass
-        kv.write(ledger.end_block().changes)
+        result = ledger.end_block()
+        kv.write(result.changes)
+        if record:
+            recorded.append((result.changes, result.undo))
         return ok
 
     exp = T0 + 3000
@@ -123,7 +144,7 @@ def main() -> None:
         for i in range(0, len(mix), args.block_txs):
             block = mix[i : i + args.block_txs]
             start = time.perf_counter()
-            ok = run_block(block)
+            ok = run_block(block, record=rounds == 1)
             elapsed += time.perf_counter() - start
             applied += ok
             rejected += len(block) - ok
@@ -134,6 +155,82 @@ def main() -> None:
     print(f"ledger applied tx/s     {rate:,.0f}")
     print(verify_note(vrate))
     print(f"ratio applied/verify    {rate / vrate:.2f}   (target >= 3.00)")
+    digest_cost(recorded, len(mix), 1e6 / rate)
+
+
+def digest_cost(blocks: list[Changes], txs: int, tx_us: float) -> None:
+    """The state digest's update alone, per tx, over the blocks' recorded changes: the
+    MuHash3072 of v2 as State.commit does it (the old entry's element kept from its last
+    commit, one inverse per block) next to the additive v1 sum it replaced (which kept the
+    old entry's hash too). Warm: every old entry's element or hash is cached, as on a node
+    whose record cache holds the active accounts; cold: a key's first change computes it,
+    as this bench's fresh ledger does in each round."""
+    skip = STATE_PREFIX + DIGEST_KEY
+    n = len(STATE_PREFIX)
+    entries = [[(k[n:], undo[k], new) for k, new in changes.items() if k != skip]
+               for changes, undo in blocks]
+    keys = sum(len(b) for b in entries) / txs
+    print(f"state digest per tx     ({keys:.2f} changed keys per tx; the rate above is v2 cold)")
+    for name, cached in (("warm", True), ("cold", False)):
+        v2 = _replay(entries, cached, element, _v2_block) * 1e6 / txs
+        v1 = _replay(entries, cached, _v1_hash, _v1_block) * 1e6 / txs
+        print(f"  {name}                  v2 MuHash3072 {v2:5.1f} us ({v2 / tx_us:.0%} of a tx),"
+              f" was v1 additive {v1:4.1f} us")
+
+
+def _replay(entries: list[list[tuple[bytes, bytes | None, bytes | None]]], cached: bool,
+            of: Callable[[bytes], Any], block: Callable[[Any, list[tuple[Any, Any]]], Any]
+            ) -> float:
+    """Seconds to fold every block's (old, new) entries into the scheme's accumulator."""
+    kept: dict[bytes, Any] = {}
+    if cached:
+        for b in entries:
+            for k, old, _ in b:
+                if old is not None:
+                    kept.setdefault(k + old, of(entry_bytes(k, old)))
+    start = time.perf_counter()
+    acc: Any = None
+    for b in entries:
+        pairs = []
+        for k, old, new in b:
+            old_e = None
+            if old is not None:
+                old_e = kept.get(k + old)
+                if old_e is None:
+                    old_e = of(entry_bytes(k, old))
+            new_e = None
+            if new is not None:
+                new_e = of(entry_bytes(k, new))
+                if not cached:
+                    kept[k + new] = new_e  # the next change of this key finds it
+            pairs.append((old_e, new_e))
+        acc = block(acc, pairs)
+    return time.perf_counter() - start
+
+
+def _v2_block(acc: Any, pairs: list[tuple[Any, Any]]) -> Any:
+    mh = MuHash3072() if acc is None else MuHash3072(acc)
+    for old_e, new_e in pairs:
+        if old_e is not None:
+            mh.remove_element(old_e)
+        if new_e is not None:
+            mh.insert_element(new_e)
+    value = mh.value()
+    digest_bytes(value)
+    return value
+
+
+def _v1_block(acc: Any, pairs: list[tuple[Any, Any]]) -> int:
+    total: int = acc or 0
+    for old_h, new_h in pairs:
+        total += (new_h or 0) - (old_h or 0)
+    total %= 1 << 256
+    hashlib.sha256(b"MUXER/state/v1" + total.to_bytes(32, "big")).digest()
+    return total
+
+
+def _v1_hash(data: bytes) -> int:
+    return int.from_bytes(hashlib.sha256(data).digest(), "big")
 
 
 if __name__ == "__main__":
