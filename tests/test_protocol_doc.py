@@ -20,6 +20,8 @@ vectors are the wire format, a change to them is a protocol change.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -128,7 +130,8 @@ def test_the_reason_table_is_the_codes_reasons() -> None:
 
 def test_every_rpc_method_is_in_the_method_tables() -> None:
     doc = {_name(row[0]) for row in _first_column("method")}
-    code = set(rpc.METHODS)
+    # subscribe and unsubscribe act on a WebSocket connection: a table of their own
+    code = set(rpc.METHODS) | set(getattr(rpc, "WS_METHODS", {}))
     assert code - doc == set(), f"RPC methods missing from the doc: {sorted(code - doc)}"
     pending = doc - code
     assert pending <= METHODS_PENDING, (
@@ -137,6 +140,17 @@ def test_every_rpc_method_is_in_the_method_tables() -> None:
     # the admin methods are marked as such
     admin = {_name(row[0]) for row in _first_column("method") if "admin" in row[2]}
     assert admin == set(rpc.ADMIN_METHODS)
+
+
+def test_the_subscription_topics_are_the_codes() -> None:
+    doc = [_name(row[0]) for row in _first_column("topic")]
+    assert doc == ["heads", "final", "tx", "account", "society", "claim"]
+    if importlib.util.find_spec("muxernode.events") is None:
+        return  # issue 12: the application API (section 12) is not in the code yet
+    events = importlib.import_module("muxernode.events")
+    assert list(events.TOPICS) == doc
+    assert f"atmost{events.MAX_SUBSCRIPTIONS}subscriptions" in FLAT
+    assert f"unreadnotificationspass{events.MAX_UNREAD}" in FLAT
 
 
 def test_every_rpc_error_code_is_in_the_error_table() -> None:
