@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.fuzz
 	$(BIN)/python -m bench.soak
 	$(BIN)/python -m bench.sim
+	$(BIN)/python -m bench.widearea
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix $(SRC)

@@ -20,6 +20,8 @@ string of integers joined by + and - (after substitution) is computed, so that
 
 from __future__ import annotations
 
+import contextlib
+import json
 import operator
 import re
 import secrets
@@ -114,8 +116,9 @@ class Runner:
         self.loads: dict[str, Load] = {}
         self.baseline: int | None = None
         self.signer = TxSigner(m)
-        # invariant -> [(held, detail)], printed as held / broken at the end
-        self.invariants: dict[str, list[tuple[bool, str]]] = {}
+        # invariant -> [(held, detail, value)], printed as held / broken at the end and
+        # saved to <dir>/invariants.json (value: slots to resume, conflicts, lost txs)
+        self.invariants: dict[str, list[tuple[bool, str, float | None]]] = {}
         self.final_seen: dict[int, tuple[str, str]] = {}  # height -> (block id, node)
         self.ended_at: tuple[float, int, str] | None = None  # a perturbation's end
 
@@ -211,7 +214,7 @@ class Runner:
             if not results:
                 self.echo(f"invariant {name}: not checked")
                 continue
-            bad = [d for ok, d in results if not ok]
+            bad = [d for ok, d, _v in results if not ok]
             if bad:
                 all_held = False
                 self.echo(f"invariant {name}: broken ({len(bad)} of {len(results)}: "
@@ -219,10 +222,19 @@ class Runner:
             else:
                 self.echo(f"invariant {name}: held ({len(results)} check(s); "
                           f"{results[-1][1]})")
+        summary = {name: {"held": all(ok for ok, _d, _v in self.invariants.get(name, []))
+                          if self.invariants.get(name) else None,
+                          "checks": [{"held": ok, "detail": d, "value": v}
+                                     for ok, d, v in self.invariants.get(name, [])]}
+                   for name in names}
+        if names:
+            with contextlib.suppress(OSError):
+                (self.m.dir / "invariants.json").write_text(
+                    json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         return all_held
 
-    def record(self, name: str, held: bool, detail: str) -> None:
-        self.invariants.setdefault(name, []).append((held, detail))
+    def record(self, name: str, held: bool, detail: str, value: float | None = None) -> None:
+        self.invariants.setdefault(name, []).append((held, detail, value))
 
     # --- steps ------------------------------------------------------------------------------
 
@@ -385,14 +397,14 @@ class Runner:
                 slots = (time.monotonic() - t_end) / interval
                 held = slots <= within + 2.0 / interval
                 detail = f"after {what}: final {f_end} -> {min(now.values())} in {slots:.1f} slots"
-                self.record("finality_resumes", held, detail)
+                self.record("finality_resumes", held, detail, round(slots, 2))
                 self.ended_at = None
                 self._note_finals()
                 return detail
             if time.monotonic() >= deadline:
                 detail = (f"after {what}: final height stayed at or below {f_end} for "
                           f"{within:g} slots (now {now})")
-                self.record("finality_resumes", False, detail)
+                self.record("finality_resumes", False, detail, None)
                 self.ended_at = None
                 return detail
             time.sleep(0.25)
@@ -440,11 +452,11 @@ class Runner:
             if len(set(ids.values())) > 1:
                 conflicts.append(f"height {h}: " + ", ".join(f"{n} {i[:10]}"
                                                               for n, i in ids.items()))
-        held = not conflicts and not any(not ok for ok, _ in
+        held = not conflicts and not any(not ok for ok, _d, _v in
                                          self.invariants.get("no_conflicting_final", []))
         detail = (f"{len(by_node)} node(s) agree on every final block up to {top}" if held
                   else "; ".join(conflicts[:3]) or "a conflict was seen during the run")
-        self.record("no_conflicting_final", held, detail)
+        self.record("no_conflicting_final", held, detail, float(len(conflicts)))
         return detail
 
     def check_final_txs_kept(self, s: dict[str, Any]) -> str:
@@ -454,14 +466,15 @@ class Runner:
             raise ScenarioError(f"no load named {name!r}")
         ld.join(ld.spec.setup_timeout + ld.spec.duration + ld.spec.drain + 30)
         if not ld.final_ids():
-            self.record("final_txs_kept", False, f"load {name!r} saw no final tx")
+            self.record("final_txs_kept", False, f"load {name!r} saw no final tx", None)
             return "no final tx"
         try:
             detail = self._survive(ld, float(s.get("timeout", 30)))
-            self.record("final_txs_kept", True, detail)
+            self.record("final_txs_kept", True, detail, 0.0)
         except ScenarioError as exc:
             detail = str(exc)
-            self.record("final_txs_kept", False, detail)
+            lost = [int(x) for x in re.findall(r": (\d+) not final", detail)]
+            self.record("final_txs_kept", False, detail, float(max(lost, default=0)))
         return detail
 
     def step_submit(self, s: dict[str, Any]) -> str:
