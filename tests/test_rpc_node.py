@@ -42,6 +42,7 @@ from consensus.tx import SignedTx, build_tx, tapos_of
 from muxernode.node import init_data_dir
 from muxernode.ops import RULE_NAMES
 from tests.procs import Daemon, RpcFailure, accounts, make_genesis, rpc, wait_for
+from tests.test_rpc_node_v2 import V2_REASONS
 
 BASE_FEE = 10
 FUNDS = 100_000_000_000  # make_genesis default per account
@@ -111,7 +112,15 @@ def one_of(*values: Any) -> Check:
 
 
 def rules_obj(v: Any) -> bool:
+    """The rules of a create_society op as given: the nine of 4.1 (these tests' ops)."""
     return type(v) is dict and list(v) == list(RULE_NAMES) and all(uint(x) for x in v.values())
+
+
+def society_rules_obj(v: Any) -> bool:
+    """get_society's rules: the nine, then asset, charity_bp, charity_slots (11.8)."""
+    return (type(v) is dict and list(v) == [*RULE_NAMES, "asset", "charity_bp", "charity_slots"]
+            and all(uint(v[n]) for n in RULE_NAMES) and text(v["asset"])
+            and uint(v["charity_bp"]) and uint(v["charity_slots"]))
 
 
 def assert_shape(obj: Any, required: Mapping[str, Check],
@@ -135,18 +144,24 @@ BLOCK = {"height": uint, "id": hex64, "previous": hex64, "timestamp": uint, "wit
          "tx_ids": list_of(hex64), "votes": list_of(hex64), "final": boolean}
 TX_KNOWN = {"tx_id": hex64, "status": one_of("pending", "included", "final"), "sender": mx,
             "fee": uint, "op": lambda v: type(v) is dict}
-ACCOUNT = {"address": mx, "balance": uint, "stake": uint, "societies": list_of(text)}
+ACCOUNT = {"address": mx, "balance": uint, "stake": uint, "societies": list_of(text),
+           "assets": lambda v: type(v) is dict and uint(v.get("MUX"))}
 WITNESS_IN_ACCOUNT = {"signing_key": hex64, "url": text, "votes": uint}
-SOCIETY = {"society": text, "name": text, "purpose": text, "rules": rules_obj, "creator": mx,
-           "members": uint, "total_karma": uint, "escrow_total": uint, "open_claims": uint}
+SOCIETY = {"society": text, "name": text, "purpose": text, "rules": society_rules_obj,
+           "creator": mx,
+           "members": uint, "total_karma": uint, "escrow_total": uint,
+           "charity_escrow_total": uint, "open_claims": uint}
 MEMBER = {"society": text, "address": mx, "identity": text, "joined_at": uint, "escrow": uint,
-          "karma": uint, "pledged_total": uint, "given_total": uint}
+          "karma": uint, "pledged_total": uint, "given_total": uint, "charity_escrow": uint,
+          "proxy": lambda v: v is None or mx(v), "delegators": uint}
 CLAIM_SUMMARY = {"claim_id": hex64, "society": text, "claimant": mx, "amount": uint,
                  "karma": uint, "limit": uint, "received": uint, "approve": uint,
                  "reject": uint, "approved": boolean, "status": one_of("open", "closed"),
-                 "opened_at": uint, "gives_from": uint, "closes_at": uint, "subject": text}
+                 "opened_at": uint, "gives_from": uint, "closes_at": uint, "subject": text,
+                 "kind": one_of("claim", "charity"), "voters": uint, "proxied": uint,
+                 "comments": uint}
 CLAIM = {**CLAIM_SUMMARY, "details": text, "evidence": hex64}
-OUTCOME = {"outcome": one_of("approved", "rejected")}
+OUTCOME = {"outcome": one_of("approved", "rejected", "withdrawn")}
 WITNESS = {"address": mx, "url": text, "votes": uint, "active": boolean, "signing_key": hex64,
            "last_slot": uint, "missed": uint}
 PEER = {"node_id": text, "address": text, "direction": one_of("inbound", "outbound"),
@@ -441,14 +456,17 @@ def test_get_account(net: Net) -> None:
     a1 = net.call("get_account", net.addr("a1"))
     assert_shape(a1, ACCOUNT, where="get_account(a1)")
     # 5 societies created, a transfer and a witness vote
-    assert a1 == {"address": net.addr("a1"), "balance": FUNDS - 7 * fees - 12_345,
-                  "stake": FUNDS - 7 * fees - 12_345, "societies": []}
+    b1 = FUNDS - 7 * fees - 12_345
+    assert a1 == {"address": net.addr("a1"), "balance": b1, "stake": b1, "societies": [],
+                  "assets": {"MUX": b1}}
     a11 = net.call("get_account", net.addr("a11"))
     assert a11["balance"] == a11["stake"] == FUNDS + 12_345
     # a2: join, pledge, claim (bond 1000), received a gift of 1000
     a2 = net.call("get_account", net.addr("a2"))
-    assert a2 == {"address": net.addr("a2"), "balance": FUNDS - 3 * fees - 10_000 - 1000 + 1000,
-                  "stake": FUNDS - 3 * fees - 1000 + 1000, "societies": ["fast"]}
+    b2 = FUNDS - 3 * fees - 10_000 - 1000 + 1000
+    assert a2 == {"address": net.addr("a2"), "balance": b2,
+                  "stake": FUNDS - 3 * fees - 1000 + 1000, "societies": ["fast"],
+                  "assets": {"MUX": b2}}
     a3 = net.call("get_account", net.addr("a3"))
     assert a3["balance"] == FUNDS - 4 * fees - 60_000
     assert a3["stake"] == a3["balance"] + 59_000  # escrow after giving 1000
@@ -468,7 +486,7 @@ def test_get_account(net: Net) -> None:
     assert w1["balance"] >= SETUP_TXS * fees  # the producer of every block collects its fees
     fresh = net.addr("nobody")
     assert net.call("get_account", fresh) == {"address": fresh, "balance": 0, "stake": 0,
-                                              "societies": []}
+                                              "societies": [], "assets": {"MUX": 0}}
 
 
 def test_get_society(net: Net) -> None:
@@ -483,9 +501,11 @@ def test_get_society(net: Net) -> None:
         assert_shape(got, SOCIETY, where=f"get_society({soc})")
         assert got == {"society": soc, "name": f"The {soc} society",
                        "purpose": f"Tests of {soc}",
-                       "rules": dict(zip(RULE_NAMES, SOCIETY_RULES[soc], strict=True)),
+                       "rules": dict(zip(RULE_NAMES, SOCIETY_RULES[soc], strict=True))
+                       | {"asset": "MUX", "charity_bp": 0, "charity_slots": 10},
                        "creator": net.addr("a1"), "members": members, "total_karma": karma,
-                       "escrow_total": escrow, "open_claims": open_claims}
+                       "escrow_total": escrow, "charity_escrow_total": 0,
+                       "open_claims": open_claims}
     err = expect_error(net, "get_society", "nosuch")
     assert err["code"] == -32001 and err["data"] == {"what": "society", "id": "nosuch"}
 
@@ -497,11 +517,13 @@ def test_get_member(net: Net) -> None:
     assert a2 == {"society": "fast", "address": net.addr("a2"), "identity": "a2-id",
                   "joined_at": t, "escrow": 10_000, "karma": 5000 - 4000,
                   "pledged_total": 10_000, "given_total": 0,
-                  "open_claim": net.txs["claim1"].tx_id.hex()}
+                  "open_claim": net.txs["claim1"].tx_id.hex(), "charity_escrow": 0,
+                  "proxy": None, "delegators": 0}
     a3 = net.call("get_member", "fast", net.addr("a3"))
     assert a3 == {"society": "fast", "address": net.addr("a3"), "identity": "a3-id",
                   "joined_at": t, "escrow": 59_000, "karma": 30_000 + 500,
-                  "pledged_total": 60_000, "given_total": 1000}
+                  "pledged_total": 60_000, "given_total": 1000, "charity_escrow": 0,
+                  "proxy": None, "delegators": 0}
     a4 = net.call("get_member", "fast", net.addr("a4"))
     assert a4["karma"] == a4["escrow"] == a4["pledged_total"] == 0
     a9 = net.call("get_member", "brief", net.addr("a9"))  # its claim closed: no open_claim
@@ -538,7 +560,9 @@ def test_get_claim_open_and_closed(net: Net) -> None:
         "claimant": net.addr("a2"), "amount": 50_000, "karma": 4000, "limit": 40_000,
         "received": 1000, "approve": 30_000, "reject": 0, "approved": True, "status": "open",
         "opened_at": t, "gives_from": t, "closes_at": t + 3600, "subject": "Flooded kitchen",
-        "details": "Water everywhere", "evidence": EVIDENCE["claim1"].hex()}
+        "details": "Water everywhere", "evidence": EVIDENCE["claim1"].hex(),
+        "kind": "claim", "voters": claim1["voters"], "proxied": 0, "comments": 0}
+    assert claim1["voters"] == len(net.call("list_votes", claim1["claim_id"])) > 0
     claim2 = net.call("get_claim", net.txs["claim2"].tx_id.hex())
     assert claim2["limit"] == 5000 and claim2["approve"] == 0 and claim2["approved"] is False
     slow = net.call("get_claim", net.txs["claim_slow"].tx_id.hex())
@@ -973,8 +997,9 @@ def before_rejections(net: Net) -> dict[str, Any]:
 def test_rejection_cases_cover_section_9() -> None:
     reasons = {reason for reason, _name, _build in REJECTIONS}
     assert reasons <= set(REASONS)
-    # mempool_full is test_mempool_full below; every other reason has a case here
-    assert set(REASONS) - reasons == {"mempool_full"}
+    # mempool_full is test_mempool_full below; those of section 11 are in
+    # test_rpc_node_v2.py; every other reason has a case here
+    assert set(REASONS) - reasons == {"mempool_full"} | V2_REASONS
 
 
 @pytest.mark.parametrize(("reason", "build"), [(r, b) for r, _n, b in REJECTIONS],
