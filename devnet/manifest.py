@@ -37,6 +37,7 @@ __all__ = [
     "NodeEntry",
     "default_dir",
     "load_manifest",
+    "read_toml",
 ]
 
 MANIFEST = "devnet.json"
@@ -180,6 +181,19 @@ class Manifest:
                 n.pid = f.pid
                 n.clock_offset_s = f.clock_offset_s
         self.proxy_pid = fresh.proxy_pid
+
+
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A TOML file (a scenario, a topology) or a DevnetError naming ``what`` it is."""
+    import tomllib
+
+    p = Path(path)
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DevnetError(f"cannot read {what} {p}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DevnetError(f"{what} {p} is not valid TOML: {exc}") from None
 
 
 def load_manifest(directory: str | Path) -> Manifest:

@@ -222,6 +222,22 @@ def _q(xs: list[float], q: float, digits: int = 2) -> str:
     return _fmt(quantile(xs, q), digits)
 
 
+def _boxplot(plt: Any, data: dict[str, list[float]], ylabel: str, title: str, where: Path,
+             name: str, images: list[tuple[str, str]]) -> None:
+    """One box per key with values (whiskers p1..p99), saved as ``name``."""
+    keys = [k for k, xs in data.items() if xs]
+    if not keys:
+        return
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(keys) + 3), 4))
+    ax.boxplot([data[k] for k in keys], tick_labels=keys, whis=(1, 99))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(where / name, dpi=100)
+    plt.close(fig)
+    images.append((title, name))
+
+
 def _widearea(m: Manifest, samples: list[dict[str, Any]], where: Path, plt: Any,
               images: list[tuple[str, str]]) -> list[str]:
     """The wide-area sections (tables here, plots appended to ``images``)."""
@@ -250,16 +266,9 @@ def _widearea(m: Manifest, samples: list[dict[str, Any]], where: Path, plt: Any,
     for r, xs in regions.items():
         lines.append(f"| {r} | {len(xs)} | {_q(xs, 0.5)} | {_q(xs, 0.99)} | "
                      f"{_fmt(max(xs) if xs else None)} |")
-    if any(regions.values()):
-        fig, ax = plt.subplots(figsize=(9, 4))
-        names = [r for r, xs in regions.items() if xs]
-        ax.boxplot([regions[r] for r in names], tick_labels=names, whis=(1, 99))
-        ax.set_ylabel("finality latency (slots)")
-        ax.set_title("Finality latency per region (whiskers p1..p99)")
-        fig.tight_layout()
-        fig.savefig(where / "finality_regions.png", dpi=100)
-        plt.close(fig)
-        images.append(("Finality latency per region", "finality_regions.png"))
+    _boxplot(plt, regions, "finality latency (slots)",
+             "Finality latency per region (whiskers p1..p99)", where, "finality_regions.png",
+             images)
 
     # propagation
     prop = analysis.propagation(m)
@@ -271,16 +280,8 @@ def _widearea(m: Manifest, samples: list[dict[str, Any]], where: Path, plt: Any,
         xs = prop.get(e.name, [])
         lines.append(f"| {e.name} | {e.region} | {len(xs)} | {_q(xs, 0.5, 0)} | "
                      f"{_q(xs, 0.99, 0)} | {_fmt(max(xs) if xs else None, 0)} |")
-    if any(prop.values()):
-        fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(m.nodes) + 3), 4))
-        names = [e.name for e in m.nodes if prop.get(e.name)]
-        ax.boxplot([prop[n] for n in names], tick_labels=names, whis=(1, 99))
-        ax.set_ylabel("ms after slot start")
-        ax.set_title("Block propagation time to each node")
-        fig.tight_layout()
-        fig.savefig(where / "propagation.png", dpi=100)
-        plt.close(fig)
-        images.append(("Block propagation", "propagation.png"))
+    _boxplot(plt, prop, "ms after slot start", "Block propagation time to each node", where,
+             "propagation.png", images)
 
     # missed slots and reorgs
     ms = analysis.missed_slots(m, chain)

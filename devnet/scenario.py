@@ -26,14 +26,13 @@ import operator
 import re
 import secrets
 import time
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from devnet import control, procs
 from devnet.load import Load, LoadSpec, parse_mix
-from devnet.manifest import DevnetError, Manifest, NodeEntry
+from devnet.manifest import DevnetError, Manifest, NodeEntry, read_toml
 from devnet.rpc import NodeRpc, NodeUnreachable, RpcError
 from devnet.txs import TxSigner, build_op, fetch_tapos, wait_status
 
@@ -62,12 +61,7 @@ class ScenarioError(DevnetError):
 
 def load_scenario(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DevnetError(f"cannot read scenario {p}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DevnetError(f"scenario {p} is not valid TOML: {exc}") from None
+    doc = read_toml(p, "scenario")
     steps = doc.get("step")
     if not isinstance(steps, list) or not steps:
         raise DevnetError(f"scenario {p} has no [[step]]")

@@ -33,12 +33,11 @@ bandwidths that ``devnet.netns`` gives to tc.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devnet.manifest import DevnetError
+from devnet.manifest import DevnetError, read_toml
 
 __all__ = [
     "LinkShape",
@@ -272,13 +271,7 @@ def load_topology(path: str | Path, nodes: int, *, loss_pct: float | None = None
     """Read and parse a topology file for ``nodes`` nodes; ``loss_pct`` (if given)
     replaces every link's and region's loss."""
     p = Path(path)
-    try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DevnetError(f"cannot read topology {p}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DevnetError(f"topology {p} is not valid TOML: {exc}") from None
-    topo = parse_topology(doc, nodes, name=p.name)
+    topo = parse_topology(read_toml(p, "topology"), nodes, name=p.name)
     if loss_pct is not None:
         topo = with_loss(topo, loss_pct)
     return topo
