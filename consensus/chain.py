@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -37,7 +37,7 @@ from consensus.tx import SignedTx
 from storage import schema
 from storage.kv import KVStore
 
-__all__ = ["BlockRef", "Chain", "ChainError"]
+__all__ = ["BlockIndexer", "BlockRef", "Chain", "ChainError"]
 
 DECODED_BLOCKS = 16  # recently read blocks kept decoded
 RECENT_IDS = 8192  # main-chain height -> id kept in memory (TaPoS, RPC); older: one read
@@ -61,6 +61,25 @@ class BlockRef:
     id: bytes
     timestamp: int
     slot: int
+
+
+class BlockIndexer(Protocol):
+    """A node-side index written in each block's own batch (muxernode/history.py): its
+    keys live under a prefix of its own (storage/schema.py), outside the state and its
+    digest, so a kill at any instant leaves the index and the chain at the same block."""
+
+    def commit_keys(self, block: Block, changes: Mapping[bytes, bytes | None]
+                    ) -> Mapping[bytes, bytes | None]:
+        """Keys to write with the block's commit (the app has applied it)."""
+        ...
+
+    def pop_keys(self, block: Block) -> Mapping[bytes, bytes | None]:
+        """Keys to write (None: delete) in the batch that pops the block."""
+        ...
+
+    def prune_keys(self, block_id: bytes) -> Iterable[bytes]:
+        """Keys to delete once the block is final (its undo record, if any)."""
+        ...
 
 
 def _pack(obj: Any) -> bytes:
@@ -98,6 +117,7 @@ class Chain:
         self._ids: dict[int, bytes] = {}
         self.on_commit: list[Callable[[Block, BlockRef], None]] = []
         self.on_pop: list[Callable[[Block], None]] = []  # after a pop, with the popped block
+        self.indexers: list[BlockIndexer] = []  # add their keys to each block's batch
         # state keys the last commit changed, and a counter of commits and pops: a view
         # that saw version v-1 and finds last_changes set may refresh just those keys
         self.last_changes: Mapping[bytes, bytes | None] | None = None
@@ -272,6 +292,8 @@ class Chain:
         for vote in block.votes:
             batch[schema.vote_index_key(vote.hash)] = hb
         batch[schema.META_HEAD] = _pack([ref.height, ref.id, ref.timestamp, ref.slot])
+        for indexer in self.indexers:
+            batch.update(indexer.commit_keys(block, changes))
         for k, v in extra:
             batch[k] = v
         try:
@@ -383,6 +405,8 @@ class Chain:
         for vote in block.votes:
             batch[schema.vote_index_key(vote.hash)] = None
         batch[schema.META_HEAD] = _pack([parent.height, parent.id, parent.timestamp, parent.slot])
+        for indexer in self.indexers:
+            batch.update(indexer.pop_keys(block))
         self.store.write(batch, sync=True)
         self.app_reset()
         self.last_changes = None
@@ -492,5 +516,8 @@ class Chain:
             bid = self.block_id_at(h)
             if bid is not None:
                 batch[schema.undo_key(bid)] = None
+                for indexer in self.indexers:
+                    for k in indexer.prune_keys(bid):
+                        batch[k] = None
         self.store.write(batch, sync=True)
         self.final = ref

@@ -16,7 +16,10 @@
 
     [log]
     format = "text"                 # or "json"
-    level = "info"
+    level = "info"                  # or per module: "info,p2p=debug,rpc=warning"
+
+    [history]
+    enabled = true                  # the account-history index (get_history); --no-history
 
     [limits]
     mempool_txs = 10000
@@ -27,12 +30,15 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "NodeConfig", "load_config", "parse_hostport"]
+__all__ = ["ConfigError", "NodeConfig", "env_var", "load_config", "parse_hostport",
+           "read_config_file", "set_key"]
 
 
 class ConfigError(ValueError):
@@ -64,6 +70,7 @@ class NodeConfig:
     mempool_bytes: int = 64 << 20
     verify_threads: int = 2
     block_txs: int = 10_000
+    history: bool = True
 
 
 _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
@@ -74,6 +81,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "p2p": {"listen": ("p2p", str), "peers": ("peers", list)},
     "witness": {"key_file": ("witness_key_file", str)},
     "log": {"format": ("log_format", str), "level": ("log_level", str)},
+    "history": {"enabled": ("history", bool)},
     "limits": {"mempool_txs": ("mempool_txs", int), "mempool_bytes": ("mempool_bytes", int),
                "verify_threads": ("verify_threads", int),
                "block_txs": ("block_txs", int)},
@@ -86,10 +94,51 @@ def _typed(value: Any, typ: type, what: str) -> Any:
     return value
 
 
-def load_config(path: str | Path | None) -> NodeConfig:
-    cfg = NodeConfig()
-    if path is None:
-        return cfg
+def env_var(section: str, key: str) -> str:
+    """The environment variable that sets section.key (over the file, under the flags)."""
+    return f"MUXER_{section.upper()}_{key.upper()}"
+
+
+def _from_env(text: str, typ: type, name: str) -> Any:
+    if typ is int:
+        if not text.strip().isdigit():
+            raise ConfigError(f"{name} must be a non-negative integer, got {text!r}")
+        return int(text)
+    if typ is bool:
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"{name} must be true or false, got {text!r}")
+        return text.lower() in ("true", "1", "yes")
+    if typ is list:  # comma-separated
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def set_key(cfg: NodeConfig, section: str, key: str, value: Any) -> None:
+    """Check one value against the schema and set it (the message names the key)."""
+    keys = _SCHEMA.get(section)
+    if keys is None:
+        raise ConfigError(f"unknown config section [{section}]")
+    spec = keys.get(key)
+    if spec is None:
+        raise ConfigError(f"unknown config key {section}.{key}")
+    attr, typ = spec
+    value = _typed(value, typ, f"{section}.{key}")
+    if attr == "rpc":
+        cfg.rpc_host, cfg.rpc_port = parse_hostport(value, "rpc.listen")
+    elif attr == "p2p":
+        cfg.p2p_host, cfg.p2p_port = parse_hostport(value, "p2p.listen")
+    else:
+        if typ is int and value < 0:
+            raise ConfigError(f"{section}.{key} must not be negative")
+        if typ is list:
+            for item in value:
+                if not isinstance(item, str):
+                    raise ConfigError(f"{section}.{key} must be a list of strings")
+                parse_hostport(item, f"each of {section}.{key}")
+        setattr(cfg, attr, value)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         doc: dict[str, Any] = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -97,23 +146,28 @@ def load_config(path: str | Path | None) -> NodeConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
     for section, body in doc.items():
-        keys = _SCHEMA.get(section)
-        if keys is None or not isinstance(body, dict):
+        if section not in _SCHEMA or not isinstance(body, dict):
             raise ConfigError(f"unknown config section [{section}]")
-        for key, value in body.items():
-            spec = keys.get(key)
-            if spec is None:
-                raise ConfigError(f"unknown config key {section}.{key}")
-            attr, typ = spec
-            value = _typed(value, typ, f"{section}.{key}")
-            if attr == "rpc":
-                cfg.rpc_host, cfg.rpc_port = parse_hostport(value, "rpc.listen")
-            elif attr == "p2p":
-                cfg.p2p_host, cfg.p2p_port = parse_hostport(value, "p2p.listen")
-            else:
-                if typ is int and value < 0:
-                    raise ConfigError(f"{section}.{key} must not be negative")
-                setattr(cfg, attr, value)
+    return doc
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> NodeConfig:
+    """Defaults, then the file's keys, then MUXER_<SECTION>_<KEY> variables of ``env``
+    (the process environment unless given); command-line flags are applied after."""
+    cfg = NodeConfig()
+    if path is not None:
+        for section, body in read_config_file(path).items():
+            for key, value in body.items():
+                set_key(cfg, section, key, value)
+    environ = os.environ if env is None else env
+    for section, keys in _SCHEMA.items():
+        for key, (_attr, typ) in keys.items():
+            name = env_var(section, key)
+            if name in environ:
+                try:
+                    set_key(cfg, section, key, _from_env(environ[name], typ, name))
+                except ConfigError as exc:
+                    raise ConfigError(f"{exc} (from the environment variable {name})") from None
     if cfg.log_format not in ("text", "json"):
         raise ConfigError("log.format must be 'text' or 'json'")
     return cfg

@@ -28,7 +28,7 @@ import trio
 from consensus.crypto import PrivateKey, address_to_text
 from consensus.genesis import PARAM_NAMES, GenesisError, parse_genesis
 from muxernode.config import ConfigError, load_config, parse_hostport
-from muxernode.logs import setup_logging
+from muxernode.logs import LogLevelError, setup_logging
 from muxernode.node import Node, NodeError, init_data_dir, load_witness_key
 from p2p.transport import ListenError
 from storage.leveldb import StorageError, StorageLost
@@ -125,6 +125,29 @@ def init(genesis_path: str, data_dir: str) -> None:
     click.echo(f"initialised {data_dir} for chain {g.chain_id.hex()}")
 
 
+@main.group("config")
+def config_group() -> None:
+    """Node configuration files."""
+
+
+@config_group.command("check")
+@click.argument("path", type=click.Path(dir_okay=False))
+def config_check(path: str) -> None:
+    """Say whether the config FILE (with the MUXER_* environment) is usable, and what is
+    wrong with it if not (exit 1). Keys: docs/operator.md, Configuration."""
+    from muxernode.config_reference import check_config
+
+    cfg, problems = check_config(path)
+    if cfg is None:
+        click.echo(f"{path}: {len(problems)} problem(s)", err=True)
+        for problem in problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(1)
+    witness = f"witness key {cfg.witness_key_file}" if cfg.witness_key_file else "no witness key"
+    click.echo(f"{path}: ok (rpc {cfg.rpc_host}:{cfg.rpc_port}, p2p {cfg.p2p_host}:"
+               f"{cfg.p2p_port}, {len(cfg.peers)} peer(s), {witness})")
+
+
 @main.command()
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
@@ -134,12 +157,18 @@ def init(genesis_path: str, data_dir: str) -> None:
 @click.option("--witness-key", default=None, type=click.Path(dir_okay=False),
               help="File with the witness seed in hex, mode 0600 (overrides the config).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+@click.option("--log-level", default=None,
+              help='A level, per module levels, or both: "info", "p2p=debug,rpc=warning" '
+                   '(overrides the config; docs/rpc.md, Logs).')
+@click.option("--no-history", is_flag=True, default=False,
+              help="No account-history index (get_history answers -32002).")
 @click.option("--clock-offset", type=float, default=0.0, hidden=True,
               help="Seconds added to the node's clock (tests and devnet research: a "
                    "witness with a skewed clock).")
 def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
         p2p_listen: str | None, peers: tuple[str, ...], witness_key: str | None,
-        log_format: str | None, clock_offset: float) -> None:
+        log_format: str | None, clock_offset: float, log_level: str | None,
+        no_history: bool) -> None:
     """Run a node until SIGINT or SIGTERM."""
     try:
         cfg = load_config(config_path)
@@ -154,7 +183,14 @@ def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
             cfg.witness_key_file = witness_key
         if log_format:
             cfg.log_format = log_format
-        setup_logging(cfg.log_format, cfg.log_level)
+        if log_level:
+            cfg.log_level = log_level
+        if no_history:
+            cfg.history = False
+        try:
+            setup_logging(cfg.log_format, cfg.log_level)
+        except LogLevelError as exc:
+            raise ConfigError(str(exc)) from None
         key = load_witness_key(cfg.witness_key_file) if cfg.witness_key_file else None
         now = time.time if not clock_offset else (lambda: time.time() + clock_offset)
         node = Node(data_dir, cfg, witness_key=key, now=now)

@@ -12,7 +12,37 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["setup_logging"]
+__all__ = ["LEVELS", "LogLevelError", "parse_levels", "setup_logging"]
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class LogLevelError(ValueError):
+    """A --log-level / [log] level that cannot be used; the message says why."""
+
+
+def parse_levels(spec: str) -> tuple[str, dict[str, str]]:
+    """``"info"``, ``"p2p=debug,rpc=warning"`` or both (``"warning,p2p=debug"``) -> (the
+    default level, {logger name: level}). A module is a logger under ``muxer.`` (``p2p``,
+    ``rpc``, ``node``, ``chain``, ``history``, ``events``, ...: the third field of a text
+    line); a dotted name as is (``hypercorn``)."""
+    default = "info"
+    modules: dict[str, str] = {}
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        name, sep, level = part.rpartition("=")
+        level = level.strip().lower()
+        if level not in LEVELS:
+            raise LogLevelError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
+        if not sep:
+            default = level
+            continue
+        name = name.strip()
+        if not name or any(c.isspace() for c in name):
+            raise LogLevelError(f"{part!r}: expected module=level")
+        modules[name if name.startswith("muxer") or "." in name else f"muxer.{name}"] = level
+    return default, modules
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -49,9 +79,14 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(fmt: str = "text", level: str = "info") -> None:
+    """One handler on stderr; ``level`` as ``parse_levels`` reads it (raises
+    LogLevelError before changing anything)."""
+    default, modules = parse_levels(level)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(default.upper())
     logging.getLogger("hypercorn").setLevel(logging.WARNING)
+    for name, lvl in modules.items():
+        logging.getLogger(name).setLevel(lvl.upper())

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = ["NodeMetrics"]
@@ -51,6 +51,33 @@ class _GcCollector(Collector):
             count.add_metric([str(g)], _gc_count[g])
         yield pause
         yield count
+
+
+class _AppCollector(Collector):
+    """The application side (WebSocket hub, history index): figures its owner keeps as
+    plain numbers, read when scraped (``NodeMetrics.app_figures``)."""
+
+    def __init__(self, figures: Callable[[], dict[str, float]]) -> None:
+        self.figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        f = self.figures()
+        yield GaugeMetricFamily("muxer_ws_connections", "Open WebSocket connections",
+                                value=f.get("ws_connections", 0))
+        yield GaugeMetricFamily("muxer_ws_subscriptions",
+                                "Subscriptions held by WebSocket connections",
+                                value=f.get("ws_subscriptions", 0))
+        yield CounterMetricFamily(
+            "muxer_ws_slow_clients_dropped",
+            "WebSocket connections closed (1008) for passing the unread notification limit",
+            value=f.get("ws_dropped", 0))
+        yield CounterMetricFamily("muxer_ws_notifications",
+                                  "Subscription notifications queued for WebSocket clients",
+                                  value=f.get("ws_notifications", 0))
+        yield GaugeMetricFamily(
+            "muxer_history_index_lag_blocks",
+            "Blocks the background build of the history index has still to index",
+            value=f.get("history_lag", 0))
 
 
 class NodeMetrics:
@@ -106,6 +133,9 @@ class NodeMetrics:
 
         _count_gc()
         r.register(_GcCollector())
+        # set by the node: its application side's figures (muxernode/service.py)
+        self.app_figures: Callable[[], dict[str, float]] = dict
+        r.register(_AppCollector(lambda: self.app_figures()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

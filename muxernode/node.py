@@ -40,6 +40,7 @@ from muxernode.config import NodeConfig
 from muxernode.ledger import Ledger
 from muxernode.metrics import NodeMetrics
 from muxernode.ops import op_of, op_to_json
+from muxernode.service import AppService, HistoryUnavailable, health_reason
 from p2p import MAX_FRAME, PENALTIES, Kind, Network, P2PConfig, PeerUnavailable, Transport
 from storage import schema
 from storage.leveldb import LevelDBStore, StorageError, StorageLost
@@ -259,6 +260,9 @@ class Node:
         )
         self.witness_key = witness_key
         self.node_key = load_or_create_node_key(self.data_dir)
+        # section 12: the history index (in each block's batch), the event hub, queries
+        self.app_service = AppService(self.chain, self.ledger, self.mempool, self.store,
+                                      history=config.history, secret=self.node_key.seed)
         self.rpc_token: str | None = None  # admin RPC methods need it (<data_dir>/rpc.token)
         if serve_rpc:
             from muxernode.rpc import TokenError, load_or_create_token
@@ -289,6 +293,7 @@ class Node:
         self._gossip_send, self._gossip_recv = trio.open_memory_channel[
             tuple[bytes, list[bytes]]](GOSSIP_QUEUE)
         self.metrics = NodeMetrics()
+        self.metrics.app_figures = self.app_service.metrics
         # read when /metrics is scraped: a LevelDB property costs a mutex, not a scan
         self.metrics.leveldb_memory.set_function(lambda: self.store.memory_stats()[0])
         self.metrics.leveldb_table_files.set_function(lambda: self.store.memory_stats()[1])
@@ -415,6 +420,8 @@ class Node:
                 results[i] = {"tx_id": tx.tx_id.hex()}
                 admitted.append(tx.tx_id)
         self.metrics.txs_admitted.inc(len(admitted))
+        if admitted:
+            self.app_service.on_admitted(admitted)
         self.metrics.mempool_size.set(len(self.mempool))
         if relay and admitted and self.network is not None:
             self.network.broadcast_txs(admitted)
@@ -564,11 +571,13 @@ class Node:
         if info is None or info.height <= self.chain.final.height:
             return
         if self.chain.block_id_at(info.height) == final.block_id:
+            old_final = self.chain.final.height
             try:
                 self.chain.set_final(final.block_id)
             except StorageError as exc:
                 self._storage_failed(exc, "finalize")  # chain.final did not move
                 return
+            self.app_service.on_final(old_final, self.chain.final.height)
             self.consensus.prune_tree()  # what does not descend from final never wins
 
     def _update_metrics(self) -> None:
@@ -1169,23 +1178,48 @@ class Node:
         return views.list_witnesses(self.ledger.state, set(self.active_witnesses()),
                                     self.consensus.production_stats())
 
+    async def get_asset(self, symbol: str) -> dict[str, Any] | None:
+        return views.asset_view(self.ledger.state, symbol)
+
+    async def list_assets(self) -> list[dict[str, Any]]:
+        return views.list_assets(self.ledger.state)
+
+    async def get_standing_pledge(self, society: str, address: bytes) -> dict[str, Any] | None:
+        return views.standing_pledge_view(self.ledger.state, society, address)
+
+    async def list_votes(self, claim_id: bytes) -> list[dict[str, Any]] | None:
+        return views.list_votes(self.ledger.state, claim_id)
+
+    async def list_comments(
+        self, claim_id: bytes, after: bytes | None, limit: int
+    ) -> dict[str, Any] | None:
+        return views.list_comments(self.ledger.state, claim_id, after, limit)
+
     async def peers(self) -> list[dict[str, Any]]:
         return [] if self.network is None else self.network.peers_info()
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         head = self.chain.head
-        behind = self.current_slot() - head.slot
-        # in sync: the head is at most a few slots old (a missed slot is not "out of sync");
-        # a store refusing writes is not healthy either: the node cannot follow the chain
-        failed = self.store.failed
-        ok = self.started and behind <= 10 and failed is None
-        details: dict[str, Any] = {"head_height": head.height,
-                                   "final_height": self.chain.final.height,
-                                   "slots_behind": behind,
-                                   "storage": "ok" if failed is None else "failing"}
-        if failed is not None:
-            details["storage_error"] = failed
-        return ok, details
+        net = self.network
+        live = set() if net is None else set(net.peer_ids())
+        best_peer = max((h for pid, (h, _i, _f) in self.peer_heads.items() if pid in live),
+                        default=None)
+        reason = health_reason(
+            started=self.started, storage_error=self.store.failed,
+            configured_peers=len(self.config.peers), peers=len(live),
+            head_height=head.height, best_peer_height=best_peer,
+            slots_behind=self.current_slot() - head.slot)
+        details: dict[str, Any] = {
+            "height": head.height, "final_height": self.chain.final.height,
+            "peers": len(live),
+            # kept for tools that read the earlier shape
+            "head_height": head.height, "slots_behind": self.current_slot() - head.slot,
+            "storage": "ok" if self.store.failed is None else "failing"}
+        if self.store.failed is not None:
+            details["storage_error"] = self.store.failed
+        if reason is not None:
+            details["reason"] = reason
+        return reason is None, details
 
     async def metrics_text(self) -> bytes:
         self._update_metrics()
@@ -1204,7 +1238,7 @@ class Node:
         app = JsonRpcApp(RpcAdapter(self), max_body_bytes=self.config.max_body_bytes,
                          max_batch=self.config.max_batch,
                          max_concurrent=self.config.max_concurrent,
-                         admin_token=self.rpc_token)
+                         admin_token=self.rpc_token, hub=self.app_service.hub)
         try:
             async with trio.open_nursery() as nursery:
                 if self.serve_rpc:
@@ -1233,6 +1267,7 @@ class Node:
                     nursery.start_soon(self.sync_loop)
                     nursery.start_soon(self.gossip_tx_loop)
                 nursery.start_soon(self.recheck_loop)
+                nursery.start_soon(self.app_service.run, self.stopping)
                 await self.stopping.wait()
                 self._sync_wakeup.set()
                 self._recheck_wakeup.set()
@@ -1388,8 +1423,48 @@ class RpcAdapter:
     async def list_witnesses(self) -> list[dict[str, Any]]:
         return await self.node.list_witnesses()
 
+    async def get_asset(self, symbol: str) -> dict[str, Any] | None:
+        return await self.node.get_asset(symbol)
+
+    async def list_assets(self) -> list[dict[str, Any]]:
+        return await self.node.list_assets()
+
+    async def get_standing_pledge(self, society: str, address: bytes) -> dict[str, Any] | None:
+        return await self.node.get_standing_pledge(society, address)
+
+    async def list_votes(self, claim_id: bytes) -> list[dict[str, Any]] | None:
+        return await self.node.list_votes(claim_id)
+
+    async def list_comments(
+        self, claim_id: bytes, after: bytes | None, limit: int
+    ) -> dict[str, Any] | None:
+        return await self.node.list_comments(claim_id, after, limit)
+
     async def peers(self) -> list[dict[str, Any]]:
         return await self.node.peers()
+
+    async def get_history(self, address: bytes, types: frozenset[str] | None,
+                          society: str | None, before: str | None, limit: int
+                          ) -> dict[str, Any]:
+        from muxernode.history import CursorError
+        from muxernode.rpc import HISTORY_NOT_READY, UNAVAILABLE, RpcError, invalid_params
+
+        try:
+            return self.node.app_service.get_history(address, types, society, before, limit)
+        except CursorError as exc:
+            raise invalid_params(str(exc)) from None
+        except HistoryUnavailable as exc:
+            code = UNAVAILABLE if exc.progress is None else HISTORY_NOT_READY
+            raise RpcError(code, str(exc), exc.progress) from None
+
+    async def list_societies(self, before: str | None, limit: int) -> dict[str, Any]:
+        from muxernode.history import CursorError
+        from muxernode.rpc import invalid_params
+
+        try:
+            return self.node.app_service.list_societies(before, limit)
+        except CursorError as exc:
+            raise invalid_params(str(exc)) from None
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         return await self.node.health()

@@ -50,6 +50,7 @@ import re
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -62,14 +63,18 @@ from hypercorn.utils import wrap_app
 
 from consensus.crypto import AddressError, address_from_text
 from consensus.errors import Rejected
+from muxernode.events import MAX_UNREAD, Hub, LimitExceeded, Subscriber
 from muxernode.ops import SOCIETY_ID
 from p2p.transport import listen_error
 
 __all__ = [
     "ADMIN_METHODS",
+    "HISTORY_NOT_READY",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
+    "LIMIT_EXCEEDED",
+    "METHODS",
     "METHOD_NOT_FOUND",
     "NOT_FOUND",
     "PARSE_ERROR",
@@ -82,6 +87,7 @@ __all__ = [
     "RpcError",
     "TokenError",
     "load_or_create_token",
+    "openrpc_document",
     "serve_rpc",
 ]
 
@@ -96,9 +102,14 @@ REJECTED = -32000
 NOT_FOUND = -32001
 UNAVAILABLE = -32002
 UNAUTHORIZED = -32003
+HISTORY_NOT_READY = -32004
+LIMIT_EXCEEDED = -32005
 
 MAX_HEIGHT = 2**63 - 1
 MAX_BAN_S = 10 * 365 * 86_400
+DEFAULT_PAGE = 20  # paged lists (list_comments, ...): items per page unless limit says
+MAX_PAGE = 100
+COMMENT_CURSOR = 12  # bytes: a comment's place in its claim's index (height(8) + seq(4))
 TOKEN_FILE = "rpc.token"  # in the data directory, mode 0600
 JSON_TYPE = "application/json"
 METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -136,6 +147,29 @@ class RpcBackend(Protocol):
     async def list_claims(self, society: str) -> list[dict[str, Any]] | None: ...
 
     async def list_witnesses(self) -> list[dict[str, Any]]: ...
+
+    # version 2 (section 11.8): the query service answers these from the ledger's state
+
+    async def get_asset(self, symbol: str) -> dict[str, Any] | None: ...
+
+    async def list_assets(self) -> list[dict[str, Any]]: ...
+
+    async def get_standing_pledge(self, society: str, address: bytes) -> dict[str, Any] | None:
+        ...
+
+    async def list_votes(self, claim_id: bytes) -> list[dict[str, Any]] | None: ...
+
+    async def list_comments(
+        self, claim_id: bytes, after: bytes | None, limit: int
+    ) -> dict[str, Any] | None: ...
+
+    # section 12 (the history index and the society list; -32004 while not ready)
+
+    async def get_history(self, address: bytes, types: frozenset[str] | None,
+                          society: str | None, before: str | None, limit: int
+                          ) -> dict[str, Any]: ...
+
+    async def list_societies(self, before: str | None, limit: int) -> dict[str, Any]: ...
 
     async def peers(self) -> list[dict[str, Any]]: ...
 
@@ -183,6 +217,9 @@ class RpcError(Exception):
 
 def _invalid_params(message: str) -> RpcError:
     return RpcError(INVALID_PARAMS, f"invalid params: {message}")
+
+
+invalid_params = _invalid_params  # for backends that judge a param (a cursor) themselves
 
 
 def _not_found(what: str, key: Any) -> RpcError:
@@ -250,6 +287,58 @@ def _seconds(v: Any) -> int:
 Method = Callable[["RpcBackend", list[Any]], Awaitable[Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One positional param of a method, for rpc.discover (OpenRPC ContentDescriptor)."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MethodDoc:
+    summary: str
+    params: tuple[Param, ...]
+    result: dict[str, Any]
+    result_name: str = "result"
+
+
+_STR: dict[str, Any] = {"type": "string"}
+_HEX32: dict[str, Any] = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
+_ADDR_S: dict[str, Any] = {"type": "string", "pattern": "^mx[0-9a-f]{40}$"}
+_SOC_S: dict[str, Any] = {"type": "string", "pattern": "^[a-z0-9-]{3,32}$"}
+_UINT: dict[str, Any] = {"type": "integer", "minimum": 0}
+_OBJ: dict[str, Any] = {"type": "object"}
+_OBJ_OR_NULL: dict[str, Any] = {"oneOf": [{"type": "object"}, {"type": "null"}]}
+_LIST: dict[str, Any] = {"type": "array", "items": {"type": "object"}}
+_PAGE: dict[str, Any] = {"type": "object", "properties": {
+    "items": _LIST, "next": {"oneOf": [_STR, {"type": "null"}]}}}
+_PAGING: dict[str, Any] = {"type": "object", "properties": {
+    "before": {"type": "string", "description": "a cursor from a previous page's next"},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}}
+
+
+def describe(summary: str, params: tuple[Param, ...] = (), result: dict[str, Any] | None = None,
+             result_name: str = "result") -> Callable[[Any], Any]:
+    """Attach a method's description to its function: the METHODS table that dispatches
+    is also what rpc.discover documents (one source of truth)."""
+
+    def mark(fn: Any) -> Any:
+        fn.doc = MethodDoc(summary, params, result or {}, result_name)
+        return fn
+
+    return mark
+
+
+def doc_of(fn: Any) -> MethodDoc | None:
+    doc = getattr(fn, "doc", None)
+    return doc if isinstance(doc, MethodDoc) else None
+
+
+@describe("The chain's head, final block, parameters and active witnesses.", (),
+          _OBJ, "chain_info")
 async def _chain_info(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ())
     return await b.chain_info()
@@ -260,6 +349,9 @@ def _submit_error(item: Mapping[str, Any]) -> RpcError:
     return RpcError(err.get("code", REJECTED), err.get("message", "rejected"), err.get("data"))
 
 
+@describe("Submit one signed tx (hex); -32000 with data.reason when refused.",
+          (Param("tx_hex", _STR, "the tx's canonical encoding in hex"),),
+          {"type": "object", "properties": {"tx_id": _HEX32}}, "submitted")
 async def _submit_tx(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ("tx_hex",))
     raw = _hex(p[0], "tx_hex")
@@ -269,6 +361,9 @@ async def _submit_tx(b: RpcBackend, p: list[Any]) -> Any:
     return item
 
 
+@describe("Submit many signed txs; one result or error per tx, in order.",
+          (Param("txs", {"type": "array", "items": _STR}, "txs in hex"),),
+          _LIST, "results")
 async def _submit_txs(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ("[tx_hex, ...]",))
     if type(p[0]) is not list:
@@ -282,11 +377,15 @@ async def _submit_txs(b: RpcBackend, p: list[Any]) -> Any:
     return items
 
 
+@describe("A tx's status (pending / included / final / unknown) and op.",
+          (Param("tx_id", _HEX32),), _OBJ, "tx")
 async def _get_tx(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ("tx_id",))
     return await b.get_tx(_hex(p[0], "tx_id", 32))
 
 
+@describe("The main chain's block at a height; -32001 if none.",
+          (Param("height", _UINT),), _OBJ, "block")
 async def _get_block(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ("height",))
     height = _height(p[0])
@@ -296,11 +395,15 @@ async def _get_block(b: RpcBackend, p: list[Any]) -> Any:
     return block
 
 
+@describe("An account's balance, stake, societies and witness record.",
+          (Param("address", _ADDR_S),), _OBJ, "account")
 async def _get_account(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ("address",))
     return await b.get_account(_address(p[0]))
 
 
+@describe("A society's rules and totals; -32001 if unknown.",
+          (Param("society", _SOC_S),), _OBJ, "society")
 async def _get_society(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ("society",))
     society = _society(p[0])
@@ -310,6 +413,8 @@ async def _get_society(b: RpcBackend, p: list[Any]) -> Any:
     return out
 
 
+@describe("A member's escrow and karma in a society; -32001 if not a member.",
+          (Param("society", _SOC_S), Param("address", _ADDR_S)), _OBJ, "member")
 async def _get_member(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ("society", "address"))
     society = _society(p[0])
@@ -319,6 +424,8 @@ async def _get_member(b: RpcBackend, p: list[Any]) -> Any:
     return out
 
 
+@describe("A claim with its tallies and status; -32001 if unknown.",
+          (Param("claim_id", _HEX32),), _OBJ, "claim")
 async def _get_claim(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ("claim_id",))
     claim_id = _hex(p[0], "claim_id", 32)
@@ -328,6 +435,8 @@ async def _get_claim(b: RpcBackend, p: list[Any]) -> Any:
     return out
 
 
+@describe("A society's claim summaries, newest first.",
+          (Param("society", _SOC_S),), _LIST, "claims")
 async def _list_claims(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ("society",))
     society = _society(p[0])
@@ -337,32 +446,119 @@ async def _list_claims(b: RpcBackend, p: list[Any]) -> Any:
     return out
 
 
+def _symbol(v: Any) -> str:
+    if type(v) is not str or not 1 <= len(v) <= 16:
+        raise _invalid_params("symbol must be a string of 1-16 characters")
+    return v
+
+
+def _page(p: list[Any], first: tuple[str, ...], cursor: str) -> tuple[bytes | None, int]:
+    """The optional page object after the first params: ({cursor?: hex, limit?: 1..100})
+    -> (cursor bytes or None, limit, default 20)."""
+    if len(p) not in (len(first), len(first) + 1):
+        shape = "[" + ", ".join(first) + ", {" + cursor + "?, limit?}]"
+        raise _invalid_params(f"expected {shape}")
+    opts = p[len(first)] if len(p) > len(first) else {}
+    if type(opts) is not dict or not set(opts) <= {cursor, "limit"}:
+        raise _invalid_params(f"the page is an object with optional {cursor!r} and 'limit'")
+    limit = opts.get("limit", DEFAULT_PAGE)
+    if type(limit) is not int or not 1 <= limit <= MAX_PAGE:
+        raise _invalid_params(f"limit must be an integer in [1, {MAX_PAGE}]")
+    raw = opts.get(cursor)
+    if raw is None:
+        return None, limit
+    if type(raw) is not str or len(raw) != 2 * COMMENT_CURSOR or _HEX.fullmatch(raw) is None:
+        raise _invalid_params(f"{cursor} is not a cursor this node handed out")
+    return bytes.fromhex(raw), limit
+
+
+@describe("A user-issued asset; null for an unknown symbol (and for MUX).",
+          (Param("symbol", _STR),), _OBJ_OR_NULL, "asset")
+async def _get_asset(b: RpcBackend, p: list[Any]) -> Any:
+    _arity(p, ("symbol",))
+    return await b.get_asset(_symbol(p[0]))
+
+
+@describe("Every user-issued asset, by symbol (MUX not listed).", (), _LIST, "assets")
+async def _list_assets(b: RpcBackend, p: list[Any]) -> Any:
+    _arity(p, ())
+    return await b.list_assets()
+
+
+@describe("A member's standing pledge, or null.",
+          (Param("society", _SOC_S), Param("address", _ADDR_S)), _OBJ_OR_NULL,
+          "standing_pledge")
+async def _get_standing_pledge(b: RpcBackend, p: list[Any]) -> Any:
+    _arity(p, ("society", "address"))
+    return await b.get_standing_pledge(_society(p[0]), _address(p[1]))
+
+
+@describe("One item per member whose karma counts on a claim (own or via a proxy).",
+          (Param("claim_id", _HEX32),), _LIST, "votes")
+async def _list_votes(b: RpcBackend, p: list[Any]) -> Any:
+    _arity(p, ("claim_id",))
+    out = await b.list_votes(_hex(p[0], "claim_id", 32))
+    if out is None:
+        raise _not_found("claim", p[0].lower())
+    return out
+
+
+@describe("A claim's comments, oldest first, paged ({after?, limit?}).",
+          (Param("claim_id", _HEX32),
+           Param("options", {"type": "object", "properties": {
+               "after": _STR, "limit": _PAGING["properties"]["limit"]}}, "paging",
+               required=False)),
+          _PAGE, "comments")
+async def _list_comments(b: RpcBackend, p: list[Any]) -> Any:
+    if not p:
+        raise _invalid_params("expected [claim_id] or [claim_id, {after?, limit?}]")
+    claim_id = _hex(p[0], "claim_id", 32)
+    after, limit = _page(p, ("claim_id",), "after")
+    out = await b.list_comments(claim_id, after, limit)
+    if out is None:
+        raise _not_found("claim", p[0].lower())
+    return out
+
+
+@describe("Registered witnesses with votes, activity and production figures.", (),
+          _LIST, "witnesses")
 async def _list_witnesses(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ())
     return await b.list_witnesses()
 
 
+@describe("Connected p2p peers.", (), _LIST, "peers")
 async def _peers(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ())
     return await b.peers()
 
 
+@describe("Equivocation evidence this node found, newest last.", (), _LIST,
+          "evidence")
 async def _list_evidence(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ())
     return await b.list_evidence()
 
 
+@describe("Admin (token): dial a peer.", (Param("address", _STR, '"host:port"'),),
+          _OBJ, "added")
 async def _add_peer(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ("host:port",))
     host, port = _peer_address(p[0])
     return await b.add_peer(host, port)
 
 
+@describe("Admin (token): disconnect a peer.", (Param("node_id", _HEX32),), _OBJ,
+          "dropped")
 async def _drop_peer(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ("node_id",))
     return await b.drop_peer(_hex(p[0], "node_id", 32))
 
 
+@describe("Admin (token): ban a node key for a time.",
+          (Param("node_id", _HEX32),
+           Param("seconds", {"type": "integer", "minimum": 1}, "default: the ban time",
+                 required=False)), _OBJ, "banned")
 async def _ban_peer(b: RpcBackend, p: list[Any]) -> Any:
     if len(p) not in (1, 2):
         raise _invalid_params(f"expected 1 or 2 params [node_id, seconds?], got {len(p)}")
@@ -370,9 +566,126 @@ async def _ban_peer(b: RpcBackend, p: list[Any]) -> Any:
     return await b.ban_peer(node_id, _seconds(p[1]) if len(p) == 2 else None)
 
 
+@describe("Admin (token): lift a ban.", (Param("node_id", _HEX32),), _OBJ,
+          "unbanned")
 async def _unban_peer(b: RpcBackend, p: list[Any]) -> Any:
     _arity(p, ("node_id",))
     return await b.unban_peer(_hex(p[0], "node_id", 32))
+
+
+# --- section 12: history, societies, discovery, subscriptions -------------------------
+
+HISTORY_LIMIT = 100
+
+
+def _paging(v: Any, keys: frozenset[str]) -> dict[str, Any]:
+    """The options object of a paged method: only ``keys``, limit 1..100 (default 20)."""
+    if type(v) is not dict or not set(v) <= keys:
+        raise _invalid_params("options must be an object with only " +
+                              ", ".join(sorted(keys)))
+    limit = v.get("limit", 20)
+    if type(limit) is not int or not 1 <= limit <= HISTORY_LIMIT:
+        raise _invalid_params(f"limit must be an integer in [1, {HISTORY_LIMIT}]")
+    before = v.get("before")
+    if before is not None and type(before) is not str:
+        raise _invalid_params("before must be a cursor (a string) from a previous page")
+    return {"limit": limit, "before": before, **{k: v[k] for k in keys - {"limit", "before"}
+                                                  if k in v}}
+
+
+@describe("An address's history, newest first: the txs that touched it (as sender or "
+          "recipient) and its standing-pledge executions; -32004 until the index is built.",
+          (Param("address", _ADDR_S),
+           Param("options", {"type": "object", "properties": {
+               "types": {"type": "array", "items": _STR},
+               "society": _SOC_S, **_PAGING["properties"]}},
+               "filters (op names, a society) and paging", required=False)),
+          _PAGE, "history")
+async def _get_history(b: RpcBackend, p: list[Any]) -> Any:
+    if len(p) not in (1, 2):
+        raise _invalid_params("expected [address] or [address, {types?, society?, before?, "
+                              "limit?}]")
+    address = _address(p[0])
+    opts = _paging(p[1] if len(p) == 2 else {},
+                   frozenset({"types", "society", "before", "limit"}))
+    types = opts.get("types")
+    if types is not None and (type(types) is not list or not types
+                              or any(type(t) is not str or len(t) > 64 for t in types)):
+        raise _invalid_params("types must be a non-empty array of op names")
+    society = opts.get("society")
+    return await b.get_history(address, None if types is None else frozenset(types),
+                               None if society is None else _society(society),
+                               opts["before"], opts["limit"])
+
+
+@describe("Societies, newest first, with their asset, members and open claims.",
+          (Param("options", _PAGING, "paging", required=False),), _PAGE, "societies")
+async def _list_societies(b: RpcBackend, p: list[Any]) -> Any:
+    if len(p) > 1:
+        raise _invalid_params("expected [] or [{before?, limit?}]")
+    opts = _paging(p[0] if p else {}, frozenset({"before", "limit"}))
+    return await b.list_societies(opts["before"], opts["limit"])
+
+
+@describe("This API as an OpenRPC 1.2 document (every method, itself included).", (),
+          {"type": "object"}, "openrpc")
+async def _discover(b: RpcBackend, p: list[Any]) -> Any:
+    _arity(p, ())
+    return openrpc_document()
+
+
+_TOPIC_FILTERS: dict[str, Callable[[Any], Any] | None] = {
+    "heads": None,
+    "final": None,
+    "tx": lambda v: _hex(v, "tx_id", 32),
+    "account": _address,
+    "society": _society,
+    "claim": lambda v: _hex(v, "claim_id", 32),
+}
+
+
+@describe("WebSocket only: notifications of a topic (heads, final, tx, account, society, "
+          "claim) as JSON-RPC \"subscription\" calls; at most 100 per connection (-32005).",
+          (Param("topic", {"enum": list(_TOPIC_FILTERS)}),
+           Param("filter", {"oneOf": [_HEX32, _ADDR_S, _SOC_S]},
+                 "tx: tx_id, account: address, society: society id, claim: claim_id",
+                 required=False)),
+          _STR, "subscription")
+async def _subscribe(hub: Hub, sub: Subscriber, p: list[Any]) -> Any:
+    if not p or type(p[0]) is not str or p[0] not in _TOPIC_FILTERS:
+        raise _invalid_params("the first param is a topic: " + ", ".join(_TOPIC_FILTERS))
+    topic = p[0]
+    parse = _TOPIC_FILTERS[topic]
+    if parse is None:
+        if len(p) != 1:
+            raise _invalid_params(f"{topic} takes no filter")
+        key = None
+    else:
+        if len(p) != 2:
+            raise _invalid_params(f"{topic} takes one filter: [\"{topic}\", value]")
+        key = parse(p[1])
+    try:
+        return hub.subscribe(sub, topic, key)
+    except LimitExceeded:
+        raise RpcError(LIMIT_EXCEEDED, "limit exceeded",
+                       {"max_subscriptions": sub.max_subscriptions}) from None
+
+
+@describe("WebSocket only: end a subscription; false for an unknown id.",
+          (Param("subscription", _STR),), {"type": "boolean"}, "unsubscribed")
+async def _unsubscribe(hub: Hub, sub: Subscriber, p: list[Any]) -> Any:
+    _arity(p, ("subscription id",))
+    if type(p[0]) is not str:
+        raise _invalid_params("the subscription id is a string")
+    return hub.unsubscribe(sub, p[0])
+
+
+SessionMethod = Callable[[Hub, Subscriber, list[Any]], Awaitable[Any]]
+# methods of a WebSocket connection (they act on it); over HTTP they answer -32601
+WS_METHODS: dict[str, SessionMethod] = {
+    "subscribe": _subscribe,
+    "unsubscribe": _unsubscribe,
+}
 
 
 METHODS: dict[str, Method] = {
@@ -386,6 +699,11 @@ METHODS: dict[str, Method] = {
     "get_member": _get_member,
     "get_claim": _get_claim,
     "list_claims": _list_claims,
+    "get_asset": _get_asset,
+    "list_assets": _list_assets,
+    "get_standing_pledge": _get_standing_pledge,
+    "list_votes": _list_votes,
+    "list_comments": _list_comments,
     "list_witnesses": _list_witnesses,
     "peers": _peers,
     "list_evidence": _list_evidence,
@@ -393,9 +711,46 @@ METHODS: dict[str, Method] = {
     "drop_peer": _drop_peer,
     "ban_peer": _ban_peer,
     "unban_peer": _unban_peer,
+    "get_history": _get_history,
+    "list_societies": _list_societies,
+    "rpc.discover": _discover,
 }
 # Methods that change the node (not the chain): they need the token (docs/rpc.md, Access).
 ADMIN_METHODS = frozenset({"add_peer", "drop_peer", "ban_peer", "unban_peer"})
+
+
+def openrpc_document() -> dict[str, Any]:
+    """rpc.discover's answer: every method of METHODS and WS_METHODS, from the docs
+    attached to the functions those tables dispatch to (a method without one is a bug:
+    tests/test_openrpc.py checks the tables)."""
+    methods: list[dict[str, Any]] = []
+    table: dict[str, Any] = {**METHODS, **WS_METHODS}
+    for name in sorted(table):
+        doc = doc_of(table[name])
+        if doc is None:
+            raise RuntimeError(f"method {name} has no description (rpc.describe)")
+        entry: dict[str, Any] = {
+            "name": name,
+            "summary": doc.summary,
+            "paramStructure": "by-position",
+            "params": [{"name": prm.name, "description": prm.description,
+                        "required": prm.required, "schema": prm.schema}
+                       for prm in doc.params],
+            "result": {"name": doc.result_name, "schema": doc.result},
+        }
+        tags = [{"name": "admin"}] if name in ADMIN_METHODS else []
+        if name in WS_METHODS:
+            tags.append({"name": "websocket-only"})
+        if tags:
+            entry["tags"] = tags
+        methods.append(entry)
+    return {
+        "openrpc": "1.2.6",
+        "info": {"title": "muxernode JSON-RPC", "version": "2",
+                 "description": "MUXER node API (protocol sections 9, 11.8 and 12); "
+                                "POST /rpc and GET /ws"},
+        "methods": methods,
+    }
 
 _NO_ID = object()  # a notification: the request has no "id" member
 
@@ -440,8 +795,12 @@ class JsonRpcApp:
         max_concurrent: int = 256,
         body_timeout_s: float = 10.0,
         admin_token: str | None = None,
+        hub: Hub | None = None,
+        max_unread: int = MAX_UNREAD,
     ) -> None:
         self.backend = backend
+        self.hub = hub  # None: no WebSocket (GET /ws is refused)
+        self.max_unread = max_unread
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
         self.max_concurrent = max_concurrent
@@ -458,9 +817,10 @@ class JsonRpcApp:
         if kind == "lifespan":
             await self._lifespan(receive, send)
             return
-        if kind != "http":  # websockets: refuse the handshake
-            if kind == "websocket":
-                await send({"type": "websocket.close", "code": 1008})
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+            return
+        if kind != "http":
             return
         if self.in_flight >= self.max_concurrent:
             await _respond(send, 503, b'{"error":"busy"}\n', JSON_TYPE.encode(),
@@ -497,7 +857,8 @@ class JsonRpcApp:
             else:
                 await self._metrics(send)
         else:
-            await _respond_text(send, 404, "not found: POST /rpc, GET /health, GET /metrics")
+            await _respond_text(
+                send, 404, "not found: POST /rpc, GET /ws, GET /health, GET /metrics")
 
     async def _health(self, send: Send) -> None:
         try:
@@ -516,6 +877,66 @@ class JsonRpcApp:
             await _respond_text(send, 500, "internal error")
             return
         await _respond(send, 200, text, METRICS_TYPE)
+
+    # --- GET /ws (section 12) -----------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One WebSocket connection: each text frame is a request or batch, answered in
+        order; notifications share the connection's outgoing queue (``Subscriber``), which
+        one writer task drains. A connection whose unread notifications pass
+        ``max_unread`` is closed with 1008; the hub never waits for it."""
+        hub = self.hub
+        if scope.get("path") != "/ws" or hub is None:
+            await send({"type": "websocket.close", "code": 1008})  # hypercorn: HTTP 403
+            return
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        authorized = self._authorized(_headers(scope))
+        sub = Subscriber(max_unread=self.max_unread)
+        hub.connections += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._ws_writer, sub, send, nursery.cancel_scope)
+                while not sub.closed:
+                    message = await receive()
+                    kind = message["type"]
+                    if kind == "websocket.disconnect":
+                        break
+                    if kind != "websocket.receive":
+                        continue
+                    text = message.get("text")
+                    if text is None:
+                        answer: bytes | None = _dumps(_error(RpcError(
+                            INVALID_REQUEST, "invalid request: send JSON-RPC in text frames"),
+                            None))
+                    else:
+                        answer = await self.handle_body(text.encode(), authorized=authorized,
+                                                        session=sub)
+                    if answer is not None:
+                        sub.push(answer.decode(), notification=False)
+                nursery.cancel_scope.cancel()
+        finally:
+            hub.connections -= 1
+            hub.drop(sub)
+
+    async def _ws_writer(self, sub: Subscriber, send: Send, scope: trio.CancelScope) -> None:
+        while True:
+            await sub.wakeup.wait()
+            sub.wakeup = trio.Event()
+            while not sub.overflowed and (text := sub.pop()) is not None:
+                await send({"type": "websocket.send", "text": text})
+            if sub.overflowed:
+                log.info("ws_closed", extra={"kv": {"why": "unread notifications",
+                                                    "unread": sub.unread}})
+                await send({"type": "websocket.close", "code": 1008,
+                            "reason": f"more than {sub.max_unread} unread notifications"})
+                scope.cancel()
+                return
+            if sub.closed:
+                scope.cancel()
+                return
 
     # --- POST /rpc ----------------------------------------------------------------------
 
@@ -582,9 +1003,11 @@ class JsonRpcApp:
             [(b"connection", b"close")],
         )
 
-    async def handle_body(self, body: bytes, *, authorized: bool = False) -> bytes | None:
+    async def handle_body(self, body: bytes, *, authorized: bool = False,
+                          session: Subscriber | None = None) -> bytes | None:
         """The JSON-RPC answer to a request body, or None when nothing is to be answered.
-        ``authorized``: the request proved the admin token (admin methods may run)."""
+        ``authorized``: the request proved the admin token (admin methods may run);
+        ``session``: the WebSocket connection it came on (subscribe needs one)."""
         try:
             # Deep nesting ("[[[[..." x 100,000) is refused by the C scanner itself: it
             # raises RecursionError at the interpreter's recursion limit instead of using
@@ -601,15 +1024,15 @@ class JsonRpcApp:
                     INVALID_REQUEST, f"batch too large (at most {self.max_batch} calls)"), None))
             answers = []
             for call in doc:
-                answer = await self.handle_call(call, authorized=authorized)
+                answer = await self.handle_call(call, authorized=authorized, session=session)
                 if answer is not None:
                     answers.append(answer)
             return _dumps(answers) if answers else None
-        answer = await self.handle_call(doc, authorized=authorized)
+        answer = await self.handle_call(doc, authorized=authorized, session=session)
         return None if answer is None else _dumps(answer)
 
-    async def handle_call(self, call: Any, *, authorized: bool = False
-                          ) -> dict[str, Any] | None:
+    async def handle_call(self, call: Any, *, authorized: bool = False,
+                          session: Subscriber | None = None) -> dict[str, Any] | None:
         """Run one call; its response object, or None for a (valid) notification."""
         if type(call) is not dict:
             return _error(RpcError(INVALID_REQUEST, "invalid request: not an object"), None)
@@ -632,7 +1055,7 @@ class JsonRpcApp:
                 INVALID_REQUEST, "invalid request: params must be an array or an object"),
                 answer_id)
         try:
-            result = await self._dispatch(name, params, authorized)
+            result = await self._dispatch(name, params, authorized, session)
         except RpcError as exc:
             response = _error(exc, answer_id)
         else:
@@ -640,7 +1063,15 @@ class JsonRpcApp:
         return None if req_id is _NO_ID else response
 
     async def _dispatch(self, name: str, params: list[Any] | dict[str, Any],
-                        authorized: bool) -> Any:
+                        authorized: bool, session: Subscriber | None = None) -> Any:
+        ws_method = WS_METHODS.get(name)
+        if ws_method is not None:
+            if session is None or self.hub is None:
+                raise RpcError(METHOD_NOT_FOUND, f"{name} needs the WebSocket: connect to "
+                               "GET /ws on this port and call it there")
+            if type(params) is not list:
+                raise _invalid_params("params must be a JSON array")
+            return await ws_method(self.hub, session, params)
         method = METHODS.get(name)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, f"method not found: {name[:64]}")
@@ -822,6 +1253,10 @@ async def serve_rpc(
     config.include_server_header = False
     config.accesslog = None
     config.errorlog = logging.getLogger("muxer.rpc.http")
+    # WebSocket: the same size limit as an HTTP body (a larger message: close 1009); a
+    # ping every 10 s, whose pong keeps a quiet subscriber inside read_timeout_s
+    config.websocket_max_message_size = app.max_body_bytes
+    config.websocket_ping_interval = min(10.0, read_timeout_s / 3)
     wrapped = wrap_app(cast(ASGIFramework, app), config.wsgi_max_body_size, "asgi")
     context = WorkerContext(None)
 

@@ -49,10 +49,14 @@ class MemoryKV:
         return self._data.get(key)
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return self.iterate_from(prefix, prefix)
+
+    def iterate_from(self, prefix: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Like ``iterate`` from the first key >= start (paging through an index)."""
         if self._sorted is None:
             self._sorted = sorted(self._data)
         keys = self._sorted
-        i = bisect.bisect_left(keys, prefix)
+        i = bisect.bisect_left(keys, max(prefix, start))
         data = self._data
         while i < len(keys) and keys[i].startswith(prefix):
             k = keys[i]

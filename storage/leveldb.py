@@ -74,6 +74,12 @@ class Snapshot:
         self._snap.close()
 
 
+def _after_prefix(prefix: bytes) -> bytes | None:
+    """The first key above every key that starts with prefix (None: no bound)."""
+    p = prefix.rstrip(b"\xff")
+    return None if not p else p[:-1] + bytes([p[-1] + 1])
+
+
 class LevelDBStore:
     def __init__(self, path: str, *, create: bool = True, cache_mb: int = 8) -> None:
         self.path = path
@@ -110,6 +116,11 @@ class LevelDBStore:
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         with self._db.iterator(prefix=prefix) as it:
+            yield from it
+
+    def iterate_from(self, prefix: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Like ``iterate`` from the first key >= start (paging through an index)."""
+        with self._db.iterator(start=max(prefix, start), stop=_after_prefix(prefix)) as it:
             yield from it
 
     def write(self, changes: Mapping[bytes, bytes | None], sync: bool = False) -> None:

@@ -11,6 +11,8 @@ and kinds never collide:
     V + vote_hash      height(8) of the main-chain block that includes the vote
     E + seq(8)         equivocation evidence found by this node, oldest first (the last
                        1024 are kept; see consensus/engine.py)
+    I...               the account-history index (owned by muxernode/history.py; not
+                       part of the state or its digest; written with its block)
     M + name           node metadata (head, final, chain id, schema version, last slot
                        produced, last vote cast, ...)
 
@@ -26,6 +28,7 @@ __all__ = [
     "META_CHAIN_ID",
     "META_FINAL",
     "META_HEAD",
+    "META_HISTORY",
     "META_LAST_SLOT",
     "META_LAST_VOTE",
     "META_SCHEDULE",
@@ -33,6 +36,7 @@ __all__ = [
     "PREFIX_BLOCK",
     "PREFIX_EVIDENCE",
     "PREFIX_HEIGHT",
+    "PREFIX_HISTORY",
     "PREFIX_STATE",
     "PREFIX_TX",
     "PREFIX_UNDO",
@@ -59,6 +63,7 @@ PREFIX_HEIGHT = b"H"
 PREFIX_TX = b"T"
 PREFIX_VOTE = b"V"
 PREFIX_EVIDENCE = b"E"
+PREFIX_HISTORY = b"I"
 
 META_SCHEMA = b"Mschema"
 META_CHAIN_ID = b"Mchain_id"
@@ -68,6 +73,7 @@ META_LAST_SLOT = b"Mlast_slot"  # last slot this node produced for: never sign t
 META_LAST_VOTE = b"Mlast_vote"  # the voter guard's record: never two votes for one slot
 META_SCHEDULE = b"Mschedule"  # witness schedule epochs decided by this chain
 META_CHAIN_FINAL = b"Mchain_final"  # the chain view's final checkpoint [id, slot, height]
+META_HISTORY = b"Mhistory"  # the history index: [complete from height, built below height]
 
 
 class SchemaError(Exception):

@@ -23,7 +23,7 @@ from consensus.errors import Rejected
 from consensus.tx import SignedTx, decode_tx, verify_tx
 from muxernode import views
 from muxernode.ops import decode_op, op_to_json
-from muxernode.rpc import JsonRpcApp, RpcBackend, serve_rpc
+from muxernode.rpc import UNAVAILABLE, JsonRpcApp, RpcBackend, RpcError, serve_rpc
 from tests.ledger_helpers import (
     ALICE,
     BOB,
@@ -167,6 +167,15 @@ class LedgerBackend:
     async def list_witnesses(self) -> list[dict[str, Any]]:
         return views.list_witnesses(self.c.ledger, {WITNESS.address},
                                     {WITNESS.address: (self.c.height, 0)})
+
+    async def get_history(self, address: bytes, types: frozenset[str] | None,
+                          society: str | None, before: str | None, limit: int
+                          ) -> dict[str, Any]:
+        # this backend keeps no history index (tests/test_ws.py asks a real node)
+        raise RpcError(UNAVAILABLE, "history is switched off on this backend")
+
+    async def list_societies(self, before: str | None, limit: int) -> dict[str, Any]:
+        return {"items": [], "next": None}
 
     async def get_asset(self, symbol: str) -> dict[str, Any] | None:
         return views.asset_view(self.c.ledger, symbol)
