@@ -378,9 +378,13 @@ def node_status(e: NodeEntry, *, timeout: float = 1.5) -> dict[str, Any]:
         "witness": e.witness, "rpc_url": e.rpc_url, "p2p": e.p2p, "head_height": None,
         "head_id": None, "head_time": None, "final_height": None, "final_id": None,
         "peers": None, "mempool": None, "tx_rate": None, "participation": None, "error": None,
+        "region": e.region, "paused": False,
     }
     if not st["running"]:
         st["pid"] = None
+        return st
+    if procs.node_paused(e):  # SIGSTOPped: its RPC would only time out
+        st["paused"] = True
         return st
     with NodeRpc(e.rpc_url, timeout=timeout) as rpc:
         try:
@@ -413,6 +417,7 @@ def collect_status(m: Manifest) -> dict[str, Any]:
         "block_interval_s": m.block_interval_s,
         "proxy": {"pid": m.proxy_pid if running else None, "running": running,
                   "mode": pstate.get("mode"), "groups": pstate.get("groups"),
+                  "isolated": pstate.get("isolated", []) if running else [],
                   "cut": pstate.get("cut", []) if running else []},
         "nodes": nodes,
     }

@@ -88,11 +88,7 @@ def clock_offset(m: Manifest, entries: list[NodeEntry], seconds: float, *,
         e.clock_offset_s = float(seconds)
     m.save()
     if running:
-        restart_nodes(m, running, timeout=timeout)
-        # restart_nodes reloads pids, which would also reload the offsets: set them again
-        for e in entries:
-            e.clock_offset_s = float(seconds)
-        m.save()
+        restart_nodes(m, running, timeout=timeout)  # started with the saved offset
     return {e.name: f"clock {seconds:+g} s" + (" (restarted)" if e in running else "")
             for e in entries}
 

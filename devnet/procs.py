@@ -108,6 +108,11 @@ def node_alive(entry: NodeEntry) -> bool:
     return pid_alive(entry.pid, node_marks(entry))
 
 
+def node_paused(entry: NodeEntry) -> bool:
+    """Stopped by SIGSTOP (``devnet pause``): alive, but answers nothing until resumed."""
+    return entry.pid is not None and node_alive(entry) and _proc_state(entry.pid) == "T"
+
+
 def proxy_alive(m: Manifest) -> bool:
     return pid_alive(m.proxy_pid, proxy_marks(m))
 

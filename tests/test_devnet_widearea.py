@@ -89,6 +89,9 @@ def test_disconnect_pause_and_clock(wan4: Path) -> None:
     devnet("pause", "n2", "--dir", str(wan4))
     try:
         assert _proc_state(pid) == "T"
+        st = json.loads(devnet("status", "--json", "--dir", str(wan4)).stdout)
+        n2 = next(n for n in st["nodes"] if n["name"] == "n2")
+        assert n2["paused"] and n2["region"] == "us-west"
     finally:
         devnet("resume", "n2", "--dir", str(wan4))
     deadline = time.monotonic() + 5
