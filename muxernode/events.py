@@ -264,7 +264,8 @@ class Hub:
             self._on_commit(ev)
         elif ev.kind == "pop":
             assert ev.block is not None
-            self._head = ev.block.previous_id
+            # nothing on "heads" and the last head announced stays: the next head, a
+            # child of the fork point and not of that one, is the one marked "reorg"
             self._recheck_txs([tx.tx_id for tx in ev.block.txs])
         elif ev.kind == "final":
             for height, bid in ev.finals:
