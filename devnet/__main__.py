@@ -581,5 +581,9 @@ def report(seconds: float, out: Path | None, directory: Path | None) -> None:
     console.print(f"wrote {path}")
 
 
+from devnet.society.cli import society  # noqa: E402  (issue 17: society simulation)
+
+main.add_command(society)
+
 if __name__ == "__main__":
     main()
