@@ -7,8 +7,18 @@ Phases:
    1000, no bond, minimum pledge 1 unit); every account joins and pledges; the first account
    files a claim and the others approve it, so that ``vote`` and ``give`` have a target. For
    ``claim`` a second society ``ld-XXXXXX-c`` with 2-second claims lets each account file a
-   new claim every few seconds (one open claim per member, section 4.3). Each phase is one
-   ordered ``submit_txs`` batch to one node, and the next phase starts once it is included.
+   new claim every few seconds (one open claim per member, section 4.3); ``charity_request``
+   files charity requests there the same way (one open request per sender). Version 2 ops
+   (protocol section 11): ``create_asset`` makes a new asset per tx; ``issue_asset`` and
+   ``transfer_asset`` use an asset ``LD...`` the first account creates in setup and issues
+   to every account; ``standing_pledge`` sets or replaces the sender's standing pledge in
+   the load society (one period a day, so it only executes on a long run); ``set_proxy``
+   makes the first account the sender's proxy or clears it, in turn; ``comment`` comments
+   on the setup claim; ``amend_claim`` and ``withdraw_claim`` act on claims each account
+   files in a third society ``ld-XXXXXX-w`` (claims open an hour): setup files one per
+   account; once withdrawn, the account files a new one (counted as ``claim``) and acts on
+   it when it is final. Each phase is one ordered ``submit_txs`` batch to one node, and the
+   next phase starts once it is included.
 2. submission: every 100 ms, the txs due by the target rate are signed and sent with
    ``submit_txs`` to the healthy nodes in turn (``GET /health`` is polled every second; a node
    that does not answer is skipped and its batch goes to the next one).
@@ -40,7 +50,16 @@ from devnet.txs import Tapos, TxSigner, build_op, fetch_tapos, wait_status
 
 __all__ = ["MIX_OPS", "Load", "LoadSpec", "parse_mix", "percentile"]
 
-MIX_OPS = ("transfer", "pledge", "vote", "give", "claim")
+MIX_OPS = ("transfer", "pledge", "vote", "give", "claim", "create_asset", "issue_asset",
+           "transfer_asset", "standing_pledge", "set_proxy", "charity_request",
+           "withdraw_claim", "amend_claim", "comment")
+# ops that need the load society (everyone joined and pledged)
+_SOCIETY_OPS = {"pledge", "vote", "give", "claim", "standing_pledge", "set_proxy",
+                "charity_request", "withdraw_claim", "amend_claim", "comment"}
+_CLAIM_OPS = {"vote", "give", "comment"}  # ops on the setup claim
+_ASSET_OPS = {"issue_asset", "transfer_asset"}
+_OWN_CLAIM_OPS = {"withdraw_claim", "amend_claim"}  # ops on the sender's own claim
+ASSET_ISSUE = 10**15  # units of the load asset issued to each account in setup
 TICK = 0.1
 POLL = 0.25
 CLAIM_TTL = 2
@@ -108,8 +127,9 @@ class Load:
         self.m = m
         self.spec = spec
         self.entries = m.nodes_named(spec.nodes) if spec.nodes else list(m.nodes)
-        if len(m.accounts) < 2 and set(spec.mix) & {"vote", "give"}:
-            raise DevnetError("vote and give need at least 2 funded accounts")
+        if len(m.accounts) < 2 and set(spec.mix) & (_CLAIM_OPS | {"set_proxy"}):
+            raise DevnetError("vote, give, comment and set_proxy need at least 2 funded "
+                              "accounts")
         if not m.accounts:
             raise DevnetError("the devnet has no funded accounts")
         self.signer = TxSigner(m)
@@ -140,8 +160,16 @@ class Load:
         self._rr = 0
         self.society = f"ld-{self.rng.randbytes(3).hex()}"
         self.claim_society = self.society + "-c"
+        self.own_claim_society = self.society + "-w"
+        self.asset = f"LD{self.society[3:].upper()}"
         self.claim_id: str | None = None
         self._claim_ready: dict[str, float] = {}
+        self._charity_ready: dict[str, float] = {}
+        # account -> (tx id, what it is) in the -w society: "filed" (its claim, sent by the
+        # load: usable once final), "open" (its claim, usable), "withdrawing" (the
+        # withdrawal: once final the account files a new claim); absent: none yet
+        self._own_claim: dict[str, tuple[str, str]] = {}
+        self._proxy_set: dict[str, bool] = {}
         self._sender_rr = 0
 
     # --- public ------------------------------------------------------------------------------
@@ -257,11 +285,20 @@ class Load:
 
     def _setup(self) -> None:
         mix = set(self.spec.mix)
-        if not mix & {"pledge", "vote", "give", "claim"}:
-            return
         names = [a.name for a in self.m.accounts]
         claimant = names[0]
         phases: list[list[tuple[str, str, dict[str, Any]]]] = []
+        if mix & _ASSET_OPS:
+            phases.append([(claimant, "create_asset", {
+                "symbol": self.asset, "precision": 8, "max_supply": 2**62,
+                "description": "devnet load"})])
+            phases.append([(claimant, "issue_asset", {"symbol": self.asset, "to": n,
+                                                      "amount": ASSET_ISSUE, "memo": ""})
+                           for n in names])
+        if not mix & _SOCIETY_OPS:
+            for i, phase in enumerate(phases):
+                self._submit_setup(phase, f"setup phase {i + 1}/{len(phases)}")
+            return
         rules = {"decay_period_s": 86400, "decay_ppm": 0, "approval_bp": 1, "observation_s": 0,
                  "waiting_s": 0, "claim_ttl_s": 3600, "benefit_ratio": 1000, "claim_bond": 0,
                  "min_pledge": 1}
@@ -270,7 +307,15 @@ class Load:
         joins = [(n, "join", {"society": self.society, "identity": n}) for n in names]
         pledges = [(n, "pledge", {"society": self.society, "amount": SETUP_PLEDGE})
                    for n in names]
-        if "claim" in mix:
+        if mix & _OWN_CLAIM_OPS:
+            creates.append((claimant, "create_society", {
+                "society": self.own_claim_society, "name": "devnet load own claims",
+                "purpose": "load", "rules": rules}))
+            joins += [(n, "join", {"society": self.own_claim_society, "identity": n})
+                      for n in names]
+            pledges += [(n, "pledge", {"society": self.own_claim_society,
+                                       "amount": CLAIM_SOC_PLEDGE}) for n in names]
+        if mix & {"claim", "charity_request"}:
             crules = dict(rules, claim_ttl_s=CLAIM_TTL, approval_bp=10000, benefit_ratio=1)
             creates.append((claimant, "create_society", {
                 "society": self.claim_society, "name": "devnet load claims", "purpose": "load",
@@ -280,16 +325,20 @@ class Load:
             pledges += [(n, "pledge", {"society": self.claim_society,
                                        "amount": CLAIM_SOC_PLEDGE}) for n in names]
         phases += [creates, joins, pledges]
-        need_claim = bool(mix & {"vote", "give"})
+        need_claim = bool(mix & _CLAIM_OPS)
         if need_claim:
             phases.append([(claimant, "claim", {
                 "society": self.society, "amount": 10**11, "karma": 10**7,
                 "subject": "devnet load", "details": "", "evidence": "load"})])
+        if mix & _OWN_CLAIM_OPS:
+            phases.append([(n, "claim", self._own_claim_fields(n)) for n in names])
         total = len(phases) + (1 if need_claim else 0)
         for i, phase in enumerate(phases):
             ids = self._submit_setup(phase, f"setup phase {i + 1}/{total}")
-            if phase[0][1] == "claim":
+            if phase[0][1] == "claim" and phase[0][2]["society"] == self.society:
                 self.claim_id = ids[0]
+            elif phase[0][1] == "claim":
+                self._own_claim.update({n: (t, "open") for n, t in zip(names, ids, strict=True)})
         if need_claim:
             assert self.claim_id is not None
             votes = [(n, "vote", {"claim": self.claim_id, "stance": "approve"})
@@ -326,8 +375,102 @@ class Load:
         self._sender_rr += 1
         return names[self._sender_rr % len(names)]
 
+    def _own_claim_fields(self, sender: str) -> dict[str, Any]:
+        return {"society": self.own_claim_society, "amount": 1, "karma": 1,
+                "subject": f"load {sender} {self.planned}", "details": "",
+                "evidence": f"{sender}{self.planned}"}
+
+    def _is_final(self, tx_id: str) -> bool:
+        with self.lock:
+            s = self.sent.get(tx_id)
+            return s is not None and s.final_t is not None
+
+    def _make_v2_tx(self, kind: str, tapos: Tapos, now: float) -> tuple[str, SignedTx] | None:
+        """A tx of a version-2 op, or None when none can be made now (the caller sends a
+        transfer instead)."""
+        names = [a.name for a in self.m.accounts]
+        seq = self.planned
+        if kind == "create_asset":
+            sender = self._next_sender()
+            op = build_op("create_asset", {"symbol": f"{self.asset}X{seq}", "precision": 2,
+                                           "max_supply": 10**12, "description": ""}, self.m)
+        elif kind == "issue_asset":
+            sender = names[0]  # the issuer
+            op = build_op("issue_asset", {"symbol": self.asset, "to": self._random_account(),
+                                          "amount": 1, "memo": f"load {seq}"}, self.m)
+        elif kind == "transfer_asset":
+            sender = self._next_sender()
+            op = build_op("transfer_asset", {"symbol": self.asset, "to": self._random_account(),
+                                             "amount": 1, "memo": f"load {seq}"}, self.m)
+        elif kind == "standing_pledge":
+            sender = self._next_sender()
+            # a day (the society's decay period) plus a little: each tx a distinct op
+            op = build_op("standing_pledge", {"society": self.society, "amount": 1,
+                                              "interval_s": 86_400 + seq % 1000}, self.m)
+        elif kind == "set_proxy":
+            # The first account is everyone's proxy and has none itself: no chains.
+            sender = self._next_sender(exclude_first=True)
+            on = not self._proxy_set.get(sender, False)
+            self._proxy_set[sender] = on
+            op = build_op("set_proxy", {"society": self.society,
+                                        "proxy": names[0] if on else ""}, self.m)
+        elif kind == "charity_request":
+            ready = [n for n in names if self._charity_ready.get(n, 0.0) <= now]
+            if not ready:
+                return None
+            sender = ready[self.rng.randrange(len(ready))]
+            self._charity_ready[sender] = now + CLAIM_COOLDOWN
+            op = build_op("charity_request", {"society": self.claim_society, "amount": 1,
+                                              "subject": f"load {seq}", "details": "",
+                                              "evidence": f"c{seq}"}, self.m)
+        elif kind == "comment":
+            sender = self._next_sender()
+            op = build_op("comment", {"claim": self.claim_id, "text": f"load {seq}"}, self.m)
+        else:  # withdraw_claim / amend_claim on the sender's own claim, once it is final
+            return self._own_claim_tx(kind, tapos)
+        return kind, self.signer.sign(sender, op, tapos)
+
+    def _own_claim_tx(self, kind: str, tapos: Tapos) -> tuple[str, SignedTx] | None:
+        names = [a.name for a in self.m.accounts]
+        for _ in range(len(names)):
+            sender = self._next_sender()
+            state = self._own_claim.get(sender)
+            if state is None:
+                continue  # setup filed none for it (not expected)
+            tx_id, what = state
+            if what == "withdrawing" and self._is_final(tx_id):  # file the next claim
+                op = build_op("claim", self._own_claim_fields(sender), self.m)
+                tx = self.signer.sign(sender, op, tapos)
+                self._own_claim[sender] = (tx.tx_id.hex(), "filed")
+                return "claim", tx
+            if what == "filed" and self._is_final(tx_id):
+                what = "open"
+                self._own_claim[sender] = (tx_id, what)
+            if what != "open":
+                continue  # still on its way to final
+            claim_id = tx_id
+            if kind == "withdraw_claim":
+                op = build_op("withdraw_claim", {"claim": claim_id}, self.m)
+                tx = self.signer.sign(sender, op, tapos)
+                self._own_claim[sender] = (tx.tx_id.hex(), "withdrawing")
+            else:
+                op = build_op("amend_claim", {"claim": claim_id,
+                                              "details": f"amended {self.planned}",
+                                              "evidence": f"a{self.planned}"}, self.m)
+                tx = self.signer.sign(sender, op, tapos)
+            return kind, tx
+        return None
+
+    def _random_account(self) -> str:
+        return self.m.accounts[self.rng.randrange(len(self.m.accounts))].name
+
     def _make_tx(self, tapos: Tapos, now: float) -> tuple[str, SignedTx]:
         kind = self._pick_op()
+        if kind not in ("transfer", "pledge", "vote", "give", "claim"):
+            made = self._make_v2_tx(kind, tapos, now)
+            if made is not None:
+                return made
+            kind = "transfer"  # nothing of that op can go now: send a transfer instead
         if kind == "claim":
             ready = [a.name for a in self.m.accounts if self._claim_ready.get(a.name, 0.0) <= now]
             if ready:
@@ -341,7 +484,7 @@ class Load:
             kind = "transfer"  # every account has an open claim: send a transfer instead
         if kind == "transfer":
             sender = self._next_sender()
-            to = self.m.accounts[self.rng.randrange(len(self.m.accounts))].name
+            to = self._random_account()
             op = build_op("transfer", {"to": to, "amount": 1, "memo": f"load {self.planned}"},
                           self.m)
         elif kind == "pledge":
@@ -539,7 +682,8 @@ class Load:
             "window_s": round(window, 3),
             "mix": self.spec.mix,
             "nodes": [e.name for e in self.entries],
-            "society": self.society if set(self.spec.mix) - {"transfer"} else None,
+            "society": self.society if set(self.spec.mix) & _SOCIETY_OPS else None,
+            "asset": self.asset if set(self.spec.mix) & _ASSET_OPS else None,
             "claim_id": self.claim_id,
             "planned": self.planned,
             "accepted": len(sent),

@@ -97,6 +97,42 @@ def _int(fields: dict[str, Any], name: str, default: int | None = None) -> int:
     return v
 
 
+def _evidence(value: Any) -> bytes:
+    """64 hex digits as they are, any other text hashed (SHA-256)."""
+    try:
+        evidence = bytes.fromhex(value) if isinstance(value, str) and len(value) == 64 else b""
+    except ValueError:
+        evidence = b""
+    return evidence if len(evidence) == 32 else hashlib.sha256(str(value).encode()).digest()
+
+
+def _symbol(fields: dict[str, Any]) -> str:
+    # Upper-cased, so that a scenario can write a fresh symbol per run as "B${run}"
+    # (${run} is lowercase hex).
+    return str(fields.get("symbol", "")).upper()
+
+
+def _rules(value: Any) -> list[Any]:
+    """A list as it is, or a table of rule names over the CLI defaults; a table naming a
+    version-2 rule (asset, charity_bp, charity_slots) gives all twelve."""
+    if isinstance(value, list):
+        return value
+    if not isinstance(value, dict):
+        raise DevnetError("rules must be a table of rule names or a list of 9 or 12 items")
+    unknown = set(value) - set(ops.RULE_NAMES_V2)
+    if unknown:
+        raise DevnetError(f"unknown rule(s) {sorted(unknown)}; rules are "
+                          f"{', '.join(ops.RULE_NAMES_V2)}")
+    base = ops.DEFAULT_RULES.as_json()
+    base.update(zip(ops.RULE_NAMES_V2[len(ops.RULE_NAMES):], ops.V1_RULE_DEFAULTS,
+                    strict=True))
+    base.update(value)
+    if isinstance(base["asset"], str):
+        base["asset"] = base["asset"].upper()
+    names = ops.RULE_NAMES_V2 if set(value) - set(ops.RULE_NAMES) else ops.RULE_NAMES
+    return [base[n] for n in names]
+
+
 STANCES = {"approve": 1, "reject": -1, "withdraw": 0, 1: 1, -1: -1, 0: 0}
 
 
@@ -104,42 +140,24 @@ def build_op(name: str, fields: dict[str, Any], manifest: Manifest) -> list[Any]
     """An op array from its name (section 3) and fields; statically checked by muxernode.ops.
 
     Conveniences: an address field takes an account name ("a2"); ``rules`` is a table of
-    the rule names of section 4.1 over the CLI defaults (or a full list); ``evidence`` is 64
-    hex digits or any text (then its SHA-256); ``stance`` is approve / reject / withdraw."""
+    the rule names of sections 4.1 and 11.2 over the CLI defaults (or a full list);
+    ``evidence`` is 64 hex digits or any text (then its SHA-256); ``stance`` is approve /
+    reject / withdraw; ``symbol`` is upper-cased; ``proxy`` "" (or absent) clears."""
     f = fields
     if name == "transfer":
         op: list[Any] = [ops.OP_TRANSFER, _address(f.get("to"), manifest), _int(f, "amount"),
                          str(f.get("memo", ""))]
     elif name == "create_society":
-        rules = f.get("rules", {})
-        if isinstance(rules, list):
-            rule_list = rules
-        elif isinstance(rules, dict):
-            unknown = set(rules) - set(ops.RULE_NAMES)
-            if unknown:
-                raise DevnetError(f"unknown rule(s) {sorted(unknown)}; rules are "
-                                  f"{', '.join(ops.RULE_NAMES)}")
-            base = ops.DEFAULT_RULES.as_json()
-            base.update(rules)
-            rule_list = [base[n] for n in ops.RULE_NAMES]
-        else:
-            raise DevnetError("rules must be a table of rule names or a list of 9 integers")
         op = [ops.OP_CREATE_SOCIETY, str(f.get("society")), str(f.get("name", f.get("society"))),
-              str(f.get("purpose", "")), rule_list]
+              str(f.get("purpose", "")), _rules(f.get("rules", {}))]
     elif name == "join":
         op = [ops.OP_JOIN, str(f.get("society")), str(f.get("identity", ""))]
     elif name == "pledge":
         op = [ops.OP_PLEDGE, str(f.get("society")), _int(f, "amount")]
     elif name == "claim":
-        ev = f.get("evidence", "")
-        try:
-            evidence = bytes.fromhex(ev) if isinstance(ev, str) and len(ev) == 64 else b""
-        except ValueError:
-            evidence = b""
-        if len(evidence) != 32:
-            evidence = hashlib.sha256(str(ev).encode()).digest()
         op = [ops.OP_CLAIM, str(f.get("society")), _int(f, "amount"), _int(f, "karma"),
-              str(f.get("subject", "")), str(f.get("details", "")), evidence]
+              str(f.get("subject", "")), str(f.get("details", "")),
+              _evidence(f.get("evidence", ""))]
     elif name == "vote":
         stance = f.get("stance", "approve")
         if stance not in STANCES:
@@ -155,6 +173,31 @@ def build_op(name: str, fields: dict[str, Any], manifest: Manifest) -> list[Any]
         if not isinstance(ws, list):
             raise DevnetError("witnesses must be a list of addresses")
         op = [ops.OP_VOTE_WITNESS, [_address(w, manifest) for w in ws]]
+    elif name == "create_asset":
+        op = [ops.OP_CREATE_ASSET, _symbol(f), _int(f, "precision"), _int(f, "max_supply"),
+              str(f.get("description", ""))]
+    elif name in ("issue_asset", "transfer_asset"):
+        code = ops.OP_ISSUE_ASSET if name == "issue_asset" else ops.OP_TRANSFER_ASSET
+        op = [code, _symbol(f), _address(f.get("to"), manifest), _int(f, "amount"),
+              str(f.get("memo", ""))]
+    elif name == "standing_pledge":
+        op = [ops.OP_STANDING_PLEDGE, str(f.get("society")), _int(f, "amount", 0),
+              _int(f, "interval_s", 0)]
+    elif name == "set_proxy":
+        proxy = f.get("proxy") or ""
+        op = [ops.OP_SET_PROXY, str(f.get("society")),
+              _address(proxy, manifest) if proxy else b""]
+    elif name == "charity_request":
+        op = [ops.OP_CHARITY_REQUEST, str(f.get("society")), _int(f, "amount"),
+              str(f.get("subject", "")), str(f.get("details", "")),
+              _evidence(f.get("evidence", ""))]
+    elif name == "withdraw_claim":
+        op = [ops.OP_WITHDRAW_CLAIM, _hex32(f.get("claim"), "claim")]
+    elif name == "amend_claim":
+        op = [ops.OP_AMEND_CLAIM, _hex32(f.get("claim"), "claim"), str(f.get("details", "")),
+              _evidence(f.get("evidence", ""))]
+    elif name == "comment":
+        op = [ops.OP_COMMENT, _hex32(f.get("claim"), "claim"), str(f.get("text", ""))]
     else:
         raise DevnetError(f"unknown op {name!r}; ops are {', '.join(ops.OP_NAMES.values())}")
     try:

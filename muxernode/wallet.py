@@ -22,10 +22,22 @@ sends the node's admin token, read from ``DIR/rpc.token``; without --rpc the URL
 evidence`` need no token and are not sent one.
 
 Two names carry two forms each: ``society create ...`` makes a society and ``society ID``
-shows one (``society show ID``); ``claim ID`` (64 hex digits) shows a claim (``claim show
-ID``) and ``claim FROM SOCIETY AMOUNT ...`` opens one (``claim open ...``). An explicit
-subcommand name wins, so a key named ``open`` or ``show`` opens a claim with ``claim open
-open ...``.
+shows one (``society show ID``); ``claim ID`` (one argument: an id or a prefix of one)
+shows a claim (``claim show ID``) and ``claim FROM SOCIETY AMOUNT ...`` opens one (``claim
+open ...``). An explicit subcommand name wins, so a key named ``open`` or ``show`` opens a
+claim with ``claim open open ...``.
+
+Units (protocol sections 1 and 11): the chain and --json speak integer units; the wallet
+reads and writes whole units of the asset with its precision (``get_asset``; MUX is 5).
+Fees and balances are MUX; a society's pledges, escrow, bonds, claims and gifts are in its
+asset (``get_society`` rules.asset); karma counts in the same units as that asset, so it is
+typed and shown with that precision (without a symbol). The node's rejection messages use
+the same whole units.
+
+Claim ids: 64 hex digits, or a unique prefix of at least 4, resolved as git resolves a
+commit prefix against the claims ``list_claims`` gives for the societies the keystore's
+keys belong to (``get_account``), and every society ``list_societies`` lists. Tables keep
+10 digits of an id, whole, and fit an 80-column terminal (only text columns wrap).
 """
 
 from __future__ import annotations
@@ -128,6 +140,21 @@ REASON_TEXT: dict[str, str] = {
     "unknown_witness": "that address is not a registered witness",
     "bad_op": "the node considers the operation malformed",
     "mempool_full": "the node's mempool is full; retry later or raise --fee",
+    # version 2 (protocol section 11)
+    "asset_exists": "an asset with this symbol already exists; pick another symbol",
+    "bad_symbol": "an asset symbol is 3-16 characters of A-Z, 0-9 and '.', starting with a "
+    "letter, and not MUX",
+    "unknown_asset": "there is no asset with this symbol (MUX moves with muxer transfer)",
+    "not_issuer": "only the asset's issuer can issue it",
+    "over_supply": "issuing that much would pass the asset's max supply",
+    "no_standing_pledge": "there is no standing pledge to stop",
+    "proxy_chain": "proxies cannot be chained: the proxy has a proxy, or the sender is "
+    "someone's proxy",
+    "too_many_delegators": "that proxy already votes for as many members as it may (1000)",
+    "not_in_charity_slots": "the charity request is approved but not among the ones that "
+    "may receive gifts now (the society's charity slots)",
+    "not_claimant": "only the claimant can withdraw or amend a claim",
+    "has_votes": "a claim cannot be amended once it has votes",
 }
 
 # JSON fields that hold amounts in units (--json shows them raw). On screen they are whole
@@ -346,18 +373,62 @@ class AmountType(click.ParamType[int]):
 
 class AmountText(click.ParamType[str]):
     """An amount of an asset known only once the node is asked (a society's asset): checked
-    here as text (digits, one point, not negative, not zero), converted by ``Unit.parse``.
-    ``at_most`` decimals would be the largest precision (18)."""
+    here as text (digits, one point, not negative, not zero unless ``positive`` is off),
+    converted by ``Unit.parse`` once the precision is known."""
 
     name = "amount"
+
+    def __init__(self, *, positive: bool = True) -> None:
+        self.positive = positive
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         s = str(value).strip()
         try:
-            parse_units(s, min(len(s.partition(".")[2]), 18), positive=True, unit="units")
+            parse_units(s, min(len(s.partition(".")[2]), 18), positive=self.positive,
+                        unit="units")
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
         return s
+
+
+_INTERVAL = re.compile(r"([0-9]{1,12})([smhdw]?)")
+_INTERVAL_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+class IntervalType(click.ParamType[int]):
+    """A period such as 30d, 12h, 90m, 2w or 3600 (seconds); converts to seconds."""
+
+    name = "interval"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        m = _INTERVAL.fullmatch(str(value).strip().lower())
+        if m is None:
+            self.fail(f"{_safe(str(value)[:40])!r} is not a period (like 30d, 12h, 90m, 2w, "
+                      "or seconds)", param, ctx)
+        seconds = int(m[1]) * _INTERVAL_S[m[2]]
+        if not 1 <= seconds <= ops.MAX_INTERVAL:
+            self.fail(f"a period is 1 s to 365 days, not {seconds} s", param, ctx)
+        return seconds
+
+
+class SymbolType(click.ParamType[str]):
+    name = "symbol"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        s = str(value)
+        if ops.SYMBOL.fullmatch(s) is None and s != ops.MUX:
+            self.fail(f"{_safe(s[:40])!r} is not an asset symbol (3-16 characters of A-Z, 0-9 "
+                      "and '.', starting with a letter)", param, ctx)
+        return s
+
+
+def _fmt_period(seconds: int) -> str:
+    for suffix, size in (("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{suffix}"
+    return f"{seconds}s"
 
 
 class ClaimRefType(click.ParamType[str]):
@@ -464,6 +535,8 @@ class AddressType(click.ParamType[str]):
 
 AMOUNT = AmountType(positive=True)
 ASSET_AMOUNT = AmountText()
+INTERVAL = IntervalType()
+SYMBOL = SymbolType()
 CLAIM_ID = ClaimRefType()
 TX_ID = HexType(32, "tx_id")
 SIGNING_KEY = HexType(32, "hex")
@@ -516,6 +589,8 @@ def _fmt(key: str, value: Any, shape: Shape) -> str:
             return format_units(value, shape.asset.precision)
         if key in TIME_FIELDS:
             return _fmt_time(value)
+        if key == "interval_s":
+            return f"{value} ({_fmt_period(value)})" if value else "0"
         return str(value)
     if isinstance(value, float):
         return f"{value:g}"
@@ -576,7 +651,8 @@ class Col:
     """A table column. ``kind``: "id" (hex, shown as its first SHORT_ID digits), "addr"
     (an address: the wallet's key name if it is one, else its first 10 characters), "whole"
     (never wrapped nor cut: an address to copy), "num" (an amount, karma or count: the unit
-    goes in the heading, never wrapped), "time" (to the minute), "text" (wraps)."""
+    goes in the heading, never wrapped), "time" (to the minute), "text" (wraps, sharing the
+    room left), "word" (short text, wraps only if it must)."""
 
     key: str
     heading: str
@@ -631,6 +707,8 @@ def _print_rows(title: str, items: Any, cols: list[Col], shape: Shape) -> None:
     for col in cols:
         if col.kind == "text":
             table.add_column(_heading(col, shape), overflow="fold", ratio=1, min_width=8)
+        elif col.kind == "word":  # short text: wraps only when nothing else can give
+            table.add_column(_heading(col, shape), overflow="fold", min_width=8)
         else:
             table.add_column(_heading(col, shape), no_wrap=True,
                              justify="right" if col.kind == "num" else "left")
@@ -752,9 +830,11 @@ def main(
 ) -> None:
     """MUXER wallet: keys, mutual-aid transactions and chain queries.
 
-    Amounts are written in MUX with up to 5 decimals (1 MUX = 100000 units). FROM is the
-    name of a key in the keystore; an address argument also accepts a key name.
-    Passphrases come from MUXER_PASSPHRASE or a prompt.
+    Amounts are written in whole units of their asset, with its decimals: MUX has 5 (1 MUX
+    = 100000 units), a society's amounts and karma are in the society's asset (karma 2.5 in
+    a MUX society is 250000 units). FROM is the name of a key in the keystore; an address
+    argument also accepts a key name; a claim id may be shortened to a unique prefix of 4
+    or more digits. Passphrases come from MUXER_PASSPHRASE or a prompt.
     """
     ctx.obj = Env(
         keystore_dir=(keystore_dir or default_keystore_dir()).expanduser(),
@@ -979,6 +1059,103 @@ def transfer(from_name: str, to: str, amount: int, memo: str, tx: TxOptions) -> 
     _send(from_name, ops.Transfer(address_from_text(to), amount, memo), tx)
 
 
+@main.group()
+def asset() -> None:
+    """User-issued assets (a gateway's BTC IOUs, say): create, issue, transfer, show, list."""
+
+
+@asset.command("create")
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("symbol", type=SYMBOL)
+@click.option("--precision", type=click.IntRange(0, 18), required=True,
+              help="Decimals people write amounts with (8 for a BTC IOU); display only.")
+@click.option("--max-supply", type=ASSET_AMOUNT, required=True, metavar="AMOUNT",
+              help="Most that can ever be issued, in whole units with the precision.")
+@click.option("--description", default="", help="What it is and who redeems it (<= 1024 B).")
+@tx_options
+def asset_create(
+    from_name: str, symbol: str, precision: int, max_supply: str, description: str,
+    tx: TxOptions,
+) -> None:
+    """Create asset SYMBOL with FROM as its issuer (nothing is issued yet)."""
+    if symbol == ops.MUX:
+        raise BadInput("MUX is the chain's own asset; choose another symbol")
+    units = Unit(symbol, precision).parse(max_supply, "--max-supply")
+    _send(from_name, ops.CreateAsset(symbol, precision, units, description), tx)
+
+
+@asset.command("issue")
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("symbol", type=SYMBOL)
+@click.argument("to", type=ADDRESS)
+@click.argument("amount", type=ASSET_AMOUNT)
+@click.option("--memo", default="", help="A note for the recipient (at most 256 bytes).")
+@tx_options
+def asset_issue(
+    from_name: str, symbol: str, to: str, amount: str, memo: str, tx: TxOptions
+) -> None:
+    """Issue AMOUNT of SYMBOL (FROM is its issuer) to TO, up to its max supply."""
+    units = _env().asset_unit(symbol).parse(amount, "AMOUNT")
+    _send(from_name, ops.IssueAsset(symbol, address_from_text(to), units, memo), tx)
+
+
+@asset.command("transfer")
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("symbol", type=SYMBOL)
+@click.argument("to", type=ADDRESS)
+@click.argument("amount", type=ASSET_AMOUNT)
+@click.option("--memo", default="", help="A note for the recipient (at most 256 bytes).")
+@tx_options
+def asset_transfer(
+    from_name: str, symbol: str, to: str, amount: str, memo: str, tx: TxOptions
+) -> None:
+    """Send AMOUNT of SYMBOL from FROM to TO (sending it to the issuer redeems it off
+    chain). MUX moves with `muxer transfer`."""
+    if symbol == ops.MUX:
+        raise BadInput("MUX moves with: muxer transfer FROM TO AMOUNT")
+    units = _env().asset_unit(symbol).parse(amount, "AMOUNT")
+    _send(from_name, ops.TransferAsset(symbol, address_from_text(to), units, memo), tx)
+
+
+@asset.command("show")
+@click.argument("symbol", type=SYMBOL)
+@json_option
+def asset_show(symbol: str) -> None:
+    """Show asset SYMBOL: issuer, precision, supply, what was burned."""
+    env = _env()
+    obj = env.call("get_asset", symbol)
+    if obj is None:
+        raise WalletError(f"no asset {symbol!r} on the chain"
+                          + (" (MUX is the chain's own asset: see muxer status)"
+                             if symbol == ops.MUX else ""))
+    precision = obj.get("precision") if isinstance(obj, dict) else None
+    unit = Unit(symbol, precision) if type(precision) is int and 0 <= precision <= 18 \
+        else MUX_UNIT
+    _show_object(f"asset {symbol}", obj, Shape(asset=unit))
+
+
+@asset.command("list")
+@json_option
+def asset_list() -> None:
+    """List the user-issued assets, by symbol."""
+    env = _env()
+    items = env.call("list_assets")
+    if env.as_json:
+        _emit_json(items)
+        return
+    rows = []
+    for a in items if isinstance(items, list) else []:
+        if isinstance(a, dict) and type(a.get("precision")) is int:
+            p = a["precision"]
+            rows.append({**a, "supply_text": format_units(int(a.get("supply", 0)), p),
+                         "max_text": format_units(int(a.get("max_supply", 0)), p)})
+    _print_rows("assets", rows,
+                [Col("symbol", "symbol", "whole"), Col("precision", "dec", "num"),
+                 Col("supply_text", "supply", "num"), Col("max_text", "max supply", "num"),
+                 Col("issuer", "issuer", "addr"), Col("description", "description")],
+                Shape())
+
+
 def _pick_society(_args: list[str]) -> str:
     return "show"  # "society ID"; creating always says "create"
 
@@ -1011,20 +1188,37 @@ _D = ops.DEFAULT_RULES
               show_default=True, help="Seconds a claim stays open.")
 @click.option("--benefit-ratio", type=click.IntRange(1, 1000), default=_D.benefit_ratio,
               show_default=True, help="A claim's limit: at most this times its karma.")
-@click.option("--claim-bond", type=AmountType(positive=False),
-              default=format_mux(_D.claim_bond), show_default=True, metavar="MUX",
-              help="Bond a claimant deposits, MUX.")
-@click.option("--min-pledge", type=AMOUNT, default=format_mux(_D.min_pledge),
-              show_default=True, metavar="MUX", help="Smallest pledge, MUX.")
+@click.option("--asset", type=SYMBOL, default=ops.MUX, show_default=True,
+              help="The asset of pledges, escrow, bonds and gifts (fees stay MUX).")
+@click.option("--claim-bond", type=AmountText(positive=False),
+              default=format_mux(_D.claim_bond).rstrip("0").rstrip("."), show_default=True,
+              metavar="AMOUNT", help="Bond a claimant deposits, in the society's asset.")
+@click.option("--min-pledge", type=ASSET_AMOUNT,
+              default=format_mux(_D.min_pledge).rstrip("0").rstrip("."), show_default=True,
+              metavar="AMOUNT", help="Smallest pledge, in the society's asset.")
+@click.option("--charity-bp", type=click.IntRange(0, ops.MAX_CHARITY_BP), default=0,
+              show_default=True,
+              help="Part of every pledge that goes to the member's charity escrow, basis "
+                   "points.")
+@click.option("--charity-slots", type=click.IntRange(1, ops.MAX_CHARITY_SLOTS), default=10,
+              show_default=True, help="How many charity requests may receive gifts at once.")
 @tx_options
 def society_create(
     from_name: str, society_id: str, name: str, purpose: str, decay_period_s: int,
     decay_ppm: int, approval_bp: int, observation_s: int, waiting_s: int, claim_ttl_s: int,
-    benefit_ratio: int, claim_bond: int, min_pledge: int, tx: TxOptions,
+    benefit_ratio: int, asset: str, claim_bond: str, min_pledge: str, charity_bp: int,
+    charity_slots: int, tx: TxOptions,
 ) -> None:
-    """Create society SOCIETY (its id) with rules fixed forever (protocol section 4.1)."""
+    """Create society SOCIETY (its id) with rules fixed forever (protocol sections 4.1 and
+    11.2)."""
+    unit = _env().asset_unit(asset)
+    # The version-1 nine rules when nothing of version 2 is asked: the same bytes as before.
+    v2 = (asset, charity_bp, charity_slots) != ops.V1_RULE_DEFAULTS
     rules = ops.Rules(decay_period_s, decay_ppm, approval_bp, observation_s, waiting_s,
-                      claim_ttl_s, benefit_ratio, claim_bond, min_pledge)
+                      claim_ttl_s, benefit_ratio,
+                      unit.parse(claim_bond, "--claim-bond", positive=False),
+                      unit.parse(min_pledge, "--min-pledge"), asset, charity_bp,
+                      charity_slots, len(ops.RULE_NAMES_V2 if v2 else ops.RULE_NAMES))
     _send(from_name, ops.CreateSociety(society_id, name, purpose, rules), tx)
 
 
@@ -1053,13 +1247,80 @@ def join(from_name: str, society_id: str, identity: str, tx: TxOptions) -> None:
 @main.command()
 @click.argument("from_name", metavar="FROM", type=FROM_KEY)
 @click.argument("society_id", metavar="SOCIETY", type=SOCIETY)
-@click.argument("amount", type=ASSET_AMOUNT)
+@click.argument("amount", type=ASSET_AMOUNT, required=False)
+@click.option("--every", type=INTERVAL, default=None, metavar="PERIOD",
+              help="Make it a standing pledge, taken by the chain every PERIOD (30d, 1w, "
+                   "12h, or seconds) from the balance; replaces an earlier one.")
+@click.option("--stop", is_flag=True, help="Cancel FROM's standing pledge (no AMOUNT).")
 @tx_options
-def pledge(from_name: str, society_id: str, amount: str, tx: TxOptions) -> None:
+def pledge(
+    from_name: str, society_id: str, amount: str | None, every: int | None, stop: bool,
+    tx: TxOptions,
+) -> None:
     """Move AMOUNT (of the society's asset) from FROM's balance into its own escrow in
-    SOCIETY; earns karma, half the amount."""
+    SOCIETY; earns karma, half the amount. With --every the chain repeats it every period
+    (the first time one period from now); --stop cancels that."""
+    if stop:
+        if amount is not None or every is not None:
+            raise click.UsageError("--stop takes no AMOUNT and no --every")
+        _send(from_name, ops.StandingPledge(society_id, 0, 0), tx)
+        return
+    if amount is None:
+        raise click.UsageError("give an AMOUNT (or --stop to cancel a standing pledge)")
     units = _env().society_unit(society_id).parse(amount, "AMOUNT")
-    _send(from_name, ops.Pledge(society_id, units), tx)
+    if every is not None:
+        _send(from_name, ops.StandingPledge(society_id, units, every), tx)
+    else:
+        _send(from_name, ops.Pledge(society_id, units), tx)
+
+
+@main.group()
+def proxy() -> None:
+    """Let another member vote your karma in a society (you can always vote yourself)."""
+
+
+@proxy.command("set")
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("society_id", metavar="SOCIETY", type=SOCIETY)
+@click.argument("proxy_address", metavar="PROXY", type=ADDRESS)
+@tx_options
+def proxy_set(from_name: str, society_id: str, proxy_address: str, tx: TxOptions) -> None:
+    """Make PROXY (an address or key name; a member) vote FROM's karma in SOCIETY."""
+    _send(from_name, ops.SetProxy(society_id, address_from_text(proxy_address)), tx)
+
+
+@proxy.command("clear")
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("society_id", metavar="SOCIETY", type=SOCIETY)
+@tx_options
+def proxy_clear(from_name: str, society_id: str, tx: TxOptions) -> None:
+    """Stop FROM's proxy voting for FROM in SOCIETY."""
+    _send(from_name, ops.SetProxy(society_id, b""), tx)
+
+
+@main.group()
+def charity() -> None:
+    """Ask a society's charity escrow for help (members or not)."""
+
+
+@charity.command("request")
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("society_id", metavar="SOCIETY", type=SOCIETY)
+@click.argument("amount", type=ASSET_AMOUNT)
+@click.option("--subject", required=True, help="Short subject (at most 80 bytes).")
+@click.option("--details", default="", help="Details (at most 4096 bytes).")
+@click.option("--evidence", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="File whose SHA-256 goes on the chain as evidence.")
+@tx_options
+def charity_request(
+    from_name: str, society_id: str, amount: str, subject: str, details: str, evidence: Path,
+    tx: TxOptions,
+) -> None:
+    """Ask SOCIETY's members for AMOUNT (of its asset) from their charity escrow; the claim
+    bond is held, and returned if the request is approved."""
+    digest = _sha256_file(evidence)
+    units = _env().society_unit(society_id).parse(amount, "AMOUNT")
+    _send(from_name, ops.CharityRequest(society_id, units, subject, details, digest), tx)
 
 
 def _pick_claim(args: list[str]) -> str:
@@ -1092,7 +1353,7 @@ def _claim_id(ref: str) -> str:
         if page.get("next") is None:
             searched_all = True
             break
-        page = env.call("list_societies", {"after": page["next"], "limit": 100})
+        page = env.call("list_societies", {"before": page["next"], "limit": 100})
     found: dict[str, dict[str, Any]] = {}
     for soc in societies:
         for c in env.call("list_claims", soc) or []:
@@ -1166,8 +1427,97 @@ def claim_show(claim_ref: str) -> None:
     if env.as_json:
         _emit_json(obj)
         return
-    unit = env.society_unit(str(obj.get("society")))
-    _print_object(f"claim {claim_id}", obj, Shape(asset=unit))
+    shape = Shape(asset=env.society_unit(str(obj.get("society"))))
+    _print_object(f"claim {claim_id}", obj, shape)
+    votes = env.call_if_known("list_votes", claim_id)
+    if isinstance(votes, list) and votes:
+        words = {1: "approve", -1: "reject"}
+        rows = [dict(v, stance=words.get(int(v.get("stance") or 0), "-"))
+                for v in votes if isinstance(v, dict)]
+        click.echo()
+        _print_rows("votes", rows, [Col("voter", "voter", "addr"), Col("stance", "stance"),
+                                    Col("weight", "weight", "num"), Col("via", "via", "addr")],
+                    shape)
+    comments = _comments(claim_id)
+    if comments is not None:
+        click.echo()
+        _print_discussion(comments)
+
+
+_COMMENT_PAGES = 10  # pages of 100 comments shown under a claim at most
+
+
+def _comments(claim_id: str) -> tuple[list[dict[str, Any]], bool] | None:
+    """The claim's comments, oldest first, and whether more remain; None from an older
+    node (no list_comments)."""
+    env = _env()
+    page = env.call_if_known("list_comments", claim_id, {"limit": 100})
+    if page is None:
+        return None
+    items: list[dict[str, Any]] = []
+    for _ in range(_COMMENT_PAGES):
+        if not isinstance(page, dict):
+            raise RpcProtocolError("list_comments did not answer {items, next}")
+        items.extend(c for c in page.get("items", []) if isinstance(c, dict))
+        if page.get("next") is None:
+            return items, False
+        page = env.call("list_comments", claim_id, {"after": page["next"], "limit": 100})
+    return items, True
+
+
+def _print_discussion(comments: tuple[list[dict[str, Any]], bool]) -> None:
+    items, more = comments
+    console = _console()
+    console.print(Text(f"discussion ({len(items)}{'+' if more else ''})", style="bold"))
+    if not items:
+        console.print("  (no comments yet; muxer comment FROM CLAIM TEXT adds one)")
+    names = _env().names()
+    for c in items:
+        author = str(c.get("author", "?"))
+        when = _fmt_time_short(c["time"]) if type(c.get("time")) is int else "?"
+        console.print(Text(f"  {_safe(names.get(author, author[:10]))}, {when} UTC:",
+                           style="bold"))
+        # Text wraps by itself at the terminal's width; the indent shows whose it is.
+        for line in _safe(str(c.get("text", "")), multiline=True).splitlines() or [""]:
+            console.print(Text("    " + line))
+    if more:
+        console.print(f"  (only the first {len(items)} comments are shown)")
+
+
+@claim.command("withdraw")
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("claim_ref", metavar="ID", type=CLAIM_ID)
+@tx_options
+def claim_withdraw(from_name: str, claim_ref: str, tx: TxOptions) -> None:
+    """Withdraw FROM's open claim ID: it closes now; the bond comes back if it received
+    nothing; committed karma is spent."""
+    _send(from_name, ops.WithdrawClaim(bytes.fromhex(_claim_id(claim_ref))), tx)
+
+
+@claim.command("amend")
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("claim_ref", metavar="ID", type=CLAIM_ID)
+@click.option("--details", required=True, help="New details (at most 4096 bytes).")
+@click.option("--evidence", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="File whose SHA-256 replaces the evidence.")
+@tx_options
+def claim_amend(
+    from_name: str, claim_ref: str, details: str, evidence: Path, tx: TxOptions
+) -> None:
+    """Replace the details and evidence of FROM's open claim ID, while nobody has voted on
+    it (the amount stays)."""
+    digest = _sha256_file(evidence)
+    _send(from_name, ops.AmendClaim(bytes.fromhex(_claim_id(claim_ref)), details, digest), tx)
+
+
+@main.command()
+@click.argument("from_name", metavar="FROM", type=FROM_KEY)
+@click.argument("claim_ref", metavar="CLAIM_ID", type=CLAIM_ID)
+@click.argument("text")
+@tx_options
+def comment(from_name: str, claim_ref: str, text: str, tx: TxOptions) -> None:
+    """Say TEXT (1-1024 bytes) under a claim: ask about the evidence, answer, thank."""
+    _send(from_name, ops.Comment(bytes.fromhex(_claim_id(claim_ref)), text), tx)
 
 
 def _claim_of(claim_ref: str) -> tuple[bytes, dict[str, Any]]:
@@ -1268,6 +1618,9 @@ def member(society_id: str, address: str) -> None:
     """Show a member of SOCIETY: escrow, karma, totals."""
     env = _env()
     obj = env.call("get_member", society_id, address)
+    standing = env.call_if_known("get_standing_pledge", society_id, address)
+    if isinstance(obj, dict) and isinstance(standing, dict):
+        obj = {**obj, "standing_pledge": standing}  # also in --json: one member, one answer
     shape = Shape() if env.as_json else Shape(asset=env.society_unit(society_id))
     _show_object(f"member {address} of {society_id}", obj, shape)
 
@@ -1283,23 +1636,26 @@ def claims(society_id: str) -> None:
     if env.as_json:
         _emit_json(items)
         return
-    rows = [dict(c, state=_claim_state(c)) for c in items if isinstance(c, dict)] \
+    rows = [dict(c, state=_claim_state(c),
+                 subject=("(charity) " if c.get("kind") == "charity" else "")
+                 + str(c.get("subject", ""))) for c in items if isinstance(c, dict)] \
         if isinstance(items, list) else items
     _print_rows(
         f"claims of {society_id}", rows,
         [Col("claim_id", "claim", "id"), Col("subject", "subject"),
          Col("amount", "amount", "num"), Col("received", "received", "num"),
-         Col("state", "state"), Col("closes_at", "closes (UTC)", "time")],
+         Col("state", "state", "word"), Col("closes_at", "closes (UTC)", "time")],
         Shape(asset=env.society_unit(society_id)),
     )
 
 
 def _claim_state(c: Mapping[str, Any]) -> str:
-    """One short word or two for a claim's state in a table."""
-    kind = "charity, " if c.get("kind") == "charity" else ""
+    """A word or two for a claim's state in a table: "open" (voting), "approved" (open and
+    can receive gifts), "withdrawn", or "closed: " and the outcome."""
     if c.get("status") == "open":
-        return kind + ("open, approved" if c.get("approved") else "open")
-    return f"{kind}closed, {c.get('outcome', '?')}"
+        return "approved" if c.get("approved") else "open"
+    outcome = str(c.get("outcome", "?"))
+    return outcome if outcome == "withdrawn" else f"closed: {outcome}"
 
 
 @main.command()

@@ -189,8 +189,13 @@ def run(
 # --- reasons ----------------------------------------------------------------------------
 
 
+V2_REASONS = {"asset_exists", "bad_symbol", "unknown_asset", "not_issuer", "over_supply",
+              "no_standing_pledge", "proxy_chain", "too_many_delegators",
+              "not_in_charity_slots", "not_claimant", "has_votes"}
+
+
 def test_every_reason_has_a_sentence() -> None:
-    assert set(REASON_TEXT) == set(REASONS)
+    assert set(REASON_TEXT) == set(REASONS) | V2_REASONS
     assert REASON_TEXT["insufficient_balance"] == (
         "the sender's balance cannot cover amount plus fee"
     )
@@ -824,7 +829,7 @@ def test_claim_id_prefix_in_every_society(funded: Path, node: FakeNode) -> None:
     _claims(node, {"soc": [], "other": [c]})
     pages = {None: {"items": [{"society": "soc"}], "next": "p2"},
              "p2": {"items": [{"society": "other"}], "next": None}}
-    node.handlers["list_societies"] = lambda p: pages[p[0].get("after")]
+    node.handlers["list_societies"] = lambda p: pages[p[0].get("before")]
     r = run(funded, ["claim", "efef"], rpc=node.url)
     assert r.exit_code == 0, r.output
     assert ("get_claim", [c]) in node.calls
@@ -848,4 +853,130 @@ def test_claims_table_fits_80_columns(funded: Path, node: FakeNode) -> None:
         assert sum(c[:10] in line for line in lines) == 1
     assert r.stdout.count("1234567.89000") == 3 and "amount MUX" in r.stdout
     assert r.stdout.count("2026-01-01 00:01") == 3
-    assert "approved" in r.stdout and "rejected" in r.stdout
+    assert "approved" in r.stdout and "closed:" in r.stdout and "rejected" in r.stdout
+
+
+# --- version 2 commands (protocol section 11) ----------------------------------------------
+
+
+def test_v2_transactions(funded: Path, node: FakeNode, tmp_path: Path) -> None:
+    _btc_society(node)
+    evidence = tmp_path / "bill.txt"
+    evidence.write_bytes(b"a bill")
+    digest = hashlib.sha256(b"a bill").digest()
+    cid = bytes.fromhex(CLAIM_ID)
+    cases: list[tuple[list[str], ops.Op]] = [
+        (["asset", "create", "alice", "BTC", "--precision", "8", "--max-supply", "21000000",
+          "--description", "BTC IOU"],
+         ops.CreateAsset("BTC", 8, 21_000_000 * 10**8, "BTC IOU")),
+        (["asset", "issue", "alice", "BTC", BOB.address_text, "1.5", "--memo", "deposit"],
+         ops.IssueAsset("BTC", BOB.address, 150_000_000, "deposit")),
+        (["asset", "transfer", "alice", "BTC", BOB.address_text, "0.001"],
+         ops.TransferAsset("BTC", BOB.address, 100_000, "")),
+        (["pledge", "alice", "btc-aid", "0.1", "--every", "30d"],
+         ops.StandingPledge("btc-aid", 10_000_000, 30 * 86_400)),
+        (["pledge", "alice", "soc", "2", "--every", "3600"],
+         ops.StandingPledge("soc", 200_000, 3600)),
+        (["pledge", "alice", "soc", "--stop"], ops.StandingPledge("soc", 0, 0)),
+        (["proxy", "set", "alice", "soc", BOB.address_text], ops.SetProxy("soc", BOB.address)),
+        (["proxy", "clear", "alice", "soc"], ops.SetProxy("soc", b"")),
+        (["charity", "request", "alice", "btc-aid", "0.25", "--subject", "food",
+          "--details", "a week", "--evidence", str(evidence)],
+         ops.CharityRequest("btc-aid", 25_000_000, "food", "a week", digest)),
+        (["claim", "withdraw", "alice", CLAIM_ID], ops.WithdrawClaim(cid)),
+        (["claim", "amend", "alice", CLAIM_ID, "--details", "more", "--evidence",
+          str(evidence)], ops.AmendClaim(cid, "more", digest)),
+        (["comment", "alice", CLAIM_ID, "which hospital?"], ops.Comment(cid, "which hospital?")),
+    ]
+    for args, expected in cases:
+        node.txs.clear()
+        r = run(funded, args, rpc=node.url)
+        assert r.exit_code == 0, (args, r.output)
+        assert ops.decode_op(_one_tx(node).op) == expected, args
+
+
+def test_society_create_v2_rules(funded: Path, node: FakeNode) -> None:
+    _btc_society(node)
+    r = run(funded, ["society", "create", "alice", "btc-aid", "--name", "n", "--purpose", "p",
+                     "--asset", "BTC", "--claim-bond", "0.01", "--min-pledge", "0.0001",
+                     "--charity-bp", "1000", "--charity-slots", "3"], rpc=node.url)
+    assert r.exit_code == 0, r.output
+    op = ops.decode_op(_one_tx(node).op)
+    assert isinstance(op, ops.CreateSociety)
+    assert op.rules.as_list()[7:] == [1_000_000, 10_000, "BTC", 1000, 3]
+    # without version-2 options the rules stay the nine of version 1 (the same bytes)
+    node.txs.clear()
+    r = run(funded, ["society", "create", "alice", "soc", "--name", "n", "--purpose", "p"],
+            rpc=node.url)
+    assert r.exit_code == 0, r.output
+    assert ops.encode_op(ops.decode_op(_one_tx(node).op))[4] == ops.DEFAULT_RULES.as_list()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["pledge", "alice", "soc", "1", "--every", "soon"], "not a period"),
+        (["pledge", "alice", "soc", "1", "--every", "400d"], "1 s to 365 days"),
+        (["pledge", "alice", "soc", "1", "--stop"], "--stop takes no AMOUNT"),
+        (["pledge", "alice", "soc"], "give an AMOUNT"),
+        (["asset", "create", "alice", "btc", "--precision", "8", "--max-supply", "1"],
+         "not an asset symbol"),
+        (["asset", "create", "alice", "MUX", "--precision", "8", "--max-supply", "1"],
+         "chain's own asset"),
+        (["asset", "create", "alice", "BTC", "--precision", "19", "--max-supply", "1"],
+         "--precision"),
+        (["asset", "create", "alice", "BTC", "--precision", "0", "--max-supply", "1.5"],
+         "at most 0 are allowed for BTC"),
+        (["asset", "transfer", "alice", "MUX", BOB.address_text, "1"], "muxer transfer"),
+        (["comment", "alice", CLAIM_ID, ""], "must not be empty"),
+        (["proxy", "set", "alice", "soc", "nobody"], "neither an address"),
+    ],
+)
+def test_v2_offline_validation(funded: Path, node: FakeNode, args: list[str], words: str) -> None:
+    r = run(funded, args, rpc=node.url)
+    assert r.exit_code == 2, r.output
+    assert words in r.stderr, r.stderr
+    assert "submit_tx" not in node.methods()
+
+
+def test_asset_show_and_list(funded: Path, node: FakeNode) -> None:
+    _btc_society(node)
+    r = run(funded, ["asset", "show", "BTC"], rpc=node.url)
+    assert r.exit_code == 0, r.output
+    assert "max_supply   46116860184.27387904 BTC" in r.stdout
+    r = run(funded, ["asset", "show", "MUX"], rpc=node.url)
+    assert r.exit_code == 1 and "chain's own asset" in r.stderr
+    node.handlers["list_assets"] = lambda p: [{
+        "symbol": "BTC", "issuer": ALICE.address_text, "precision": 8,
+        "max_supply": 21_000_000 * 10**8, "supply": 150_000_000, "burned": 0,
+        "description": "BTC IOU redeemed by the gateway at example.org " * 2}]
+    r = run(funded, ["asset", "list"], rpc=node.url, env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80
+    assert "1.50000000" in r.stdout and "21000000.00000000" in r.stdout
+    assert "alice" in r.stdout  # the issuer is one of the wallet's keys
+
+
+def test_claim_show_votes_and_discussion(funded: Path, node: FakeNode) -> None:
+    node.handlers["get_claim"] = lambda p: {
+        "claim_id": p[0], "society": "soc", "kind": "claim", "amount": 300_000,
+        "status": "open", "voters": 2, "proxied": 40_000, "comments": 2}
+    node.handlers["list_votes"] = lambda p: [
+        {"voter": BOB.address_text, "stance": 1, "weight": 60_000, "via": None},
+        {"voter": ALICE.address_text, "stance": 1, "weight": 40_000, "via": BOB.address_text}]
+    pages = {None: {"items": [{"tx_id": "aa" * 32, "height": 5, "time": HEAD_TIME,
+                               "author": BOB.address_text, "text": "which roof? " * 12}],
+                    "next": "c1"},
+             "c1": {"items": [{"tx_id": "bb" * 32, "height": 6, "time": HEAD_TIME + 60,
+                               "author": ALICE.address_text, "text": "mine\x1b[2J"}],
+                    "next": None}}
+    node.handlers["list_comments"] = lambda p: pages[p[1].get("after")]
+    r = run(funded, ["claim", CLAIM_ID], rpc=node.url, env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    assert "proxied   0.40000" in out  # karma in MUX's units
+    assert "weight" in out and "0.60000" in out and "0.40000" in out
+    assert "alice" in out and BOB.address_text[:10] in out  # names for the wallet's keys
+    assert "discussion (2)" in out and "2026-01-01 00:01 UTC" in out
+    assert "which roof?" in out and "\x1b" not in out and "mine\\x1b[2J" in out

@@ -266,6 +266,8 @@ def test_claim_closed_approved(story: Story) -> None:
         "opened_at": opened, "gives_from": opened + WAITING, "closes_at": opened + TTL,
         "subject": "Roof repair", "details": "The storm took half the tiles.",
         "evidence": hashlib.sha256(EVIDENCE).hexdigest(),
+        # version 2 (section 11.8): a plain claim, two own votes, no proxy, no comment
+        "kind": "claim", "voters": 2, "proxied": 0, "comments": 0,
     }
     # and the rules agree: net approval of at least 1 % of the total karma at closing
     assert e.approve * 10_000 >= APPROVAL_BP * e.total.worth(opened + TTL)
@@ -284,7 +286,8 @@ def test_balances_escrows_and_fees(story: Story) -> None:
         escrow = e.escrow.get(name, 0)
         assert acct == {"address": s.address[name], "balance": e.balance[name],
                         "stake": e.balance[name] + escrow,
-                        "societies": [SOCIETY] if name in PLEDGES else []}, name
+                        "societies": [SOCIETY] if name in PLEDGES else [],
+                        "assets": {"MUX": e.balance[name]}}, name
     for name in PLEDGES:
         member = s.json("member", SOCIETY, name)
         assert member["escrow"] == e.escrow[name]
@@ -330,9 +333,11 @@ def test_karma_decayed_at_head_time(story: Story) -> None:
         "rules": {"decay_period_s": DECAY_PERIOD, "decay_ppm": DECAY_PPM,
                   "approval_bp": APPROVAL_BP, "observation_s": OBSERVATION,
                   "waiting_s": WAITING, "claim_ttl_s": TTL, "benefit_ratio": BENEFIT,
-                  "claim_bond": BOND, "min_pledge": MIN_PLEDGE},
+                  "claim_bond": BOND, "min_pledge": MIN_PLEDGE,
+                  # a version-1 society: the version-2 rules at their defaults
+                  "asset": "MUX", "charity_bp": 0, "charity_slots": 10},
         "creator": s.address["dora"], "members": 3, "total_karma": society["total_karma"],
-        "escrow_total": sum(e.escrow.values()), "open_claims": 0,
+        "escrow_total": sum(e.escrow.values()), "charity_escrow_total": 0, "open_claims": 0,
     }
 
 
@@ -365,10 +370,13 @@ def test_refused_give_beyond_escrow(story: Story) -> None:
 
 
 def test_human_output(story: Story) -> None:
-    r = story.run("claim", story.claim_id)
+    r = story.run("claim", story.claim_id[:8])  # a unique prefix names it
     assert r.exit_code == 0, r.output
-    lines = {line.split()[0]: line.split(None, 1)[1] for line in r.stdout.splitlines()[1:]
-             if line.strip()}
+    fields, votes, discussion = r.stdout.split("\n\n")
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in fields.splitlines()[1:]}
+    # the votes, by the wallet's key names, weights in MUX's units; no comments yet
+    assert "bob" in votes and "carol" in votes and "approve" in votes
+    assert "discussion (0)" in discussion
     assert lines["received"] == "5.50000 MUX" and lines["limit"] == "30.00000 MUX"
     assert lines["outcome"] == "approved" and lines["status"] == "closed"
     r = story.run("member", SOCIETY, "bob")
