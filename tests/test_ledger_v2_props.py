@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from consensus.crypto import PrivateKey, sha256
@@ -220,6 +220,10 @@ def run(program: Sequence[tuple[int, list[Action]]]) -> tuple[Chain, list[list[S
 
 @PROPS
 @given(programs)
+# BOB (CAROL's delegator) votes first, then CAROL (BOB keeps his own vote, DAVE counts
+# through her), then DAVE overrides and BOB opts out, then CAROL re-votes
+@example([(1, [("vote", 1, 0, 0, 2)]), (1, [("vote", 2, 0, 0, 2)]),
+          (1, [("vote", 3, 0, 0, 6), ("vote", 1, 0, 0, 4)]), (1, [("vote", 2, 0, 0, 6)])])
 def test_v2_programs_conserve_count_once_and_replay(
     program: Sequence[tuple[int, list[Action]]]
 ) -> None:
