@@ -34,7 +34,7 @@ import click
 from bench.common import verify_note, verify_rate
 from devnet import analysis, cluster
 from devnet.load import Load, LoadSpec
-from devnet.manifest import DevnetError, load_manifest
+from devnet.manifest import DevnetError, Manifest, load_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 GLOBAL5 = REPO / "devnet" / "topologies" / "global-5.toml"
@@ -61,11 +61,14 @@ def finality(nodes: int, load_seconds: float, tps: float, use_netns: bool) -> bo
         cluster.wait_final(m, min_final=1, timeout=180)
         load = Load(m, LoadSpec(tps=tps, duration=load_seconds, drain=30, name="widearea",
                                 seed=21), sample_metrics=False)
+        cpu0 = _cpu(m)
+        t_cpu = time.monotonic()
         load.start()
         if not load.running.wait(load.spec.setup_timeout + 30):
             raise DevnetError(f"the load did not start: {load.error}")
         # the load runs on its own thread; sample final heights 4 times a slot meanwhile
-        samples = analysis.sample_finals(m, load_seconds, every=0.25)
+        samples = analysis.sample_finals(m, load_seconds, every=0.25, record=True)
+        cpu1, wall = _cpu(m), time.monotonic() - t_cpu
         result = load.join(load.spec.setup_timeout + load_seconds + 90)
         chain = analysis.blocks(m)
         per_node = analysis.finality_latency(m, samples, chain)
@@ -93,15 +96,36 @@ def finality(nodes: int, load_seconds: float, tps: float, use_netns: bool) -> bo
               f"p99 {_f(analysis.quantile(allprop, 0.99), 0)} ms after slot start; reorgs: "
               f"{sum(len(v) for v in analysis.reorgs(m).values())}; missed slots: "
               f"{analysis.missed_slots(m, chain).get('missed')}")
+        print(f"CPU while sampling ({wall:.0f} s, {os.cpu_count()} cores): nodes "
+              f"{(cpu1['nodes'] - cpu0['nodes']) / wall:.2f} cores, link proxy "
+              f"{(cpu1['proxy'] - cpu0['proxy']) / wall:.2f} cores; load average "
+              f"{os.getloadavg()[0]:.1f} (other work on the machine counts too)")
         analysis.save(m, "widearea", {"regions": {r: {"p50": analysis.quantile(xs, 0.5),
                                                       "p99": analysis.quantile(xs, 0.99),
                                                       "n": len(xs)}
                                                   for r, xs in regions.items()},
                                       "load": {k: result[k] for k in ("accepted", "final")}})
-        print(f"data: {d} (python -m devnet report --dir {d})", flush=True)
+        from devnet.report import write_report
+
+        print(f"report (plots, per-node tables): {write_report(m)}", flush=True)
         return ok and bool(everything)
     finally:
         _stop(d)
+
+
+def _cpu(m: Manifest) -> dict[str, float]:
+    """User + system CPU seconds so far of the nodes and of the proxy (/proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def one(pid: int | None) -> float:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (OSError, TypeError):
+            return 0.0
+        f = stat[stat.rfind(")") + 2 :].split()
+        return (int(f[11]) + int(f[12])) / tick
+
+    return {"nodes": sum(one(e.pid) for e in m.nodes), "proxy": one(m.proxy_pid)}
 
 
 def _f(x: float | None, digits: int = 2) -> str:

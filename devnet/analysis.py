@@ -50,14 +50,18 @@ def quantile(values: Iterable[float], q: float) -> float | None:
 
 
 def sample_finals(m: Manifest, seconds: float, *, every: float = 0.25,
-                  out: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                  out: list[dict[str, Any]] | None = None,
+                  record: bool = False) -> list[dict[str, Any]]:
     """Poll every node's final height ``every`` seconds for ``seconds`` (bounded) and
-    return samples like metrics.jsonl's ({"t", "nodes": {name: {"final_height"}}})."""
+    return samples like metrics.jsonl's ({"t", "nodes": {name: {"final_height"}}});
+    ``record`` also appends each to metrics.jsonl (for ``report``)."""
     samples = out if out is not None else []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         t0 = time.monotonic()
         st = cluster.collect_status(m)
+        if record:
+            cluster.append_sample(m, st, "widearea")
         samples.append({"t": st["time"], "nodes": {
             n["name"]: {"final_height": n["final_height"], "head_height": n["head_height"]}
             for n in st["nodes"]}})
