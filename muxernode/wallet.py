@@ -47,6 +47,7 @@ import hashlib
 import json
 import os
 import re
+import textwrap
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -640,9 +641,17 @@ def _print_object(title: str, obj: Any, shape: Shape) -> None:
     width = max((len(k) for k, _v in rows), default=0)
     console = _console()
     console.print(Text(_safe(title), style="bold"))
+    names = _env().names()
+    room = max(20, console.width - width - 4)
     for key, text in rows:
-        # Continuation lines of a multi-line value line up under its first line.
-        value = text.replace("\n", "\n" + " " * (width + 4))
+        if text in names:  # one of the wallet's own addresses: say whose
+            text = f"{text} ({_safe(names[text])})"
+        # Text wraps at spaces within the terminal; ids and addresses have none, so they
+        # stay whole. Continuation lines line up under the value's first line.
+        lines = [part for line in text.split("\n")
+                 for part in (textwrap.wrap(line, room, break_long_words=False,
+                                            break_on_hyphens=False) or [""])]
+        value = ("\n" + " " * (width + 4)).join(lines)
         console.print(Text(f"  {key.ljust(width)}  {value}"), soft_wrap=True)
 
 

@@ -960,6 +960,7 @@ def test_asset_show_and_list(funded: Path, node: FakeNode) -> None:
 def test_claim_show_votes_and_discussion(funded: Path, node: FakeNode) -> None:
     node.handlers["get_claim"] = lambda p: {
         "claim_id": p[0], "society": "soc", "kind": "claim", "amount": 300_000,
+        "claimant": ALICE.address_text, "details": "the water came in at night " * 6,
         "status": "open", "voters": 2, "proxied": 40_000, "comments": 2}
     node.handlers["list_votes"] = lambda p: [
         {"voter": BOB.address_text, "stance": 1, "weight": 60_000, "via": None},
@@ -976,6 +977,9 @@ def test_claim_show_votes_and_discussion(funded: Path, node: FakeNode) -> None:
     out = r.stdout
     assert max(len(line) for line in out.splitlines()) <= 80, out
     assert "proxied   0.40000" in out  # karma in MUX's units
+    assert f"claimant  {ALICE.address_text} (alice)" in out  # whose, for the wallet's keys
+    assert f"claim_id  {CLAIM_ID}" in out  # an id is never broken, even at 80 columns
+    assert out.count("the water came in at night") == 6  # long text wrapped at spaces
     assert "weight" in out and "0.60000" in out and "0.40000" in out
     assert "alice" in out and BOB.address_text[:10] in out  # names for the wallet's keys
     assert "discussion (2)" in out and "2026-01-01 00:01 UTC" in out
