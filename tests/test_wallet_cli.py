@@ -979,7 +979,8 @@ def test_claim_show_votes_and_discussion(funded: Path, node: FakeNode) -> None:
     assert "proxied   0.40000" in out  # karma in MUX's units
     assert f"claimant  {ALICE.address_text} (alice)" in out  # whose, for the wallet's keys
     assert f"claim_id  {CLAIM_ID}" in out  # an id is never broken, even at 80 columns
-    assert out.count("the water came in at night") == 6  # long text wrapped at spaces
+    # long text wrapped at spaces, every word kept
+    assert " ".join(out.split()).count("the water came in at night") == 6
     assert "weight" in out and "0.60000" in out and "0.40000" in out
     assert "alice" in out and BOB.address_text[:10] in out  # names for the wallet's keys
     assert "discussion (2)" in out and "2026-01-01 00:01 UTC" in out
