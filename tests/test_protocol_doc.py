@@ -7,11 +7,8 @@ message types, the domain tags, and the test vectors (the nine tx vectors of
 tests/test_vectors.py, and the vectors the document derives from them: the genesis state
 entries and digest, block 1, a vote, Merkle roots, the schedule, karma decay).
 
-Version 2 (protocol section 11) and the application API (section 12) are specified in the
-document ahead of parts of the code (issue 12). The names the document may hold before the
-code does are listed below as explicit allowances; an allowance only covers a name the code
-lacks, so as each lands it is checked like the rest. A name the code has and the document
-lacks always fails.
+Every comparison goes both ways: a name the code has and the document lacks fails, and so
+does a name the document lists that the code does not know.
 
 If a vector test fails after a deliberate change (a new state layout or state digest, say),
 regenerate the document's Appendix A from the code and say so in the protocol's text: the
@@ -20,8 +17,6 @@ vectors are the wire format, a change to them is a protocol change.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -36,7 +31,7 @@ from consensus.merkle import merkle_root
 from consensus.schedule import Schedule, round_order
 from consensus.tx import build_tx
 from consensus.vote import Vote
-from muxernode import ops, rpc
+from muxernode import events, ops, rpc
 from muxernode.ledger import Ledger, decay
 from p2p import messages
 from p2p.network import PROTOCOL_VERSION
@@ -56,27 +51,6 @@ DOC = (REPO / "docs" / "protocol.md").read_text(encoding="utf-8")
 # the document without any whitespace: hex wrapped over lines, and "name = value" lines,
 # are found whole in it
 FLAT = re.sub(r"\s+", "", DOC)
-
-# Issue 12: version 2 (section 11) and the application API (section 12) are in the
-# document before they are all in the code. Each entry is allowed in the document while
-# the code lacks it, and only then.
-V2_REASONS_PENDING = frozenset({
-    "asset_exists", "bad_symbol", "unknown_asset", "not_issuer", "over_supply",
-    "no_standing_pledge", "proxy_chain", "too_many_delegators", "not_in_charity_slots",
-    "not_claimant", "has_votes",
-})
-V2_OPS_PENDING = {
-    10: "create_asset", 11: "issue_asset", 12: "transfer_asset", 13: "standing_pledge",
-    14: "set_proxy", 15: "charity_request", 16: "withdraw_claim", 17: "amend_claim",
-    18: "comment",
-}
-METHODS_PENDING = frozenset({
-    # section 11.8
-    "get_asset", "list_assets", "get_standing_pledge", "list_votes", "list_comments",
-    # section 12
-    "subscribe", "unsubscribe", "get_history", "list_societies", "rpc.discover",
-})
-
 
 def _tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
     """Every Markdown table: (header cells, body rows of cells), cells stripped."""
@@ -118,25 +92,22 @@ def _code_reasons() -> set[str]:
 
 
 def test_the_reason_table_is_the_codes_reasons() -> None:
-    doc = {_name(row[0]) for row in _first_column("reason")}
+    rows = _first_column("reason")
+    doc = {_name(row[0]) for row in rows}
     code = _code_reasons()
-    assert len(doc) == len(_first_column("reason")), "a reason is listed twice"
+    assert len(doc) == len(rows), "a reason is listed twice"
     assert code - doc == set(), f"reasons the code raises but 9.6 lacks: {sorted(code - doc)}"
-    pending = doc - code
-    assert pending <= V2_REASONS_PENDING, (
-        f"reasons in 9.6 that no code raises: {sorted(pending - V2_REASONS_PENDING)}")
-    assert doc >= V2_REASONS_PENDING, "an allowance names a reason the document lacks"
+    assert doc - code == set(), f"reasons in 9.6 that no code raises: {sorted(doc - code)}"
+    # the version column: the base protocol's 29 reasons are version 1
+    assert sum(1 for row in rows if row[1] == "1") == 29
 
 
 def test_every_rpc_method_is_in_the_method_tables() -> None:
     doc = {_name(row[0]) for row in _first_column("method")}
     # subscribe and unsubscribe act on a WebSocket connection: a table of their own
-    code = set(rpc.METHODS) | set(getattr(rpc, "WS_METHODS", {}))
+    code = set(rpc.METHODS) | set(rpc.WS_METHODS)
     assert code - doc == set(), f"RPC methods missing from the doc: {sorted(code - doc)}"
-    pending = doc - code
-    assert pending <= METHODS_PENDING, (
-        f"methods in the doc that the node does not serve: {sorted(pending - METHODS_PENDING)}")
-    assert doc >= METHODS_PENDING, "an allowance names a method the document lacks"
+    assert doc - code == set(), f"methods in the doc the node does not serve: {doc - code}"
     # the admin methods are marked as such
     admin = {_name(row[0]) for row in _first_column("method") if "admin" in row[2]}
     assert admin == set(rpc.ADMIN_METHODS)
@@ -144,11 +115,7 @@ def test_every_rpc_method_is_in_the_method_tables() -> None:
 
 def test_the_subscription_topics_are_the_codes() -> None:
     doc = [_name(row[0]) for row in _first_column("topic")]
-    assert doc == ["heads", "final", "tx", "account", "society", "claim"]
-    if importlib.util.find_spec("muxernode.events") is None:
-        return  # issue 12: the application API (section 12) is not in the code yet
-    events = importlib.import_module("muxernode.events")
-    assert list(events.TOPICS) == doc
+    assert doc == list(events.TOPICS)
     assert f"atmost{events.MAX_SUBSCRIPTIONS}subscriptions" in FLAT
     assert f"unreadnotificationspass{events.MAX_UNREAD}" in FLAT
 
@@ -157,20 +124,14 @@ def test_every_rpc_error_code_is_in_the_error_table() -> None:
     doc = {int(row[0]) for row in _first_column("code")}
     code = {v for k, v in vars(rpc).items()
             if k.isupper() and type(v) is int and -32768 <= v <= -32000}
-    assert code - doc == set(), f"error codes missing from 9.2: {sorted(code - doc)}"
-    # issue 12: section 12's codes (history not ready, subscription limit) may be in the
-    # document before the node serves section 12
-    assert doc - code <= {-32004, -32005}
+    assert doc == code, f"9.2 {sorted(doc)} != the code's {sorted(code)}"
 
 
 def test_every_opcode_is_documented_with_its_number_and_name() -> None:
     rows = _first_column("op", "name")
     doc = {int(row[0]): _name(row[1]) for row in rows}
     assert len(doc) == len(rows), "an opcode is listed twice"
-    for number, name in ops.OP_NAMES.items():
-        assert doc.get(number) == name, f"op {number} {name} is not in the table of 3.2"
-    for number in set(doc) - set(ops.OP_NAMES):
-        assert V2_OPS_PENDING.get(number) == doc[number], f"op {number} is in no code"
+    assert doc == ops.OP_NAMES
 
 
 def test_every_p2p_message_type_is_in_the_message_table() -> None:
@@ -237,9 +198,6 @@ V2_VECTORS: list[tuple[str, int, list[Any], str]] = [
 def test_the_version_2_tx_vectors() -> None:
     """A.8: the code builds the published bytes, and its op decoder takes them."""
     for name, seed, op, tx_id_hex in V2_VECTORS:
-        if op[0] not in ops.OP_NAMES:  # issue 12: version 2 not in the code yet
-            assert V2_OPS_PENDING[op[0]] == name
-            continue
         tx = build_tx(crypto.PrivateKey(bytes([seed]) * 32), CHAIN_ID, op,
                       ref_block_num=REF_BLOCK_NUM, ref_block_prefix=REF_BLOCK_PREFIX,
                       expiration=EXPIRATION, fee=FEE)
