@@ -116,13 +116,52 @@ def genesis_new(out_dir: str, chain_name: str, witnesses: int, accounts: int, am
 @main.command()
 @click.option("--genesis", "genesis_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False))
-def init(genesis_path: str, data_dir: str) -> None:
-    """Initialise a data directory from a genesis file."""
+@click.option("--snapshot", "snapshot_path", default=None, type=click.Path(dir_okay=False),
+              help="Start from this snapshot (muxernode snapshot export) instead of genesis, "
+                   "after checking its votes, chunks and state against the genesis.")
+def init(genesis_path: str, data_dir: str, snapshot_path: str | None) -> None:
+    """Initialise a data directory from a genesis file (or a snapshot of its chain)."""
+    if snapshot_path is not None:
+        from muxernode.snapshot import SnapshotError, import_snapshot
+
+        try:
+            m = import_snapshot(genesis_path, data_dir, snapshot_path)
+        except (SnapshotError, StorageError) as exc:
+            raise click.ClickException(f"snapshot refused: {exc}") from None
+        click.echo(f"initialised {data_dir} from the snapshot at final height "
+                   f"{m.block.height} ({m.entries} state entries in {len(m.chunks)} chunks, "
+                   f"{len(m.votes)} votes checked, digest {m.block.state_digest.hex()})")
+        return
     try:
         g = init_data_dir(genesis_path, data_dir)
     except (GenesisError, NodeError, StorageError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"initialised {data_dir} for chain {g.chain_id.hex()}")
+
+
+@main.group("snapshot")
+def snapshot_group() -> None:
+    """State snapshots at a final height (docs/operator.md, State snapshots)."""
+
+
+@snapshot_group.command("export")
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--height", type=click.IntRange(0), default=None,
+              help="The final height to export (default: the highest final one whose "
+                   "finality votes the node's blocks hold; a lower one is rebuilt by replay).")
+def snapshot_export(data_dir: str, out_path: str, height: int | None) -> None:
+    """Write the state at a final height, in hashed chunks, with the proof of finality.
+    The node must be stopped (its data directory is locked while it runs)."""
+    from muxernode.snapshot import SnapshotError, export_snapshot
+
+    try:
+        m = export_snapshot(data_dir, out_path, height)
+    except (SnapshotError, StorageError) as exc:
+        raise click.ClickException(f"cannot export: {exc}") from None
+    size = Path(out_path).stat().st_size
+    click.echo(f"wrote {out_path}: height {m.block.height}, {m.entries} state entries in "
+               f"{len(m.chunks)} chunks, {size:,} bytes, {len(m.votes)} final votes")
 
 
 @main.group("config")
