@@ -4,6 +4,13 @@ Applies a mix of transfers, pledges, votes and gives across 10k members for at l
 --seconds of pure application time and prints applied tx/s next to the single-thread
 Ed25519 verify rate measured in the same run. Target: applied/verify >= 3.
 
+Then the same with a version-2 mix (issue 12): a third of the txs are ops 10-18 (asset
+transfers, pledges into a BTC society with a charity split, comments, standing pledges,
+gifts and votes in BTC, proxy changes) and five proxies of 1000 delegators each vote on
+each of five claims; target: its ratio >= 0.9 of the v1 mix's. And two timings: one proxy vote
+counting 1000 delegators (<= 20 ms) and 1000 standing-pledge executions in one block
+(<= 50 ms).
+
 Signing is setup, not measured: the ledger never verifies (the node verifies once, on
 admission). When the pre-signed txs run out, application restarts from a copy of the
 post-setup state so every measured tx is a fresh, valid one.
@@ -46,116 +53,252 @@ T0 = 1_767_225_600
 Changes = tuple[Mapping[bytes, bytes | None], Mapping[bytes, bytes | None]]
 
 
+BTC_SOCIETY = "bench-btc"
+BTC_RULES = [*RULES, "BTC", 1000, 10]
+PROXIES = 5
+DELEGATORS = 1000  # per proxy: the protocol's maximum (11.4)
+V2_SHARE = 1 / 3  # of the v2 mix's txs are ops 10-18
+
+
+class Bench:
+    """A ledger over a MemoryKV driven block by block, and the signer of its txs."""
+
+    def __init__(self, members: int, rng: random.Random) -> None:
+        self.keys = [PrivateKey(rng.randbytes(32)) for _ in range(members)]
+        self.witness = PrivateKey(bytes([1]) * 32)
+        self.genesis = parse_genesis(
+            {
+                "chain_name": "bench",
+                "genesis_time": T0,
+                "params": {"block_interval_s": 1, "base_fee": 10, "max_tx_lifetime_s": 3600},
+                "witnesses": [{"name": "w1", "address": self.witness.address_text,
+                               "signing_key": self.witness.public_key.hex()}],
+                "balances": [{"address": k.address_text, "amount": 10**12} for k in self.keys],
+            }
+        )
+        self.prefix = int.from_bytes(self.genesis.chain_id[:4], "big")
+        self.kv = MemoryKV()
+        self.ledger = Ledger(self.kv, self.genesis.params, T0)
+        self.kv.write(self.ledger.init_genesis(self.genesis).changes)
+        self.now = T0
+        self.recorded: list[Changes] = []
+
+    def tapos(self, num: int) -> int | None:
+        return self.prefix if num == 0 else None
+
+    def tx(self, key: PrivateKey, op: list[Any], expiration: int) -> SignedTx:
+        return build_tx(key, self.genesis.chain_id, op, ref_block_num=0,
+                        ref_block_prefix=self.prefix, expiration=expiration, fee=10)
+
+    def run_block(self, txs: list[SignedTx], record: bool = False,
+                  at: int | None = None) -> int:
+        self.now = at if at is not None else self.now + 1
+        self.ledger.begin_block(BlockContext(0, self.now, self.witness.address, self.tapos))
+        ok = 0
+        for t in txs:
+            try:
+                self.ledger.apply_tx(t)
+                ok += 1
+            except Rejected:
+                pass
+        result = self.ledger.end_block()
+        self.kv.write(result.changes)
+        if record:
+            self.recorded.append((result.changes, result.undo))
+        return ok
+
+    def restart(self, base: dict[bytes, bytes], base_now: int) -> None:
+        self.kv = MemoryKV(base)
+        self.ledger = Ledger(self.kv, self.genesis.params, T0)
+        self.now = base_now
+
+
+def setup(b: Bench, exp: int) -> tuple[list[bytes], list[bytes], list[PrivateKey]]:
+    """Societies in MUX and in BTC, everyone a member of both, 50 claims in each, 1000
+    voters on five of them; PROXIES proxies with DELEGATORS delegators each. Returns the
+    claim ids voted on in MUX and in BTC, and the proxies."""
+    keys = b.keys
+    b.run_block([b.tx(keys[0], [2, SOCIETY, "Bench", "benchmark society", RULES], exp),
+                 b.tx(keys[0], [10, "BTC", 8, 2**62, "bench IOU"], exp)])
+    b.run_block([b.tx(keys[0], [2, BTC_SOCIETY, "Bench BTC", "in BTC", BTC_RULES], exp)]
+                + [b.tx(keys[0], [11, "BTC", k.address, 10**12, ""], exp) for k in keys])
+    b.run_block([b.tx(k, [3, soc, f"m{i}"], exp) for i, k in enumerate(keys)
+                 for soc in (SOCIETY, BTC_SOCIETY)])
+    b.run_block([b.tx(k, [4, soc, 10**9], exp) for k in keys for soc in (SOCIETY, BTC_SOCIETY)])
+    claimants = keys[:50]
+    ids = []
+    for soc in (SOCIETY, BTC_SOCIETY):
+        claims = [b.tx(k, [5, soc, 10**15, 4 * 10**8, "bench", "", bytes(32)], exp)
+                  for k in claimants]
+        assert b.run_block(claims) == len(claims)
+        voters = keys[50:1050]
+        assert b.run_block([b.tx(v, [6, c.tx_id, 1], exp) for v in voters
+                            for c in claims[:5]]) > 0
+        ids.append([c.tx_id for c in claims[:5]])
+    proxies = keys[1050:1050 + PROXIES]
+    start = 1050 + PROXIES
+    need = start + PROXIES * DELEGATORS
+    assert len(keys) >= need, f"--members must be at least {need} for the proxies"
+    for i, p in enumerate(proxies):
+        group = keys[start + i * DELEGATORS: start + (i + 1) * DELEGATORS]
+        assert b.run_block([b.tx(d, [14, SOCIETY, p.address], exp) for d in group]) == len(group)
+    return ids[0], ids[1], proxies
+
+
+def v1_op(rng: random.Random, i: int, members: list[PrivateKey], claim_ids: list[bytes]
+          ) -> list[Any]:
+    r = rng.random()
+    if r < 0.4:
+        return [1, members[rng.randrange(len(members))].address, 1000 + i, ""]
+    if r < 0.6:
+        return [4, SOCIETY, 100 + i]
+    if r < 0.8:
+        return [6, claim_ids[rng.randrange(len(claim_ids))], rng.choice((1, 1, -1))]
+    return [7, claim_ids[rng.randrange(len(claim_ids))], 1 + i % 1000]
+
+
+def v2_op(rng: random.Random, i: int, members: list[PrivateKey], btc_ids: list[bytes],
+          claim_ids: list[bytes]) -> list[Any]:
+    """Ops 10-18 in the proportions a society of an asset would send them."""
+    r = rng.random()
+    if r < 0.25:
+        return [12, "BTC", members[rng.randrange(len(members))].address, 1000 + i, ""]
+    if r < 0.45:
+        return [4, BTC_SOCIETY, 100 + i]  # a pledge split into escrow and charity escrow
+    if r < 0.60:
+        return [18, claim_ids[rng.randrange(len(claim_ids))], f"comment {i}"]
+    if r < 0.75:
+        return [13, BTC_SOCIETY, 100 + i, 86_400 * (1 + i % 30)]
+    if r < 0.85:
+        return [7, btc_ids[rng.randrange(len(btc_ids))], 1 + i % 1000]  # a gift in BTC
+    if r < 0.95:
+        return [6, btc_ids[rng.randrange(len(btc_ids))], rng.choice((1, -1))]
+    # set or clear a proxy among members who are nobody's proxy or delegator
+    return [14, BTC_SOCIETY, members[rng.randrange(len(members))].address if i % 2 else b""]
+
+
+def measure(b: Bench, mix: list[SignedTx], seconds: float, block_txs: int,
+            base: dict[bytes, bytes], base_now: int, record: bool) -> tuple[float, int, int]:
+    """(applied tx/s, applied, rejected), rerunning the mix from the base state until
+    ``seconds`` of application time are measured."""
+    applied = rejected = 0
+    elapsed = 0.0
+    rounds = 0
+    while elapsed < seconds and rounds < 1000:
+        rounds += 1
+        b.restart(base, base_now)
+        for i in range(0, len(mix), block_txs):
+            block = mix[i: i + block_txs]
+            start = time.perf_counter()
+            ok = b.run_block(block, record=record and rounds == 1)
+            elapsed += time.perf_counter() - start
+            applied += ok
+            rejected += len(block) - ok
+    return applied / elapsed, applied, rejected
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--members", type=int, default=10_000)
-    ap.add_argument("--txs", type=int, default=60_000, help="distinct pre-signed txs")
+    ap.add_argument("--txs", type=int, default=60_000, help="distinct pre-signed txs per mix")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--block-txs", type=int, default=2000)
     args = ap.parse_args()
     rng = random.Random(42)
 
-    print(f"setup: {args.members} members, signing {args.txs} txs ...", flush=True)
-    keys = [PrivateKey(rng.randbytes(32)) for _ in range(args.members)]
-    witness = PrivateKey(bytes([1]) * 32)
-    genesis = parse_genesis(
-        {
-            "chain_name": "bench",
-            "genesis_time": T0,
-            "params": {"block_interval_s": 1, "base_fee": 10, "max_tx_lifetime_s": 3600},
-            "witnesses": [{"name": "w1", "address": witness.address_text,
-                           "signing_key": witness.public_key.hex()}],
-            "balances": [{"address": k.address_text, "amount": 10**12} for k in keys],
-        }
-    )
-    prefix = int.from_bytes(genesis.chain_id[:4], "big")
-
-    def tapos(num: int) -> int | None:
-        return prefix if num == 0 else None
-
-    def tx(key: PrivateKey, op: list[Any], expiration: int) -> SignedTx:
-        return build_tx(key, genesis.chain_id, op, ref_block_num=0, ref_block_prefix=prefix,
-                        expiration=expiration, fee=10)
-
-    kv = MemoryKV()
-    ledger = Ledger(kv, genesis.params, T0)
-    kv.write(ledger.init_genesis(genesis).changes)
-    now = [T0]
-
-    recorded: list[Changes] = []
-
-    def run_block(txs: list[SignedTx], record: bool = False) -> int:
-        now[0] += 1
-        ledger.begin_block(BlockContext(0, now[0], witness.address, tapos))
-        ok = 0
-        for t in txs:
-            try:
-                ledger.apply_tx(t)
-                ok += 1
-            except Rejected:
-                pass
-        result = ledger.end_block()
-        kv.write(result.changes)
-        if record:
-            recorded.append((result.changes, result.undo))
-        return ok
-
+    print(f"setup: {args.members} members, signing 2 x {args.txs} txs ...", flush=True)
+    b = Bench(args.members, rng)
     exp = T0 + 3000
-    run_block([tx(keys[0], [2, SOCIETY, "Bench", "benchmark society", RULES], exp)])
-    run_block([tx(k, [3, SOCIETY, f"m{i}"], exp) for i, k in enumerate(keys)])
-    run_block([tx(k, [4, SOCIETY, 10**9], exp) for k in keys])
-    claimants = keys[:50]
-    claims = [tx(k, [5, SOCIETY, 10**15, 4 * 10**8, "bench", "", bytes(32)], exp)
-              for k in claimants]
-    assert run_block(claims) == len(claims)
-    voters = keys[50:1050]
-    assert run_block([tx(v, [6, c.tx_id, 1], exp) for v in voters for c in claims[:5]]) > 0
-    members = keys[50:]
-    claim_ids = [c.tx_id for c in claims[:5]]
-
-    mix: list[SignedTx] = []
+    claim_ids, btc_ids, proxies = setup(b, exp)
+    # the mixes' senders: neither claimants, proxies nor delegators (so the set_proxy ops
+    # of the v2 mix stay valid), and the v1 senders the same accounts
+    free = b.keys[50:1050] + b.keys[1050 + PROXIES * (DELEGATORS + 1):]
+    v1_mix: list[SignedTx] = []
+    v2_mix: list[SignedTx] = []
     for i in range(args.txs):
-        k = members[rng.randrange(len(members))]
-        r = rng.random()
         e = exp + 1 + i % 500  # distinct expirations keep the mix realistic for pruning
-        if r < 0.4:
-            op: list[Any] = [1, members[rng.randrange(len(members))].address, 1000 + i, ""]
-        elif r < 0.6:
-            op = [4, SOCIETY, 100 + i]
-        elif r < 0.8:
-            op = [6, claim_ids[rng.randrange(len(claim_ids))], rng.choice((1, 1, -1))]
+        v1_mix.append(b.tx(free[rng.randrange(len(free))], v1_op(rng, i, free, claim_ids), e))
+        k = free[rng.randrange(len(free))]
+        if rng.random() < V2_SHARE:
+            op = v2_op(rng, i, free, btc_ids, claim_ids)
         else:
-            op = [7, claim_ids[rng.randrange(len(claim_ids))], 1 + i % 1000]
-        mix.append(tx(k, op, e))
-    base = dict(kv._data)  # the post-setup state, to restart from
-    base_now = now[0]
+            op = v1_op(rng, i, free, claim_ids)
+        v2_mix.append(b.tx(k, op, e))
+    # the proxies vote: each on each of the claims, counting its 1000 delegators
+    votes = [(p, c) for c in claim_ids for p in proxies]
+    step = max(1, len(v2_mix) // len(votes))
+    for j, (p, c) in enumerate(votes):
+        v2_mix[j * step] = b.tx(p, [6, c, 1], exp + 1 + j % 500)
+    base = dict(b.kv._data)  # the post-setup state, to restart from
+    base_now = b.now
 
     print("measuring verify rate ...", flush=True)
     vrate = verify_rate(2.0)
-    print(f"applying for {args.seconds:.0f} s ...", flush=True)
-    applied = rejected = 0
-    elapsed = 0.0
-    rounds = 0
-    while elapsed < args.seconds and rounds < 1000:
-        rounds += 1
-        kv = MemoryKV(base)
-        ledger = Ledger(kv, genesis.params, T0)
-        now[0] = base_now
-        for i in range(0, len(mix), args.block_txs):
-            block = mix[i : i + args.block_txs]
-            start = time.perf_counter()
-            ok = run_block(block, record=rounds == 1)
-            elapsed += time.perf_counter() - start
-            applied += ok
-            rejected += len(block) - ok
-    rate = applied / elapsed
+    print(f"applying each mix for {args.seconds:.0f} s ...", flush=True)
+    rate1, applied1, rejected1 = measure(b, v1_mix, args.seconds, args.block_txs, base,
+                                         base_now, record=True)
+    rate2, applied2, rejected2 = measure(b, v2_mix, args.seconds, args.block_txs, base,
+                                         base_now, record=False)
     print()
     print(f"members                 {args.members}")
-    print(f"txs applied             {applied} (+{rejected} rejected) in {elapsed:.2f} s")
-    print(f"ledger applied tx/s     {rate:,.0f}")
+    print(f"v1 mix: txs applied     {applied1} (+{rejected1} rejected)")
+    print(f"ledger applied tx/s     {rate1:,.0f}")
     print(verify_note(vrate))
-    print(f"ratio applied/verify    {rate / vrate:.2f}   (target >= 3.00)")
-    digest_cost(recorded, len(mix), 1e6 / rate)
+    print(f"ratio applied/verify    {rate1 / vrate:.2f}   (target >= 3.00)")
+    print(f"v2 mix: txs applied     {applied2} (+{rejected2} rejected); a third ops 10-18, "
+          f"{PROXIES} proxies of {DELEGATORS} delegators voting on {len(claim_ids)} claims")
+    print(f"ledger applied tx/s     {rate2:,.0f}")
+    print(f"ratio applied/verify    {rate2 / vrate:.2f}   v2/v1 {rate2 / rate1:.2f} "
+          f"(target >= 0.90)")
+    digest_cost(b.recorded, len(v1_mix), 1e6 / rate1)
+    proxy_vote_time(b, base, base_now, proxies[0], claim_ids, exp)
+    standing_pledges_time(rng)
+
+
+def proxy_vote_time(b: Bench, base: dict[bytes, bytes], base_now: int, proxy: PrivateKey,
+                    claim_ids: list[bytes], exp: int) -> None:
+    """One proxy vote counting its 1000 delegators: apply, and apply + the block's commit."""
+    b.restart(base, base_now)
+    apply_s: list[float] = []
+    block_s: list[float] = []
+    for j in range(10):
+        tx = b.tx(proxy, [6, claim_ids[j % len(claim_ids)], 1 if j % 2 else -1], exp + j)
+        b.now += 1
+        b.ledger.begin_block(BlockContext(0, b.now, b.witness.address, b.tapos))
+        start = time.perf_counter()
+        b.ledger.apply_tx(tx)
+        applied = time.perf_counter()
+        b.kv.write(b.ledger.end_block().changes)
+        done = time.perf_counter()
+        apply_s.append(applied - start)
+        block_s.append(done - start)
+    apply_s.sort()
+    block_s.sort()
+    print(f"proxy vote, {DELEGATORS} delegators  median {apply_s[5] * 1e3:5.1f} ms to apply, "
+          f"{block_s[5] * 1e3:5.1f} ms with its block's commit (target <= 20 ms)")
+
+
+def standing_pledges_time(rng: random.Random) -> None:
+    """1000 standing pledges due in one block: the executions at the block's start, and
+    with the block's commit."""
+    n = 1000
+    b = Bench(n, rng)
+    exp = T0 + 3000
+    rules = [100, 3844, 1, 0, 0, 1_000_000, 1000, 1000, 1]
+    b.run_block([b.tx(b.keys[0], [2, SOCIETY, "Bench", "standing pledges", rules], exp)])
+    b.run_block([b.tx(k, [3, SOCIETY, f"m{i}"], exp) for i, k in enumerate(b.keys)])
+    set_at = b.now + 1
+    assert b.run_block([b.tx(k, [13, SOCIETY, 1000, 100], exp) for k in b.keys]) == n
+    due = set_at + 100
+    b.now = due
+    start = time.perf_counter()
+    b.ledger.begin_block(BlockContext(0, due, b.witness.address, b.tapos))
+    executed = time.perf_counter()
+    b.kv.write(b.ledger.end_block().changes)
+    done = time.perf_counter()
+    assert len(b.ledger.last_scheduled) == n
+    print(f"standing pledges        {n} executed in one block: {(executed - start) * 1e3:5.1f} ms,"
+          f" {(done - start) * 1e3:5.1f} ms with the commit (target <= 50 ms)")
 
 
 def digest_cost(blocks: list[Changes], txs: int, tx_us: float) -> None:

@@ -670,15 +670,20 @@ class Ledger:
         counted: list[tuple[bytes, int]] = []
         if member[M_DELEGATORS]:
             claimant = claim[C_CLAIMANT]
-            for d in st.get(delegators_key(society_id, tx.sender)) or []:
+            period, ppm = rules[R_DECAY_PERIOD], rules[R_DECAY_PPM]
+            get = st.get
+            prefix = b"v" + op.claim_id
+            mprefix = b"m" + society_id.encode() + b"\x00"
+            for d in get(delegators_key(society_id, tx.sender)) or []:
                 if d == claimant:
                     continue
-                drec = st.get(vote_key(op.claim_id, d))
+                drec = get(prefix + d)
                 # an own vote or opt-out of d, or d counted through another proxy: skip
-                # (d counted through this same member is removed and counted again below)
+                # (d counted through this same member is counted again below)
                 if drec is not None and drec[V_VIA] != tx.sender:
                     continue
-                w = self._karma_at(st.get(member_key(society_id, d)), rules, t)
+                m = get(mprefix + d)
+                w = decay(m[M_KARMA], m[M_KARMA_AT], t, period, ppm)
                 if w > 0:
                     counted.append((d, w))
         weight = own + sum(w for _, w in counted)
@@ -687,7 +692,8 @@ class Ledger:
         self._need(acct, tx.fee)
         self._pay_fee(tx)
         claim = st.touch(claim_key(op.claim_id))
-        self._remove_vote(op.claim_id, claim, tx.sender)
+        recount = {d for d, _ in counted} if op.stance != 0 else set()
+        self._remove_vote(op.claim_id, claim, tx.sender, recount)
         vkey = vote_key(op.claim_id, tx.sender)
         if op.stance == 0:
             # A member with a proxy records an opt-out: its proxy cannot count it on this
@@ -700,12 +706,15 @@ class Ledger:
         claim[C_VOTERS] += 1 + len(counted)
         claim[C_PROXIED] += weight - own
         st.put(vkey, [op.stance, own, b"", [d for d, _ in counted]])
+        put = st.put
         for d, w in counted:
-            st.put(vote_key(op.claim_id, d), [op.stance, w, tx.sender, []])
+            put(vote_key(op.claim_id, d), [op.stance, w, tx.sender, []])
 
-    def _remove_vote(self, claim_id: bytes, claim: list[Any], voter: bytes) -> None:
+    def _remove_vote(self, claim_id: bytes, claim: list[Any], voter: bytes,
+                     recount: set[bytes] | frozenset[bytes] = frozenset()) -> None:
         """Take voter's weight out of the tallies: its own vote with every delegator counted
-        through it, or its weight counted through a proxy. Leaves no record of voter."""
+        through it, or its weight counted through a proxy. Leaves no record of voter, nor
+        of its delegators except those in ``recount`` (the caller writes them again)."""
         st = self.state
         vkey = vote_key(claim_id, voter)
         prev = st.get(vkey)
@@ -722,13 +731,15 @@ class Ledger:
             claim[C_PROXIED] -= prev[V_WEIGHT]
             st.touch(vote_key(claim_id, prev[V_VIA]))[V_COUNTED].remove(voter)
             return
+        removed = 0
         for d in prev[V_COUNTED]:
             dkey = vote_key(claim_id, d)
-            w = st.get(dkey)[V_WEIGHT]
-            claim[side] -= w
-            claim[C_PROXIED] -= w
-            claim[C_VOTERS] -= 1
-            st.delete(dkey)
+            removed += st.get(dkey)[V_WEIGHT]
+            if d not in recount:
+                st.delete(dkey)
+        claim[side] -= removed
+        claim[C_PROXIED] -= removed
+        claim[C_VOTERS] -= len(prev[V_COUNTED])
 
     def _give(self, op: ops.Give, tx: SignedTx, acct: list[Any], t: int) -> None:
         claim = self._open_claim(op.claim_id)
