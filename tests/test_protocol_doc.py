@@ -17,9 +17,14 @@ vectors are the wire format, a change to them is a protocol change.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
+
+import msgpack
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from consensus import crypto
 from consensus.block import Block
@@ -236,6 +241,49 @@ def test_the_genesis_state_and_digest_vectors() -> None:
         shown = entry.decode() if entry[:1] in (b"E", b"G", b"Q", b"W") else entry.hex()
         assert shown + value.hex() in FLAT, f"genesis entry {shown} is not in Appendix A.5"
     assert f"genesis_state_digest={digest.hex()}" in FLAT
+
+
+def test_the_digest_formula_of_6_4_gives_the_published_genesis_digest() -> None:
+    """An outside reader's check: the entries listed in A.5 and the formula of 6.4 alone
+    (hashlib and an RFC 8439 ChaCha20, nothing of muxernode.state) give A.5's digest."""
+    section = DOC[DOC.index("### A.5"):DOC.index("### A.6")]
+    listing = section.split("```")[1]
+    acc, p = 1, 2**3072 - 1103717
+    for line in listing.strip().splitlines():
+        key_text, value_hex = line.split()
+        key = key_text.encode() if len(key_text) == 1 else bytes.fromhex(key_text)
+        data = len(key).to_bytes(4, "big") + key + bytes.fromhex(value_hex)
+        stream = Cipher(algorithms.ChaCha20(hashlib.sha256(data).digest(), bytes(16)),
+                        mode=None).encryptor().update(bytes(384))
+        acc = acc * int.from_bytes(stream, "little") % p
+    inner = hashlib.sha256(acc.to_bytes(384, "little")).digest()
+    digest = hashlib.sha256(b"MUXER/state/v2" + inner).hexdigest()
+    assert f"genesis_state_digest={digest}" in FLAT
+
+
+def _labelled(name: str) -> bytes:
+    """The hex value of a ``name = <hex>`` line of Appendix A."""
+    m = re.search(rf"^{name} = ([0-9a-f]+)$", DOC, re.MULTILINE)
+    assert m is not None, f"no {name} in Appendix A"
+    return bytes.fromhex(m.group(1))
+
+
+def test_the_block_and_vote_vectors_hold_together_by_the_text() -> None:
+    """An outside reader's check of A.6 and A.7 with hashlib, msgpack and cryptography."""
+    header = _labelled("header")
+    block_id = _labelled("block_1_id")
+    assert hashlib.sha256(header).digest() == block_id
+    fields = msgpack.unpackb(header)
+    assert fields[0] == 1 and fields[1] == 1 and fields[2] == CHAIN_ID
+    assert fields[5] == _labelled("tx_root") and fields[6] == _labelled("votes_root")
+    assert fields[7] == _labelled("block_1_state_digest")
+    w1 = Ed25519PrivateKey.from_private_bytes(bytes([1]) * 32).public_key()
+    w1.verify(_labelled("block_1_signature"), b"MUXER/block/v1" + CHAIN_ID + block_id)
+    tx_id = bytes.fromhex(VECTORS[0][4])
+    assert fields[5] == hashlib.sha256(b"\x00" + tx_id).digest()  # one leaf
+    payload = _labelled("vote_signing_payload")
+    assert payload == b"MUXER/vote/v1" + CHAIN_ID + msgpack.packb(
+        [CHAIN_ID, 0, block_id, 1], use_bin_type=True)
 
 
 def test_the_block_and_vote_vectors() -> None:
