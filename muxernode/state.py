@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from gmpy2 import invert, mpz
 
 from consensus.codec import decode_trusted, encode
-from storage.kv import KVReader
+from storage.kv import KVReader, StorageError
 
 __all__ = [
     "DIGEST_KEY",
@@ -68,8 +68,9 @@ _NONCE = bytes(16)  # cryptography's ChaCha20 nonce: 32-bit block counter 0, 96-
 _MISSING = object()
 
 
-class StateDigestError(ValueError):
-    """The stored digest record is not one this version reads (a v1 data directory)."""
+class StateDigestError(StorageError):
+    """The stored digest record is not one this version reads (a v1 data directory); a
+    StorageError, so the daemon says it in one line and exits 2."""
 
 
 def entry_bytes(key: bytes, value: bytes) -> bytes:
