@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from consensus.crypto import PrivateKey
+from consensus.errors import Rejected
 from muxernode import ledger as L
 from muxernode import views
 from tests.ledger_helpers import (
@@ -119,7 +120,7 @@ def test_asset_rejection_messages_use_whole_units() -> None:
     c.ok(ALICE, op_create_asset("BTC", precision=8, max_supply=2 * 10**8))
     c.commit()
     c.begin()
-    with pytest.raises(L.Rejected) as exc:
+    with pytest.raises(Rejected) as exc:
         c.ledger.apply_tx(c.tx(ALICE, op_issue_asset(BOB.address, 3 * 10**8)))
     assert "2 BTC more" in exc.value.message
 

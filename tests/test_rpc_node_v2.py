@@ -176,8 +176,8 @@ def test_society_and_members(net: Net) -> None:
         soc = net.call("get_society", SOC)
         pledged = sum(net.call("get_member", SOC, net.addr(w))["pledged_total"] for w in names)
         again = net.call("get_society", SOC)
-        return soc == again and (
-            soc["escrow_total"] + soc["charity_escrow_total"] + 20_000 + 1_000 == pledged)
+        held = int(soc["escrow_total"]) + int(soc["charity_escrow_total"])
+        return bool(soc == again and held + 20_000 + 1_000 == pledged)
     wait_for(consistent, timeout=TIMEOUT)
     a5 = net.call("get_member", SOC, net.addr("a5"))
     assert (a5["proxy"], a5["delegators"]) == (None, 2)
