@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 
 from devnet.cluster import free_ports
-from muxernode.node import init_data_dir
 from tests.conftest import require_tool
 from tests.procs import Daemon, make_genesis, rpc, wait_for
+from tests.witness_helpers import start_witnesses
 
 RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yml"
 
@@ -36,12 +36,7 @@ def test_prometheus_scrapes_a_two_node_network(tmp_path: Path) -> None:
     daemons: list[Daemon] = []
     prom: subprocess.Popen[bytes] | None = None
     try:
-        for i in range(2):
-            data = tmp_path / f"n{i + 1}"
-            init_data_dir(gpath, data)
-            daemons.append(Daemon(data, witness_key=gdir / f"w{i + 1}.key", extra_args=[
-                "--p2p", f"127.0.0.1:{p2p[i]}", "--peer", f"127.0.0.1:{p2p[1 - i]}"]))
-            daemons[-1].start()
+        start_witnesses(daemons, [tmp_path / "n1", tmp_path / "n2"], gdir, p2p, genesis=gpath)
         # the RPC address the node wrote: http://127.0.0.1:PORT/rpc
         targets = [d.url.removeprefix("http://").removesuffix("/rpc") for d in daemons]
         config = tmp_path / "prometheus.yml"

@@ -16,11 +16,11 @@ from click.testing import CliRunner
 
 from devnet.cluster import free_ports
 from muxernode.daemon import main as daemon_main
-from muxernode.node import init_data_dir
 from muxernode.snapshot import MAGIC, SnapshotError, import_snapshot
 from muxernode.state import STATE_PREFIX, recompute_digest
 from storage.leveldb import LevelDBStore
 from tests.procs import Daemon, make_genesis, rpc, wait_for
+from tests.witness_helpers import start_witnesses
 
 
 def _cli(*args: str) -> tuple[int, str]:
@@ -38,12 +38,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ports = free_ports(3)
     daemons: list[Daemon] = []
     try:
-        for i in range(2):
-            data = tmp / f"n{i + 1}"
-            init_data_dir(gpath, data)
-            daemons.append(Daemon(data, witness_key=gdir / f"w{i + 1}.key", extra_args=[
-                "--p2p", f"127.0.0.1:{ports[i]}", "--peer", f"127.0.0.1:{ports[1 - i]}"]))
-            daemons[-1].start()
+        start_witnesses(daemons, [tmp / "n1", tmp / "n2"], gdir, ports, genesis=gpath)
         wait_for(lambda: all(rpc(d.url, "chain_info")["final_height"] >= 5 for d in daemons),
                  timeout=40, interval=0.2)
         for d in daemons:
@@ -299,11 +294,7 @@ def test_a_node_made_from_a_snapshot_follows_the_chain(chain: dict[str, Any],
     ports = free_ports(3)
     daemons: list[Daemon] = []
     try:
-        for i in range(2):
-            daemons.append(Daemon(chain["tmp"] / f"n{i + 1}", witness_key=gdir / f"w{i + 1}.key",
-                                  extra_args=["--p2p", f"127.0.0.1:{ports[i]}",
-                                              "--peer", f"127.0.0.1:{ports[1 - i]}"]))
-            daemons[-1].start()
+        start_witnesses(daemons, [chain["tmp"] / "n1", chain["tmp"] / "n2"], gdir, ports)
         joiner = Daemon(target, extra_args=["--p2p", f"127.0.0.1:{ports[2]}",
                                             "--peer", f"127.0.0.1:{ports[0]}"])
         joiner.start()
