@@ -432,18 +432,21 @@ def _fmt_period(seconds: int) -> str:
     return f"{seconds}s"
 
 
-class ClaimRefType(click.ParamType[str]):
-    """A claim id (64 hex digits) or a prefix of one of at least MIN_PREFIX digits, which
-    ``_claim_id`` resolves as git resolves a commit prefix. Converts to lowercase hex."""
+class HexRefType(click.ParamType[str]):
+    """An id of 64 hex digits (a claim's, a peer's) or a prefix of one of at least
+    MIN_PREFIX digits, resolved later as git resolves a commit prefix (``_claim_id``,
+    ``_peer_id``). Converts to lowercase hex."""
 
-    name = "claim_id"
+    def __init__(self, name: str, what: str) -> None:
+        self.name = name
+        self.what = what
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         s = str(value).strip().lower()
         if not MIN_PREFIX <= len(s) <= 64 or re.fullmatch(r"[0-9a-f]*", s) is None:
             self.fail(
-                f"{_safe(s[:80])!r} is not a claim id (64 hex digits, or a unique prefix of "
-                f"at least {MIN_PREFIX})",
+                f"{_safe(s[:80])!r} is not a {self.what} (64 hex digits, or a unique prefix "
+                f"of at least {MIN_PREFIX})",
                 param, ctx,
             )
         return s
@@ -538,7 +541,7 @@ AMOUNT = AmountType(positive=True)
 ASSET_AMOUNT = AmountText()
 INTERVAL = IntervalType()
 SYMBOL = SymbolType()
-CLAIM_ID = ClaimRefType()
+CLAIM_ID = HexRefType("claim_id", "claim id")
 TX_ID = HexType(32, "tx_id")
 SIGNING_KEY = HexType(32, "hex")
 SOCIETY = SocietyIdType()
@@ -1723,6 +1726,25 @@ def witnesses() -> None:
 
 
 NODE_ID = HexType(32, "node_id")
+PEER_ID = HexRefType("node_id", "node id")
+
+
+def _peer_id(ref: str) -> str:
+    """The full node id of the connected peer whose id starts with ``ref`` (the peers
+    table shows 10 digits)."""
+    if len(ref) == 64:
+        return ref
+    peers = _admin_read("peers")
+    found = sorted({str(p["node_id"]) for p in peers if isinstance(p, dict)
+                    and str(p.get("node_id", "")).startswith(ref)}) \
+        if isinstance(peers, list) else []
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise WalletError(f"no connected peer's node id starts with {ref!r}; give the full "
+                          "id (64 hex digits)")
+    raise BadInput(f"node id prefix {ref!r} is ambiguous; {len(found)} peers start with "
+                   "it:\n" + "\n".join(f"  {f}" for f in found) + "\ngive more digits")
 
 
 @dataclass
@@ -1805,21 +1827,23 @@ def admin_add_peer(address: str) -> None:
 
 
 @admin.command("drop-peer")
-@click.argument("node_id", type=NODE_ID)
+@click.argument("node_ref", metavar="NODE_ID", type=PEER_ID)
 @json_option
-def admin_drop_peer(node_id: bytes) -> None:
-    """Disconnect the peer NODE_ID (64 hex digits); it may reconnect (ban it to keep it off)."""
-    _show_object("drop_peer", _admin_call("drop_peer", node_id.hex()))
+def admin_drop_peer(node_ref: str) -> None:
+    """Disconnect the peer NODE_ID (64 hex digits, or a unique prefix among the connected
+    peers); it may reconnect (ban it to keep it off)."""
+    _show_object("drop_peer", _admin_call("drop_peer", _peer_id(node_ref)))
 
 
 @admin.command("ban-peer")
-@click.argument("node_id", type=NODE_ID)
+@click.argument("node_ref", metavar="NODE_ID", type=PEER_ID)
 @click.option("--seconds", type=click.IntRange(1, 10 * 365 * 86_400), default=None,
               help="How long (default: the node's p2p ban time, 3600 s).")
 @json_option
-def admin_ban_peer(node_id: bytes, seconds: int | None) -> None:
-    """Disconnect and ban the peer NODE_ID."""
-    params: list[Any] = [node_id.hex()] + ([seconds] if seconds is not None else [])
+def admin_ban_peer(node_ref: str, seconds: int | None) -> None:
+    """Disconnect and ban the peer NODE_ID (64 hex digits, or a unique prefix among the
+    connected peers; a peer not connected needs its full id)."""
+    params: list[Any] = [_peer_id(node_ref)] + ([seconds] if seconds is not None else [])
     _show_object("ban_peer", _admin_call("ban_peer", *params))
 
 

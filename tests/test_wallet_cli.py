@@ -985,3 +985,32 @@ def test_claim_show_votes_and_discussion(funded: Path, node: FakeNode) -> None:
     assert "alice" in out and BOB.address_text[:10] in out  # names for the wallet's keys
     assert "discussion (2)" in out and "2026-01-01 00:01 UTC" in out
     assert "which roof?" in out and "\x1b" not in out and "mine\\x1b[2J" in out
+
+
+def test_admin_peer_by_prefix(funded: Path, node: FakeNode, tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    data.mkdir()
+    (data / "rpc.token").write_text("t0ken\n")
+    a, b = "ab12" + "0" * 60, "ab34" + "1" * 60
+    node.handlers["peers"] = lambda p: [
+        {"node_id": n, "address": "127.0.0.1:9001", "direction": "out", "head_height": 5}
+        for n in (a, b)]
+    node.handlers["drop_peer"] = lambda p: {"dropped": p[0]}
+    node.handlers["ban_peer"] = lambda p: {"banned": p[0], "seconds": p[1]}
+    admin = ["admin", "--data-dir", str(data)]
+    r = run(funded, [*admin, "peers"], rpc=node.url, env={"COLUMNS": "80"})
+    assert r.exit_code == 0 and a[:10] in r.stdout and a not in r.stdout
+    r = run(funded, [*admin, "drop-peer", "AB34"], rpc=node.url)
+    assert r.exit_code == 0, r.output
+    assert ("drop_peer", [b]) in node.calls
+    r = run(funded, [*admin, "ban-peer", "ab12", "--seconds", "60"], rpc=node.url)
+    assert r.exit_code == 0 and ("ban_peer", [a, 60]) in node.calls
+    r = run(funded, [*admin, "drop-peer", "ab"], rpc=node.url)
+    assert r.exit_code == 2 and "unique prefix of at least 4" in r.stderr
+    r = run(funded, [*admin, "drop-peer", "abab"], rpc=node.url)
+    assert r.exit_code == 1 and "no connected peer's node id starts with 'abab'" in r.stderr
+    c = "ab12" + "2" * 60
+    node.handlers["peers"] = lambda p: [{"node_id": a}, {"node_id": c}]
+    r = run(funded, [*admin, "drop-peer", "ab12"], rpc=node.url)
+    assert r.exit_code == 2 and "ambiguous; 2 peers start with it" in r.stderr
+    assert a in r.stderr and c in r.stderr and node.last_call()[0] == "peers"
