@@ -1096,28 +1096,39 @@ def asset_create(
     _send(from_name, ops.CreateAsset(symbol, precision, units, description), tx)
 
 
+def _asset_move(f: Callable[..., None]) -> Callable[..., None]:
+    """The arguments of a move of an asset (issue, transfer): FROM SYMBOL TO AMOUNT --memo."""
+    for decorator in reversed((
+        click.argument("from_name", metavar="FROM", type=FROM_KEY),
+        click.argument("symbol", type=SYMBOL),
+        click.argument("to", type=ADDRESS),
+        click.argument("amount", type=ASSET_AMOUNT),
+        click.option("--memo", default="", help="A note for the recipient (at most 256 bytes)."),
+        tx_options,
+    )):
+        f = decorator(f)
+    return f
+
+
+def _send_asset(
+    op: type[ops.IssueAsset] | type[ops.TransferAsset], from_name: str, symbol: str, to: str,
+    amount: str, memo: str, tx: TxOptions,
+) -> None:
+    units = _env().asset_unit(symbol).parse(amount, "AMOUNT")
+    _send(from_name, op(symbol, address_from_text(to), units, memo), tx)
+
+
 @asset.command("issue")
-@click.argument("from_name", metavar="FROM", type=FROM_KEY)
-@click.argument("symbol", type=SYMBOL)
-@click.argument("to", type=ADDRESS)
-@click.argument("amount", type=ASSET_AMOUNT)
-@click.option("--memo", default="", help="A note for the recipient (at most 256 bytes).")
-@tx_options
+@_asset_move
 def asset_issue(
     from_name: str, symbol: str, to: str, amount: str, memo: str, tx: TxOptions
 ) -> None:
     """Issue AMOUNT of SYMBOL (FROM is its issuer) to TO, up to its max supply."""
-    units = _env().asset_unit(symbol).parse(amount, "AMOUNT")
-    _send(from_name, ops.IssueAsset(symbol, address_from_text(to), units, memo), tx)
+    _send_asset(ops.IssueAsset, from_name, symbol, to, amount, memo, tx)
 
 
 @asset.command("transfer")
-@click.argument("from_name", metavar="FROM", type=FROM_KEY)
-@click.argument("symbol", type=SYMBOL)
-@click.argument("to", type=ADDRESS)
-@click.argument("amount", type=ASSET_AMOUNT)
-@click.option("--memo", default="", help="A note for the recipient (at most 256 bytes).")
-@tx_options
+@_asset_move
 def asset_transfer(
     from_name: str, symbol: str, to: str, amount: str, memo: str, tx: TxOptions
 ) -> None:
@@ -1125,8 +1136,7 @@ def asset_transfer(
     chain). MUX moves with `muxer transfer`."""
     if symbol == ops.MUX:
         raise BadInput("MUX moves with: muxer transfer FROM TO AMOUNT")
-    units = _env().asset_unit(symbol).parse(amount, "AMOUNT")
-    _send(from_name, ops.TransferAsset(symbol, address_from_text(to), units, memo), tx)
+    _send_asset(ops.TransferAsset, from_name, symbol, to, amount, memo, tx)
 
 
 @asset.command("show")

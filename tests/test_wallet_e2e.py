@@ -31,6 +31,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,30 +135,39 @@ class Story:
             self.time[step] = int(self.json("block", str(got["height"]))["timestamp"])
 
 
-@pytest.fixture(scope="module")
-def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
-    base = tmp_path_factory.mktemp("wallet_e2e")
+@contextmanager
+def story_on_a_daemon(base: Path, names: list[str], *, seed: int, columns: int) -> Iterator[Story]:
+    """A Story against one fresh daemon (one witness, 1-s blocks) whose funded genesis
+    accounts are imported as ``names``, once the first block is there; the daemon stops
+    cleanly at the end."""
     gdir = base / "genesis"
-    init_data_dir(make_genesis(gdir, accounts=4, seed=77), base / "node")
+    init_data_dir(make_genesis(gdir, accounts=len(names), seed=seed), base / "node")
     daemon = Daemon(base / "node", witness_key=gdir / "w1.key")
     url = daemon.start()
     try:
-        names = ["dora", "alice", "bob", "carol"]
         funded = accounts(gdir)
         s = Story(
             env={"MUXER_KEYSTORE": str(base / "keys"), "MUXER_PASSPHRASE": PASS,
-                 "MUXER_RPC": url, "COLUMNS": "200"},
+                 "MUXER_RPC": url, "COLUMNS": str(columns)},
             address={n: a["address"] for n, a in zip(names, funded, strict=True)},
         )
         for name, acct in zip(names, funded, strict=True):
             key = s.json("keys", "import", name, env={"MUXER_SEED": acct["secret"]})
             assert key["address"] == acct["address"]
         s.wait_until(lambda: s.json("status")["head_height"] >= 1)
-        _tell(s, base)
         yield s
     finally:
         code = daemon.stop()
     assert code == 0, daemon.log()
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
+    base = tmp_path_factory.mktemp("wallet_e2e")
+    with story_on_a_daemon(base, ["dora", "alice", "bob", "carol"], seed=77,
+                           columns=200) as s:
+        _tell(s, base)
+        yield s
 
 
 def _tell(s: Story, base: Path) -> None:

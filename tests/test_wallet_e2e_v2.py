@@ -28,9 +28,7 @@ from typing import Any
 
 import pytest
 
-from muxernode.node import init_data_dir
-from tests.procs import Daemon, accounts, make_genesis
-from tests.test_wallet_e2e import PASS, Story
+from tests.test_wallet_e2e import Story, story_on_a_daemon
 
 BTC = 10**8
 SOCIETY = "btc-aid"
@@ -46,26 +44,10 @@ GIFT = 2 * BTC // 100
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     base = tmp_path_factory.mktemp("wallet_e2e_v2")
-    gdir = base / "genesis"
-    init_data_dir(make_genesis(gdir, accounts=5, seed=78), base / "node")
-    daemon = Daemon(base / "node", witness_key=gdir / "w1.key")
-    url = daemon.start()
-    try:
-        names = ["gate", "alice", "bob", "carol", "dan"]
-        funded = accounts(gdir)
-        s = Story(
-            env={"MUXER_KEYSTORE": str(base / "keys"), "MUXER_PASSPHRASE": PASS,
-                 "MUXER_RPC": url, "COLUMNS": "80"},
-            address={n: a["address"] for n, a in zip(names, funded, strict=True)},
-        )
-        for name, acct in zip(names, funded, strict=True):
-            s.json("keys", "import", name, env={"MUXER_SEED": acct["secret"]})
-        s.wait_until(lambda: s.json("status")["head_height"] >= 1)
+    with story_on_a_daemon(base, ["gate", "alice", "bob", "carol", "dan"], seed=78,
+                           columns=80) as s:
         _tell(s, base)
         yield s
-    finally:
-        code = daemon.stop()
-    assert code == 0, daemon.log()
 
 
 def _btc(units: int) -> str:
