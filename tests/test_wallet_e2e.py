@@ -369,6 +369,8 @@ def test_refused_give_beyond_escrow(story: Story) -> None:
     assert ("transaction rejected: the giver's escrow in this society cannot cover the "
             "amount; pledge more first") in r.stderr
     assert "reason: insufficient_escrow" in r.stderr
+    # the node's words give the amounts in the units the wallet shows (25 MUX, not units)
+    assert "25 MUX" in r.stderr and "2500000" not in r.stderr
     assert "Traceback" not in r.output
     r = story.refused["give_beyond_escrow_json"]
     assert r.exit_code == 1 and r.stdout == ""
