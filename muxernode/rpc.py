@@ -5,6 +5,7 @@ HTTP routes:
     POST /rpc      Content-Type application/json; one call or a batch (a JSON array)
     GET  /health   200 {"status": "ok", ...} when the backend says it is in sync, else 503
     GET  /metrics  Prometheus text (content type text/plain; version=0.0.4)
+    GET  /, /static/...  the member web app (muxernode/webapp.py)
 
 Anything else: 404; another method on a known path: 405 (with Allow); a wrong content
 type on /rpc: 415; a body over ``max_body_bytes``: 413 (decided from Content-Length before
@@ -65,6 +66,8 @@ from consensus.crypto import AddressError, address_from_text
 from consensus.errors import Rejected
 from muxernode.events import MAX_UNREAD, Hub, LimitExceeded, Subscriber
 from muxernode.ops import SOCIETY_ID
+from muxernode.webapp import StaticFiles
+from muxernode.webapp import handles as web_handles
 from p2p.transport import listen_error
 
 __all__ = [
@@ -809,6 +812,7 @@ class JsonRpcApp:
         self.in_flight = 0
         self.open_connections = 0
         self.refused_connections = 0
+        self.web = StaticFiles()  # the member web app: GET / and /static/ (webapp.py)
 
     # --- ASGI entry -------------------------------------------------------------------------
 
@@ -856,6 +860,8 @@ class JsonRpcApp:
                 await self._health(send)
             else:
                 await self._metrics(send)
+        elif web_handles(path):
+            await self.web.serve(scope, send)
         else:
             await _respond_text(
                 send, 404, "not found: POST /rpc, GET /ws, GET /health, GET /metrics")

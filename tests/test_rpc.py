@@ -389,7 +389,8 @@ async def test_http_statuses() -> None:
                 assert (await post_raw(client, body, ctype)).status_code == 415, ctype
             r = await post_raw(client, body, "Application/JSON; charset=utf-8")
             assert r.status_code == 200 and r.json()["result"] == []
-            assert (await client.get("/")).status_code == 404
+            assert (await client.get("/")).status_code == 200  # the web app (webapp.py)
+            assert (await client.get("/static/nope.js")).status_code == 404
             assert (await client.post("/rpc/", json={})).status_code == 404
             assert (await client.get("/nope")).status_code == 404
             # one byte over the limit, declared by Content-Length
