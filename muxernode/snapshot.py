@@ -57,8 +57,15 @@ from storage import schema
 from storage.kv import KVReader, MemoryKV
 from storage.leveldb import LevelDBStore, StorageError
 
-__all__ = ["MAX_CHUNK", "Manifest", "SnapshotError", "export_snapshot", "import_snapshot",
-           "read_manifest"]
+__all__ = [
+    "MAX_CHUNK",
+    "Manifest",
+    "SnapshotError",
+    "export_snapshot",
+    "import_snapshot",
+    "read_manifest",
+    "replayed_state",
+]
 
 MAGIC = b"MUXSNAP1"
 FORMAT = 1
@@ -121,9 +128,23 @@ def _ref(store: LevelDBStore, key: bytes) -> list[Any]:
     return ref
 
 
-def _block_at(store: LevelDBStore, genesis: Genesis, h: int) -> Block:
+def _id_at(store: LevelDBStore, h: int) -> bytes:
     bid = store.get(schema.height_key(h))
-    raw = None if bid is None else store.get(schema.block_key(bid))
+    if bid is None:
+        raise SnapshotError(f"the store has no main-chain block at height {h}")
+    return bid
+
+
+def _votes_in(store: LevelDBStore, block_id: bytes) -> list[Vote]:
+    raw = store.get(schema.block_key(block_id))
+    try:
+        return [decode_vote(v) for v in msgpack.unpackb(raw)[3]]
+    except (TypeError, ValueError, IndexError, VoteError, msgpack.UnpackException):
+        raise SnapshotError(f"the stored block {block_id.hex()} is damaged") from None
+
+
+def _block_at(store: LevelDBStore, genesis: Genesis, h: int) -> Block:
+    raw = store.get(schema.block_key(_id_at(store, h)))
     if raw is None:
         raise SnapshotError(f"the store has no main-chain block at height {h}")
     try:
@@ -150,13 +171,20 @@ def _export(store: LevelDBStore, genesis: Genesis, out: Path, height: int | None
         raise SnapshotError(
             f"cannot export height {height}: only the last {PROOF_SEARCH} final heights "
             f"(from {final_h - PROOF_SEARCH}) are searched for the votes that prove finality")
-    blocks = {h: _block_at(store, genesis, h) for h in range(lowest, head_h + 1)}
+    ids = {h: _id_at(store, h) for h in range(lowest, head_h + 1)}
+    # only the votes of the blocks above a candidate are read (not their txs), and only
+    # the candidate itself is decoded whole
+    votes_of: dict[int, list[Vote]] = {}
     found: tuple[Block, list[Vote]] | None = None
     why = ""
     for h in range(final_h if height is None else height, lowest - 1, -1):
-        later = [v for k in range(h + 1, head_h + 1) for v in blocks[k].votes]
+        for k in range(h + 1, head_h + 1):
+            if k not in votes_of:
+                votes_of[k] = _votes_in(store, ids[k])
+        later = [v for k in range(h + 1, head_h + 1) for v in votes_of[k]]
+        candidate = _block_at(store, genesis, h)
         try:
-            found = blocks[h], _final_votes(genesis, blocks[h], later)
+            found = candidate, _final_votes(genesis, candidate, later)
             break
         except SnapshotError as exc:
             why = why or str(exc)
@@ -167,22 +195,22 @@ def _export(store: LevelDBStore, genesis: Genesis, out: Path, height: int | None
     if block.height == final_h and block.id != final_id:
         raise SnapshotError("the final pointer and the height index disagree")
     if block.height == final_h:
-        state = _state_at(store, _undo_overlay(store, blocks, final_h, head_h))
+        state = _state_at(store, _undo_overlay(store, ids, final_h, head_h))
     else:
         # the undo records below the final block are pruned: rebuild that state by
         # replaying the chain from genesis (every block's digest is checked on the way)
-        state = _replayed_state(store, genesis, block.height)
+        state = replayed_state(store, genesis, block.height)
     return _write(out, genesis, block, votes, store.get(schema.META_SCHEDULE), state,
                   max_chunk)
 
 
-def _undo_overlay(store: LevelDBStore, blocks: dict[int, Block], final_h: int,
+def _undo_overlay(store: LevelDBStore, ids: dict[int, bytes], final_h: int,
                   head_h: int) -> dict[bytes, bytes | None]:
     """The state at the final height over the head's: the undo records of the blocks
     above, applied from the head down (a lower block's old value wins)."""
     overlay: dict[bytes, bytes | None] = {}
     for h in range(head_h, final_h, -1):
-        raw_undo = store.get(schema.undo_key(blocks[h].id))
+        raw_undo = store.get(schema.undo_key(ids[h]))
         if raw_undo is None:
             raise SnapshotError(f"no undo record for block {h}: cannot rebuild the final state")
         for k, v in msgpack.unpackb(raw_undo):
@@ -202,7 +230,7 @@ class _StateOnlyKV(MemoryKV):
         super().write({k: v for k, v in changes.items() if not k.startswith(self._DROP)})
 
 
-def _replayed_state(store: LevelDBStore, genesis: Genesis, height: int
+def replayed_state(store: LevelDBStore, genesis: Genesis, height: int
                     ) -> Iterator[tuple[bytes, bytes]]:
     from consensus.chain import Chain, ChainError
     from muxernode.ledger import Ledger
