@@ -117,7 +117,8 @@ REASON_TEXT: dict[str, str] = {
     "chain; retry once the node is in sync",
     "duplicate": "this exact transaction is already on the chain",
     "fee_too_low": "the fee is below the chain's base fee; raise --fee",
-    "insufficient_balance": "the sender's balance cannot cover amount plus fee",
+    "insufficient_balance": "the sender's balance cannot cover amount plus fee (the fee is MUX; "
+    "an amount or bond is in its asset)",
     "unknown_society": "there is no society with this id",
     "society_exists": "a society with this id already exists; pick another id",
     "bad_society_id": "a society id is 3-32 characters of a-z, 0-9 and '-'",
@@ -1710,7 +1711,9 @@ def _op_unit(op: Any) -> Unit:
     try:
         if isinstance(op.get("symbol"), str):
             return env.asset_unit(op["symbol"])
-        if isinstance(op.get("society"), str) and op.get("type") != "create_society":
+        if op.get("type") == "create_society":  # the society may not exist (yet)
+            return env.rules_unit(op.get("rules"))
+        if isinstance(op.get("society"), str):
             return env.society_unit(op["society"])
         if isinstance(op.get("claim_id"), str):
             return env.society_unit(str(env.claim(op["claim_id"]).get("society")))

@@ -197,7 +197,8 @@ V2_REASONS = {"asset_exists", "bad_symbol", "unknown_asset", "not_issuer", "over
 def test_every_reason_has_a_sentence() -> None:
     assert set(REASON_TEXT) == set(REASONS) | V2_REASONS
     assert REASON_TEXT["insufficient_balance"] == (
-        "the sender's balance cannot cover amount plus fee"
+        "the sender's balance cannot cover amount plus fee (the fee is MUX; an amount or "
+        "bond is in its asset)"
     )
     assert all(text and not text.endswith(".") for text in REASON_TEXT.values())
 
@@ -1014,3 +1015,28 @@ def test_admin_peer_by_prefix(funded: Path, node: FakeNode, tmp_path: Path) -> N
     r = run(funded, [*admin, "drop-peer", "ab12"], rpc=node.url)
     assert r.exit_code == 2 and "ambiguous; 2 peers start with it" in r.stderr
     assert a in r.stderr and c in r.stderr and node.last_call()[0] == "peers"
+
+
+def test_tx_shows_the_op_in_its_units(funded: Path, node: FakeNode) -> None:
+    _btc_society(node)
+    ops_json = {
+        "sp": {"type": "standing_pledge", "society": "btc-aid", "amount": 150_000_000,
+               "interval_s": 30 * 86_400},
+        "ia": {"type": "issue_asset", "symbol": "BTC", "to": BOB.address_text,
+               "amount": 1, "memo": ""},
+        "cs": {"type": "create_society", "society": "new-aid", "name": "n", "purpose": "p",
+               "rules": {**ops.DEFAULT_RULES.as_json(), "claim_bond": 10**6, "asset": "BTC",
+                         "charity_bp": 0, "charity_slots": 10}},
+    }
+    shown = {"sp": ["op.amount      1.50000000 BTC", "op.interval_s  2592000 (30d)"],
+             "ia": ["op.amount  0.00000001 BTC"],
+             "cs": ["op.rules.claim_bond      0.01000000 BTC"]}
+    for key, op in ops_json.items():
+        node.handlers["get_tx"] = lambda p, op=op: {  # type: ignore[misc]
+            "tx_id": p[0], "status": "final", "height": 3, "sender": ALICE.address_text,
+            "fee": 10, "op": op}
+        r = run(funded, ["tx", "dd" * 32], rpc=node.url)
+        assert r.exit_code == 0, r.output
+        assert "fee" in r.stdout and "0.00010 MUX" in r.stdout  # fees stay MUX
+        for words in shown[key]:
+            assert words in r.stdout, (key, r.stdout)
