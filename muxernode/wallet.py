@@ -1566,7 +1566,8 @@ def vote(from_name: str, claim_ref: str, stance: str, tx: TxOptions) -> None:
 @click.argument("amount", type=ASSET_AMOUNT)
 @tx_options
 def give(from_name: str, claim_ref: str, amount: str, tx: TxOptions) -> None:
-    """Give AMOUNT (of the society's asset) from FROM's escrow to an approved claim."""
+    """Give AMOUNT (of the society's asset) from FROM's escrow to an approved claim (from
+    FROM's charity escrow to an approved charity request)."""
     claim_id, obj = _claim_of(claim_ref)
     units = _env().society_unit(str(obj.get("society"))).parse(amount, "AMOUNT")
     _send(from_name, ops.Give(claim_id, units), tx)

@@ -14,7 +14,7 @@ fixture ``story``), every step a `muxer` command:
         for carol) and bob approve; dan and alice discuss it; bob gives 0.02 BTC from his
         charity escrow, and a gift of 0.04 BTC more is refused (it can receive 0.03 BTC more)
     alice opens a claim, amends it, then withdraws it (the bond comes back)
-    carol stops her standing pledge once it ran
+    carol stops her standing pledge once it ran; bob sets alice as his proxy, then clears it
 
 The tests read it all back with --json and in the tables a person sees (80 columns).
 """
@@ -100,6 +100,8 @@ def _tell(s: Story, base: Path) -> None:
     s.wait_until(lambda: (s.json("--json", "member", SOCIETY, "carol")
                           .get("standing_pledge") or {}).get("executed", 0) >= 1)
     s.send("stop", "pledge", "carol", SOCIETY, "--stop")
+    s.send("proxy_bob", "proxy", "set", "bob", SOCIETY, "alice")
+    s.send("proxy_bob_clear", "proxy", "clear", "bob", SOCIETY)
 
 
 def _charity(s: Story) -> str:
@@ -131,7 +133,9 @@ def test_standing_pledge_and_proxy(story: Story) -> None:
     assert executed >= 1 and carol["pledged_total"] == PLEDGE["carol"] + executed * STANDING
     # every pledge split: 20 % to the charity escrow
     assert carol["charity_escrow"] == carol["pledged_total"] * CHARITY_BP // 10_000
+    # bob made alice his proxy too, then cleared it: carol is her one delegator
     assert s.json("member", SOCIETY, "alice")["delegators"] == 1
+    assert s.json("member", SOCIETY, "bob")["proxy"] is None
     r = s.run("member", SOCIETY, "carol")
     assert r.exit_code == 0, r.output
     lines = dict(line.split(None, 1) for line in r.stdout.splitlines()[1:])
