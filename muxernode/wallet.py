@@ -176,7 +176,6 @@ TIME_FIELDS = frozenset({
     "head_time", "next_slot_time", "timestamp", "joined_at", "opened_at", "gives_from",
     "closes_at", "expiration", "next_at", "time", "created_at",
 })
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 SHORT_ID = 10  # hex digits of an id in a table, as git's short commit ids
 MIN_PREFIX = 4  # hex digits a claim id prefix needs
 _PREFIX_PAGES = 50  # list_societies pages read at most while resolving a prefix
@@ -1347,10 +1346,11 @@ def charity_request(
 
 
 def _pick_claim(args: list[str]) -> str:
-    # One argument is a claim id or a prefix of one to show: opening a claim takes at least
-    # three (FROM SOCIETY AMOUNT).
+    # One hex argument is a claim id or a prefix of one to show: opening a claim takes at
+    # least three (FROM SOCIETY AMOUNT), and "claim alice" is an incomplete open.
     positional = [a for a in args if not a.startswith("-")]
-    return "show" if len(positional) == 1 else "open"
+    hex_ref = len(positional) == 1 and re.fullmatch(r"[0-9a-fA-F]{4,64}", positional[0])
+    return "show" if hex_ref else "open"
 
 
 def _claim_id(ref: str) -> str:
