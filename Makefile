@@ -37,6 +37,7 @@ bench: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m bench.node
 	$(BIN)/python -m bench.network
 	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.subscriptions
 	$(BIN)/python -m bench.snapshot
 	$(BIN)/python -m bench.fuzz
 	$(BIN)/python -m bench.soak

@@ -277,9 +277,10 @@ class HistoryIndex:
         for h in range(self.built_below, stop):
             bid = chain.block_id_at(h)
             block = None if bid is None else chain.get_block(bid)
-            if block is None:
-                break
-            batch.update(self._keys(block, touches_of_block(block, self.claim_of)))
+            # a final block this node does not hold (it started from a snapshot): no
+            # history below the snapshot, nothing to wait for
+            if block is not None:
+                batch.update(self._keys(block, touches_of_block(block, self.claim_of)))
             done += 1
         if done:
             self.built_below += done

@@ -53,6 +53,23 @@ class _GcCollector(Collector):
         yield count
 
 
+# (kind, name, help, key in the figures): the application side's metrics
+_APP_METRICS: tuple[tuple[type[GaugeMetricFamily] | type[CounterMetricFamily], str, str, str],
+                    ...] = (
+    (GaugeMetricFamily, "muxer_ws_connections", "Open WebSocket connections",
+     "ws_connections"),
+    (GaugeMetricFamily, "muxer_ws_subscriptions", "Subscriptions held by WebSocket connections",
+     "ws_subscriptions"),
+    (CounterMetricFamily, "muxer_ws_slow_clients_dropped",
+     "WebSocket connections closed (1008) for passing the unread notification limit",
+     "ws_dropped"),
+    (CounterMetricFamily, "muxer_ws_notifications",
+     "Subscription notifications queued for WebSocket clients", "ws_notifications"),
+    (GaugeMetricFamily, "muxer_history_index_lag_blocks",
+     "Blocks the background build of the history index has still to index", "history_lag"),
+)
+
+
 class _AppCollector(Collector):
     """The application side (WebSocket hub, history index): figures its owner keeps as
     plain numbers, read when scraped (``NodeMetrics.app_figures``)."""
@@ -62,22 +79,8 @@ class _AppCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         f = self.figures()
-        yield GaugeMetricFamily("muxer_ws_connections", "Open WebSocket connections",
-                                value=f.get("ws_connections", 0))
-        yield GaugeMetricFamily("muxer_ws_subscriptions",
-                                "Subscriptions held by WebSocket connections",
-                                value=f.get("ws_subscriptions", 0))
-        yield CounterMetricFamily(
-            "muxer_ws_slow_clients_dropped",
-            "WebSocket connections closed (1008) for passing the unread notification limit",
-            value=f.get("ws_dropped", 0))
-        yield CounterMetricFamily("muxer_ws_notifications",
-                                  "Subscription notifications queued for WebSocket clients",
-                                  value=f.get("ws_notifications", 0))
-        yield GaugeMetricFamily(
-            "muxer_history_index_lag_blocks",
-            "Blocks the background build of the history index has still to index",
-            value=f.get("history_lag", 0))
+        for kind, name, text, key in _APP_METRICS:
+            yield kind(name, text, value=f.get(key, 0))
 
 
 class NodeMetrics:

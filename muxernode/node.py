@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 import trio
 
 from consensus.block import Block, BlockError, decode_block, peek_block_id
-from consensus.chain import BlockRef, Chain, ChainError
-from consensus.crypto import PrivateKey, address_to_text
+from consensus.chain import Chain, ChainError
+from consensus.crypto import PrivateKey
 from consensus.engine import Consensus
 from consensus.errors import Rejected
 from consensus.finality import INVALID, HeadInfo, VoterGuard, choose_head
@@ -35,12 +35,12 @@ from consensus.genesis import Genesis, load_genesis
 from consensus.mempool import Mempool
 from consensus.tx import SignedTx, decode_tx, verify_tx
 from consensus.vote import VoteError, decode_vote
-from muxernode import views
 from muxernode.config import NodeConfig
 from muxernode.ledger import Ledger
 from muxernode.metrics import NodeMetrics
-from muxernode.ops import op_of, op_to_json
-from muxernode.service import AppService, HistoryUnavailable, health_reason
+from muxernode.ops import op_of
+from muxernode.queries import QueryService
+from muxernode.service import AppService
 from p2p import MAX_FRAME, PENALTIES, Kind, Network, P2PConfig, PeerUnavailable, Transport
 from storage import schema
 from storage.leveldb import LevelDBStore, StorageError, StorageLost
@@ -275,7 +275,6 @@ class Node:
         self.network: Network | None = None
         self.orphans: dict[bytes, Block] = {}  # by id; parent not known yet
         self.held: dict[bytes, Block] = {}  # from the near future (section 6: hold, not drop)
-        self._participation: tuple[bytes, float] = (b"", 1.0)  # (head id, value)
         self._verifying = 0  # submitted txs waiting for their signature checks
         self._checked: OrderedDict[bytes, bytes] = OrderedDict()  # see CHECKED_KEPT
         self.bad_blocks: dict[bytes, None] = {}  # ids known invalid (bounded, oldest out)
@@ -294,6 +293,7 @@ class Node:
             tuple[bytes, list[bytes]]](GOSSIP_QUEUE)
         self.metrics = NodeMetrics()
         self.metrics.app_figures = self.app_service.metrics
+        self.queries = QueryService(self)  # the RPC's backend: reads only
         # read when /metrics is scraped: a LevelDB property costs a mutex, not a scan
         self.metrics.leveldb_memory.set_function(lambda: self.store.memory_stats()[0])
         self.metrics.leveldb_table_files.set_function(lambda: self.store.memory_stats()[1])
@@ -1073,157 +1073,13 @@ class Node:
             async with self._lock:
                 self.cast_vote(slot)
 
-    # --- RPC backend ----------------------------------------------------------------------
-
-    def _head_time(self) -> int:
-        return self.chain.head.timestamp
-
-    async def chain_info(self) -> dict[str, Any]:
-        head, final = self.chain.head, self.chain.final
-        return {
-            "chain_id": self.chain_id.hex(),
-            "head_height": head.height,
-            "head_id": head.id.hex(),
-            "head_time": head.timestamp,
-            "final_height": final.height,
-            "final_id": final.id.hex(),
-            "block_interval_s": self.params.block_interval_s,
-            "base_fee": self.params.base_fee,
-            "active_witnesses": [address_to_text(a) for a in self.active_witnesses()],
-            "next_slot_time": self.slot_time(max(self.current_slot(), head.slot) + 1),
-            "participation": self.participation(),
-        }
-
-    def participation(self) -> float:
-        """Share of the last 128 slots (up to the head) that hold a block (cached per head:
-        chain_info is polled by every wallet and dashboard)."""
-        head = self.chain.head
-        if self._participation[0] == head.id:
-            return self._participation[1]
-        value = 1.0
-        if head.slot > 0:
-            lo = max(1, head.slot - 127)
-            filled = 0
-            ref: BlockRef | None = head
-            while ref is not None and ref.height > 0 and ref.slot >= lo and filled < 128:
-                filled += 1
-                ref = self.chain.ref_at(ref.height - 1)
-            value = round(filled / (head.slot - lo + 1), 4)
-        self._participation = (head.id, value)
-        return value
-
-    async def get_tx(self, tx_id: bytes) -> dict[str, Any]:
-        tx = self.mempool.get(tx_id)
-        status = "pending"
-        height: int | None = None
-        if tx is None:
-            height = self.chain.tx_height(tx_id)
-            if height is None:
-                return {"tx_id": tx_id.hex(), "status": "unknown"}
-            bid = self.chain.block_id_at(height)
-            block = self.chain.get_block(bid) if bid else None
-            tx = next((t for t in block.txs if t.tx_id == tx_id), None) if block else None
-            if tx is None:
-                return {"tx_id": tx_id.hex(), "status": "unknown"}
-            status = "final" if height <= self.chain.final.height else "included"
-        out: dict[str, Any] = {"tx_id": tx_id.hex(), "status": status}
-        if height is not None:
-            out["height"] = height
-        out["sender"] = address_to_text(tx.sender)
-        out["fee"] = tx.fee
-        try:
-            out["op"] = op_to_json(op_of(tx))
-        except Rejected:
-            out["op"] = {"type": "unknown"}
-        return out
-
-    async def get_block(self, height: int) -> dict[str, Any] | None:
-        bid = self.chain.block_id_at(height)
-        if bid is None:
-            return None
-        if height == 0:
-            return {"height": 0, "id": bid.hex(), "previous": "", "timestamp":
-                    self.genesis.genesis_time, "witness": "", "tx_ids": [], "votes": [],
-                    "final": True}
-        block = self.chain.get_block(bid)
-        if block is None:
-            return None
-        return {
-            "height": block.height,
-            "id": block.id.hex(),
-            "previous": block.previous_id.hex(),
-            "timestamp": block.timestamp,
-            "witness": address_to_text(block.witness),
-            "tx_ids": [tx.tx_id.hex() for tx in block.txs],
-            "votes": [v.hash.hex() for v in block.votes],
-            "final": height <= self.chain.final.height,
-        }
-
-    async def get_account(self, address: bytes) -> dict[str, Any]:
-        return views.account_view(self.ledger.state, address, self._head_time())
-
-    async def get_society(self, society: str) -> dict[str, Any] | None:
-        return views.society_view(self.ledger.state, society, self._head_time())
-
-    async def get_member(self, society: str, address: bytes) -> dict[str, Any] | None:
-        return views.member_view(self.ledger.state, society, address, self._head_time())
-
-    async def get_claim(self, claim_id: bytes) -> dict[str, Any] | None:
-        return views.claim_view(self.ledger.state, claim_id, self._head_time())
-
-    async def list_claims(self, society: str) -> list[dict[str, Any]] | None:
-        return views.list_claims(self.ledger.state, society, self._head_time())
-
-    async def list_witnesses(self) -> list[dict[str, Any]]:
-        return views.list_witnesses(self.ledger.state, set(self.active_witnesses()),
-                                    self.consensus.production_stats())
-
-    async def get_asset(self, symbol: str) -> dict[str, Any] | None:
-        return views.asset_view(self.ledger.state, symbol)
-
-    async def list_assets(self) -> list[dict[str, Any]]:
-        return views.list_assets(self.ledger.state)
-
-    async def get_standing_pledge(self, society: str, address: bytes) -> dict[str, Any] | None:
-        return views.standing_pledge_view(self.ledger.state, society, address)
-
-    async def list_votes(self, claim_id: bytes) -> list[dict[str, Any]] | None:
-        return views.list_votes(self.ledger.state, claim_id)
-
-    async def list_comments(
-        self, claim_id: bytes, after: bytes | None, limit: int
-    ) -> dict[str, Any] | None:
-        return views.list_comments(self.ledger.state, claim_id, after, limit)
-
-    async def peers(self) -> list[dict[str, Any]]:
-        return [] if self.network is None else self.network.peers_info()
+    # --- queries (muxernode/queries.py answers them) ------------------------------------
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
-        head = self.chain.head
-        net = self.network
-        live = set() if net is None else set(net.peer_ids())
-        best_peer = max((h for pid, (h, _i, _f) in self.peer_heads.items() if pid in live),
-                        default=None)
-        reason = health_reason(
-            started=self.started, storage_error=self.store.failed,
-            configured_peers=len(self.config.peers), peers=len(live),
-            head_height=head.height, best_peer_height=best_peer,
-            slots_behind=self.current_slot() - head.slot)
-        details: dict[str, Any] = {
-            "height": head.height, "final_height": self.chain.final.height,
-            "peers": len(live),
-            # kept for tools that read the earlier shape
-            "head_height": head.height, "slots_behind": self.current_slot() - head.slot,
-            "storage": "ok" if self.store.failed is None else "failing"}
-        if self.store.failed is not None:
-            details["storage_error"] = self.store.failed
-        if reason is not None:
-            details["reason"] = reason
-        return reason is None, details
+        return await self.queries.health()
 
     async def metrics_text(self) -> bytes:
-        self._update_metrics()
-        return self.metrics.render()
+        return await self.queries.metrics()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -1235,7 +1091,7 @@ class Node:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from muxernode.rpc import JsonRpcApp, serve_rpc
 
-        app = JsonRpcApp(RpcAdapter(self), max_body_bytes=self.config.max_body_bytes,
+        app = JsonRpcApp(self.queries, max_body_bytes=self.config.max_body_bytes,
                          max_batch=self.config.max_batch,
                          max_concurrent=self.config.max_concurrent,
                          admin_token=self.rpc_token, hub=self.app_service.hub)
@@ -1387,136 +1243,10 @@ class P2PAdapter:
             node._sync_wakeup.set()
 
 
-class RpcAdapter:
-    """Gives the RPC layer its backend interface over a Node."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-
-    async def chain_info(self) -> dict[str, Any]:
-        return await self.node.chain_info()
-
-    async def submit_txs(self, raws: list[bytes]) -> list[dict[str, Any]]:
-        return await self.node.submit_txs(raws)
-
-    async def get_tx(self, tx_id: bytes) -> dict[str, Any]:
-        return await self.node.get_tx(tx_id)
-
-    async def get_block(self, height: int) -> dict[str, Any] | None:
-        return await self.node.get_block(height)
-
-    async def get_account(self, address: bytes) -> dict[str, Any]:
-        return await self.node.get_account(address)
-
-    async def get_society(self, society: str) -> dict[str, Any] | None:
-        return await self.node.get_society(society)
-
-    async def get_member(self, society: str, address: bytes) -> dict[str, Any] | None:
-        return await self.node.get_member(society, address)
-
-    async def get_claim(self, claim_id: bytes) -> dict[str, Any] | None:
-        return await self.node.get_claim(claim_id)
-
-    async def list_claims(self, society: str) -> list[dict[str, Any]] | None:
-        return await self.node.list_claims(society)
-
-    async def list_witnesses(self) -> list[dict[str, Any]]:
-        return await self.node.list_witnesses()
-
-    async def get_asset(self, symbol: str) -> dict[str, Any] | None:
-        return await self.node.get_asset(symbol)
-
-    async def list_assets(self) -> list[dict[str, Any]]:
-        return await self.node.list_assets()
-
-    async def get_standing_pledge(self, society: str, address: bytes) -> dict[str, Any] | None:
-        return await self.node.get_standing_pledge(society, address)
-
-    async def list_votes(self, claim_id: bytes) -> list[dict[str, Any]] | None:
-        return await self.node.list_votes(claim_id)
-
-    async def list_comments(
-        self, claim_id: bytes, after: bytes | None, limit: int
-    ) -> dict[str, Any] | None:
-        return await self.node.list_comments(claim_id, after, limit)
-
-    async def peers(self) -> list[dict[str, Any]]:
-        return await self.node.peers()
-
-    async def get_history(self, address: bytes, types: frozenset[str] | None,
-                          society: str | None, before: str | None, limit: int
-                          ) -> dict[str, Any]:
-        from muxernode.history import CursorError
-        from muxernode.rpc import HISTORY_NOT_READY, UNAVAILABLE, RpcError, invalid_params
-
-        try:
-            return self.node.app_service.get_history(address, types, society, before, limit)
-        except CursorError as exc:
-            raise invalid_params(str(exc)) from None
-        except HistoryUnavailable as exc:
-            code = UNAVAILABLE if exc.progress is None else HISTORY_NOT_READY
-            raise RpcError(code, str(exc), exc.progress) from None
-
-    async def list_societies(self, before: str | None, limit: int) -> dict[str, Any]:
-        from muxernode.history import CursorError
-        from muxernode.rpc import invalid_params
-
-        try:
-            return self.node.app_service.list_societies(before, limit)
-        except CursorError as exc:
-            raise invalid_params(str(exc)) from None
-
-    async def health(self) -> tuple[bool, dict[str, Any]]:
-        return await self.node.health()
-
-    async def metrics(self) -> bytes:
-        return await self.node.metrics_text()
-
-    async def list_evidence(self) -> list[dict[str, Any]]:
-        return [{"kind": r.kind, "witness": address_to_text(r.witness), "slot": r.slot,
-                 "first": r.first.hex(), "second": r.second.hex()}
-                for r in self.node.consensus.evidence_log]
-
-    # --- admin (the RPC layer has checked the token) ---------------------------------------
-
-    def _network(self) -> Network:
-        net = self.node.network
-        if net is None:
-            from muxernode.rpc import UNAVAILABLE, RpcError
-
-            raise RpcError(UNAVAILABLE, "unavailable: the p2p network is not running")
-        return net
-
-    async def add_peer(self, host: str, port: int) -> dict[str, Any]:
-        self._network().add_address(host, port)  # dialed by the network's own loop
-        log.info("admin", extra={"kv": {"method": "add_peer", "address": f"{host}:{port}"}})
-        return {"address": f"{host}:{port}"}
-
-    async def drop_peer(self, node_id: bytes) -> dict[str, Any]:
-        net = self._network()
-        connected = node_id in net.peer_ids()
-        net.disconnect(node_id, "dropped by the operator")
-        log.info("admin", extra={"kv": {"method": "drop_peer", "node": node_id[:8],
-                                        "connected": connected}})
-        return {"node_id": node_id.hex(), "dropped": connected}
-
-    async def ban_peer(self, node_id: bytes, seconds: int | None) -> dict[str, Any]:
-        net = self._network()
-        span = seconds if seconds is not None else int(net.config.ban_seconds)
-        net.ban(node_id, "banned by the operator", seconds=span)
-        log.info("admin", extra={"kv": {"method": "ban_peer", "node": node_id[:8],
-                                        "seconds": span}})
-        return {"node_id": node_id.hex(), "seconds": span}
-
-    async def unban_peer(self, node_id: bytes) -> dict[str, Any]:
-        was = self._network().unban(node_id)
-        log.info("admin", extra={"kv": {"method": "unban_peer", "node": node_id[:8],
-                                        "was_banned": was}})
-        return {"node_id": node_id.hex(), "unbanned": was}
-
-
 def _error(exc: Rejected) -> dict[str, Any]:
     return {"error": {"code": -32000, "message": exc.message, "data": {"reason": exc.reason}}}
 
+
+RpcAdapter = QueryService  # the earlier name of the RPC backend over a node
 
 __all__ += ["ChainError", "RpcAdapter"]
