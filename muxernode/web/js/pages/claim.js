@@ -91,6 +91,12 @@ export function ClaimPage({ id }) {
     return () => { alive = false; };
   }, [id, tick, s.key && s.key.address, s.version]);
   useEffect(() => live.subscribe("claim", id, () => setTick((n) => n + 1)), [id]);
+  // the `claim` topic is silent on a new comment (docs/protocol.md, deviation of section
+  // 12); the society's topic names every comment, so the discussion follows that one too
+  const society = data && data.claim.society;
+  useEffect(() => (society ? live.subscribe("society", society, (ev) => {
+    if (ev.claim_id === id) setTick((n) => n + 1);
+  }) : undefined), [society, id]);
   const asset = useAsset(data ? data.soc.rules.asset : "MUX");
   if (error) return html`<p class="error" role="alert">${error}</p>`;
   if (!data || !s.chain) return html`<p>${t("loading")}</p>`;

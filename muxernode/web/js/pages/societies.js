@@ -3,7 +3,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { fmtAmount, fmtDate, fmtDuration, fmtNumber, fmtPercent, t } from "../i18n.js";
 import { call } from "../rpc.js";
-import { state, submit, useStore } from "../state.js";
+import { state, submit, useStore, waitIncluded } from "../state.js";
 import { FormStatus, KeyGate, amountField, assetInfo, bytesMax, html, need, useForm } from "../ui.js";
 
 export function SocietiesPage() {
@@ -123,7 +123,8 @@ export function NewSocietyPage() {
     bytesMax(vals.name, 64);
     bytesMax(vals.purpose, 1024);
     const rules = await ruleOf(vals);
-    await submit({ type: "create_society", society: vals.society, name: vals.name.trim(), purpose: vals.purpose, rules });
+    const id = await submit({ type: "create_society", society: vals.society, name: vals.name.trim(), purpose: vals.purpose, rules });
+    await waitIncluded(id); // its page needs the society on the chain
     location.hash = "#/society/" + vals.society;
   }, { keep: true });
   const num = (k) => html`<label>${t(`rule.${k}`)}<span class="hint">${t(`rule.${k}.hint`)}</span>

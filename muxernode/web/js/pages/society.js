@@ -234,7 +234,7 @@ export function SocietyPage({ id }) {
     const addrs = [...new Set([data.soc.creator, ...data.claims.map((c) => c.claimant)])]
       .filter((a) => a !== (state.key && state.key.address)).slice(0, 50);
     batch(addrs.map((a) => ["get_member", id, a])).then((ms) => setKnown(ms.filter((m) => m && !(m instanceof RpcError))));
-  }, [data && data.claims.length, data && data.soc.members]);
+  }, [data]);
   if (error) return html`<p class="error" role="alert">${error === "not_found" ? t("society.unknown") : error}</p>`;
   if (!data || !s.chain) return html`<p>${t("loading")}</p>`;
   const { soc, claims, member, standing, account } = data;
