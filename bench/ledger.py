@@ -313,7 +313,8 @@ def digest_cost(blocks: list[Changes], txs: int, tx_us: float) -> None:
     entries = [[(k[n:], undo[k], new) for k, new in changes.items() if k != skip]
                for changes, undo in blocks]
     keys = sum(len(b) for b in entries) / txs
-    print(f"state digest per tx     ({keys:.2f} changed keys per tx; the rate above is v2 cold)")
+    print(f"state digest per tx     (v1 mix, {keys:.2f} changed keys per tx; its applied rate "
+          "above includes the cold figure)")
     for name, cached in (("warm", True), ("cold", False)):
         v2 = _replay(entries, cached, element, _v2_block) * 1e6 / txs
         v1 = _replay(entries, cached, _v1_hash, _v1_block) * 1e6 / txs
