@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.soak
 	$(BIN)/python -m bench.sim
 	$(BIN)/python -m bench.widearea
+	$(BIN)/python -m bench.society
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix $(SRC)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from devnet.society import Config, ConfigError, Society, build_report, parse_rules, parse_sweep
+from devnet.society import Behaviour, Config, ConfigError, Society, build_report, parse_rules, parse_sweep
 from devnet.society.driver import SortedKV
 from devnet.society.model import ATTACKER_TYPES, DEFAULT_RULES
 from muxernode.state import recompute_digest
@@ -26,7 +26,7 @@ def _cli(*args: str) -> Any:
 
 
 def _run(**kw: Any) -> dict[str, Any]:
-    cfg = Config(**{"members": 60, "months": 6,
+    cfg = Config(**{"members": 60, "months": 6, "behaviour": Behaviour(incident_rate=0.6),
                     "rules": parse_rules("observation_s=30d"), **kw})
     soc = Society(cfg)
     soc.run()
@@ -35,9 +35,11 @@ def _run(**kw: Any) -> dict[str, Any]:
 
 def test_report_deterministic_across_out_dirs_and_has_every_attacker(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "nested" / "b"
-    r1 = _cli("--seed", "7", *SMALL, "--out", str(a))
+    scen = tmp_path / "busy.toml"
+    scen.write_text("incident_rate = 0.6  # enough honest claims in six months\n")
+    r1 = _cli("--seed", "7", *SMALL, "--scenario", str(scen), "--out", str(a))
     assert r1.exit_code == 0, r1.output
-    r2 = _cli("--seed", "7", *SMALL, "--out", str(b), "--no-plots")
+    r2 = _cli("--seed", "7", *SMALL, "--scenario", str(scen), "--out", str(b), "--no-plots")
     assert r2.exit_code == 0, r2.output
     raw = (a / "report.json").read_bytes()
     assert raw == (b / "report.json").read_bytes()
@@ -106,6 +108,12 @@ def test_sorted_kv_writes_and_deletes() -> None:
     kv.write({b"b": None, b"d": b"4", b"a": b"5", b"zz": None})
     assert list(kv.iterate(b"")) == [(b"a", b"5"), (b"c", b"3"), (b"d", b"4")]
     assert kv.get(b"b") is None and len(kv) == 3
+    kv.write({b"b": b"6"})  # written again after its delete: listed once
+    assert [k for k, _ in kv.iterate(b"")] == [b"a", b"b", b"c", b"d"]
+    kv.write({k: None for k in (b"a", b"b", b"c")})  # tombstones compacted
+    kv.write({b"c": b"7", b"ca": b"8"})
+    assert list(kv.iterate(b"c")) == [(b"c", b"7"), (b"ca", b"8")]
+    assert list(kv.iterate(b"")) == list(MemoryKV(dict(kv.iterate(b""))).iterate(b""))
 
 
 def test_parse_rules_and_sweep() -> None:

@@ -28,14 +28,17 @@ bond: the rule of 11.6. The ledger's rejections are counted, never hidden.
 
 from __future__ import annotations
 
+import gc
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from consensus.crypto import PrivateKey
 from muxernode import ledger as L
 from muxernode.ledger import decay, is_approved
+from storage.kv import KVStore
 
 from .driver import DAY, GENESIS_TIME, Driver
 from .model import ATTACKER_TYPES, MUX, Config
@@ -45,7 +48,7 @@ __all__ = ["Agent", "Case", "Society"]
 SOC = "aid"
 HONEST = "honest"
 NEEDY = "needy"  # a genuine charity requester from outside (not an attacker)
-COOLDOWN_DAYS = 30  # an attacker waits this long after a claim closes before the next
+COOLDOWN_DAYS = 90  # an attacker rebuilds karma this long after a claim closes before the next
 OP_CREATE, OP_JOIN, OP_PLEDGE, OP_CLAIM, OP_VOTE, OP_GIVE = 2, 3, 4, 5, 6, 7
 OP_STANDING, OP_PROXY, OP_CHARITY, OP_WITHDRAW, OP_AMEND, OP_COMMENT = 13, 14, 15, 16, 17, 18
 
@@ -109,7 +112,7 @@ def _clamp(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
 
 
 class Society:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, kv: KVStore | None = None) -> None:
         self.cfg = config
         self.b = config.behaviour
         self.rules = config.rules
@@ -139,7 +142,7 @@ class Society:
         founder = PrivateKey(self.rng_pop.randbytes(32))
         self.founder = founder
         balances = [(founder.address, 10 * MUX)] + [(a.address, a.funds) for a in self.agents]
-        self.driver = Driver(balances, self.witness)
+        self.driver = Driver(balances, self.witness, kv)
 
     # --- population ---------------------------------------------------------------------
 
@@ -161,33 +164,34 @@ class Society:
         self.agents.append(a)
         return a
 
-    def _accounts_per_type(self, median: int) -> dict[str, int]:
-        """How many accounts each attacker type gets for the attackers' share of pledging."""
+    def _attacker_accounts(self) -> dict[str, tuple[int, float]]:
+        """Per attacker type: (accounts, its share of the attackers' pledging). An attacker
+        has the means of ``attacker_means`` median members; a sybil operator splits its
+        means over ``sybil_accounts`` accounts; rings have ``ring_size`` members."""
         b, n = self.b, self.cfg.members
         share = self.cfg.attackers
         weights = {t: max(0.0, b.weights.get(t, 0.0)) for t in ATTACKER_TYPES if t != "charity"}
         total_w = sum(weights.values())
-        out: dict[str, int] = {}
         if share <= 0 or total_w <= 0:
-            return {t: 0 for t in weights}
-        budget = n * share  # in member-equivalents of median pledging
+            return {t: (0, 0.0) for t in weights}
+        out: dict[str, tuple[int, float]] = {}
         for t, w in sorted(weights.items()):
-            units = budget * w / total_w
+            # how many attackers of this type the share buys, in members' means
+            parties = n * share * w / total_w / max(b.attacker_means, 1e-9)
             if w <= 0:
-                out[t] = 0
+                out[t] = (0, 0.0)
             elif t == "ring":
-                out[t] = b.ring_size * max(1, round(units / b.ring_size))
+                out[t] = (b.ring_size * max(1, round(parties / b.ring_size)), w / total_w)
             elif t == "sybil":
-                out[t] = b.sybil_accounts * max(1, round(units / b.sybil_accounts))
+                out[t] = (b.sybil_accounts * max(1, round(parties)), w / total_w)
             else:
-                out[t] = max(1, round(units))
+                out[t] = (max(1, round(parties)), w / total_w)
         return out
 
     def _build_population(self) -> None:
         b, cfg, rng = self.b, self.cfg, self.rng_pop
-        median = int(b.monthly_pledge_median * MUX)
-        counts = self._accounts_per_type(median)
-        n_honest = max(4, cfg.members - sum(counts.values()))
+        plan = self._attacker_accounts()
+        n_honest = max(4, cfg.members - sum(n for n, _ in plan.values()))
         join_window = min(30, max(1, cfg.days // 4))
         n_proxies = max(1, round(n_honest * b.proxy_share))
         proxies: list[Agent] = []
@@ -207,13 +211,12 @@ class Society:
         honest_total = sum(a.monthly for a in self.agents)
         share = cfg.attackers
         attacker_total = honest_total * share / (1 - share) if share < 1 else 0.0
-        units_total = sum(counts.values()) or 1
         obs_days = self.rules.observation_s // DAY
-        for t in sorted(counts):
-            n = counts[t]
+        for t in sorted(plan):
+            n, part = plan[t]
             if not n:
                 continue
-            per = max(self.rules.min_pledge, int(attacker_total * n / units_total / n))
+            per = max(self.rules.min_pledge, int(attacker_total * part / n))
             group_size = b.ring_size if t == "ring" else b.sybil_accounts if t == "sybil" else 1
             for i in range(n):
                 if t == "opportunist":
@@ -274,7 +277,23 @@ class Society:
 
     # --- the run ------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, progress: Callable[[int], None] | None = None) -> None:
+        """The whole run; progress(month) is called after each simulated month."""
+        # The run holds millions of live objects (decoded records, cases, opinions) and
+        # makes few cycles: at the default thresholds the collector walks all of them every
+        # few thousand allocations, a cost that grows with the run (the daemon tunes it the
+        # same way, muxernode/daemon.py). Restored afterwards: the process is not ours.
+        old = gc.get_threshold()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
+        try:
+            self._run(progress)
+        finally:
+            gc.set_threshold(*old)
+            gc.unfreeze()
+
+    def _run(self, progress: Callable[[int], None] | None) -> None:
         d = self.driver
         d.begin(GENESIS_TIME + DAY // 2)
         tx = d.submit(self.founder, [OP_CREATE, SOC, "Mutual aid", "A simulated society",
@@ -295,6 +314,8 @@ class Society:
             if day % 30 == 0 or day == self.cfg.days:
                 self._sample(day, t)
             d.commit()
+            if progress is not None and day % 30 == 0:
+                progress(day // 30)
         # cases still open at the end are reported as open (their tallies as they stand)
 
     # --- membership and pledges ---------------------------------------------------------
@@ -393,7 +414,8 @@ class Society:
         b = self.b
         last = day + max(0, (case.closes_at - (GENESIS_TIME + day * DAY)) // DAY - 1)
         ref = b.monthly_pledge_median * b.loss_months * MUX
-        p_vote = _clamp(b.vote_rate * math.sqrt(max(case.amount, 1) / ref), 0.02, 0.9)
+        # bigger claims draw more scrutiny, up to twice the median claim's
+        p_vote = _clamp(b.vote_rate * min(2.0, math.sqrt(max(case.amount, 1) / ref)))
         rng = self.rng_vote
         for a in self.agents:
             if a is case.claimant or not a.joined:

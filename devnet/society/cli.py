@@ -73,7 +73,13 @@ def society(seed: int, members: int, months: int, attackers: float, rules_arg: s
                    f"{time.perf_counter() - started:.1f} s)")
         return
     soc = Society(cfg)
-    soc.run()
+
+    def month(m: int) -> None:
+        if m % 6 == 0 and m < months:
+            click.echo(f"month {m}/{months}, {soc.driver.txs:,} txs, "
+                       f"{time.perf_counter() - started:.0f} s", err=True)
+
+    soc.run(month)
     report = build_report(soc)
     write_json(report, out / "report.json")
     plots = [] if no_plots else write_plots(report, out)

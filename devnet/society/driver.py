@@ -16,6 +16,7 @@ either.
 from __future__ import annotations
 
 import bisect
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -26,7 +27,7 @@ from consensus.errors import Rejected
 from consensus.genesis import Genesis, parse_genesis
 from consensus.tx import SignedTx, build_tx
 from muxernode.ledger import Ledger
-from storage.kv import MemoryKV
+from storage.kv import KVStore, MemoryKV
 
 __all__ = ["BASE_FEE", "DAY", "GENESIS_TIME", "Driver", "SortedKV"]
 
@@ -42,42 +43,68 @@ CACHE_ENTRIES = 300_000  # the ledger's decoded-record cache, trimmed after each
 
 
 class SortedKV:
-    """An in-memory KVStore that keeps its keys sorted across writes.
+    """An in-memory KVStore that sorts keys lazily, per two-byte bucket.
 
-    ``MemoryKV`` re-sorts every key on the first ``iterate`` after a write; the ledger
-    iterates the due standing pledges in every block, so over 10^5 keys that sort was most
-    of a day's block (measured: bench/society.py prints both). Here a write inserts or
-    removes only the keys it adds or deletes.
+    ``MemoryKV`` re-sorts every key on the first ``iterate`` after a write, and the ledger
+    iterates the due standing pledges in every block: over the 10^5-10^6 keys of a long
+    run (most of them votes) that sort was most of a day's block (bench/society.py
+    --stores prints the three stores). Here keys are kept in buckets by their first two
+    bytes (the state prefix and the record type: votes, claims, members, due pledges, tx
+    ids, ...), and a bucket is sorted only when something iterates it after it changed;
+    the ledger iterates only small buckets (due pledges, expiring tx ids), so the vote
+    bucket, the big one, is never sorted during a run. Buckets in name order are in key
+    order, because every key of a bucket starts with its name.
     """
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
-        self._keys: list[bytes] = []
+        self._buckets: dict[bytes, list[bytes]] = {}  # may hold deleted or repeated keys
+        self._dirty: set[bytes] = set()  # buckets changed since they were last sorted
 
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
+    def _sorted(self, name: bytes) -> list[bytes]:
+        if name in self._dirty:
+            data = self._data
+            self._buckets[name] = sorted({k for k in self._buckets[name] if k in data})
+            self._dirty.discard(name)
+        return self._buckets[name]
+
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        keys, data = self._keys, self._data
-        i = bisect.bisect_left(keys, prefix)
-        # snapshot of the matching keys: a caller may write while it iterates
-        end = i
-        while end < len(keys) and keys[end].startswith(prefix):
-            end += 1
-        for k in keys[i:end]:
-            v = data.get(k)
-            if v is not None:
-                yield k, v
+        if len(prefix) >= 2:
+            names = [prefix[:2]] if prefix[:2] in self._buckets else []
+        else:
+            names = sorted(b for b in self._buckets if b.startswith(prefix))
+        data = self._data
+        for name in names:
+            # only a block's commit writes here, never the ledger while it iterates
+            keys = self._sorted(name)
+            i, n = bisect.bisect_left(keys, prefix), len(keys)
+            while i < n:
+                k = keys[i]
+                if not k.startswith(prefix):
+                    break
+                i += 1
+                v = data.get(k)
+                if v is not None:
+                    yield k, v
 
     def write(self, changes: Mapping[bytes, bytes | None], sync: bool = False) -> None:
-        data, keys = self._data, self._keys
+        data, buckets, dirty = self._data, self._buckets, self._dirty
         for k, v in changes.items():
             if v is None:
                 if data.pop(k, None) is not None:
-                    del keys[bisect.bisect_left(keys, k)]
+                    dirty.add(k[:2])
             else:
                 if k not in data:
-                    bisect.insort(keys, k)
+                    name = k[:2]
+                    bucket = buckets.get(name)
+                    if bucket is None:
+                        buckets[name] = [k]
+                    else:
+                        bucket.append(k)
+                    dirty.add(name)
                 data[k] = v
 
     def snapshot(self) -> MemoryKV:
@@ -91,7 +118,7 @@ class Driver:
     """A one-producer chain over the real ledger; blocks at whatever times the caller asks."""
 
     def __init__(self, balances: list[tuple[bytes, int]], witness: PrivateKey,
-                 kv: SortedKV | MemoryKV | None = None) -> None:
+                 kv: KVStore | None = None) -> None:
         self.witness = witness
         self.genesis: Genesis = parse_genesis({
             "chain_name": "society-sim",
@@ -103,7 +130,7 @@ class Driver:
                            "signing_key": witness.public_key.hex()}],
             "balances": [{"address": "mx" + a.hex(), "amount": n} for a, n in balances],
         })
-        self.kv = kv if kv is not None else SortedKV()
+        self.kv: KVStore = kv if kv is not None else SortedKV()
         self.ledger = Ledger(self.kv, self.genesis.params, self.genesis.genesis_time)
         self.kv.write(self.ledger.init_genesis(self.genesis).changes)
         self.chain_id = self.genesis.chain_id
@@ -115,6 +142,11 @@ class Driver:
         self.rejected: Counter[str] = Counter()
         self.by_op: Counter[int] = Counter()
         self.scheduled = 0  # standing-pledge executions
+        # wall seconds spent signing and applying txs (bench/society.py prints them; never
+        # part of a report, which must not depend on the machine)
+        self.sign_s = 0.0
+        self.apply_s = 0.0
+        self.commit_s = 0.0  # begin_block (closings, standing pledges), end_block, store
 
     def tapos(self, ref_block_num: int) -> int | None:
         """consensus.chain's rule: the most recent block at or below the head with those
@@ -126,7 +158,9 @@ class Driver:
         """Open the block at t: claim closings and due standing pledges run here (4.6, 11.3)."""
         assert self._ctx is None and t > self.time, "blocks are opened in time order"
         self._ctx = BlockContext(self.height + 1, t, self.witness.address, self.tapos)
+        t0 = time.perf_counter()
         self.ledger.begin_block(self._ctx)
+        self.commit_s += time.perf_counter() - t0
         self.scheduled += len(self.ledger.last_scheduled)
 
     @property
@@ -145,12 +179,17 @@ class Driver:
 
     def submit(self, key: PrivateKey, op: list[Any]) -> SignedTx | None:
         """Sign and apply op in the open block; the tx if accepted, None (reason counted)."""
+        t0 = time.perf_counter()
         tx = self.sign(key, op)
+        t1 = time.perf_counter()
         try:
             self.ledger.apply_tx(tx)
         except Rejected as exc:
             self.rejected[f"{op[0]}:{exc.reason}"] += 1
             return None
+        finally:
+            self.apply_s += time.perf_counter() - t1
+            self.sign_s += t1 - t0
         self.txs += 1
         self.by_op[op[0]] += 1
         return tx
@@ -158,9 +197,11 @@ class Driver:
     def commit(self) -> None:
         ctx = self._ctx
         assert ctx is not None
+        t0 = time.perf_counter()
         result = self.ledger.end_block()
         self.kv.write(result.changes)
         self.ledger.state.trim_cache(CACHE_ENTRIES)
+        self.commit_s += time.perf_counter() - t0
         self._ctx = None
         self.height = ctx.height
         self.time = ctx.timestamp

@@ -52,9 +52,9 @@ class Behaviour:
     incident_rate: float = 0.10  # incidents per member per year
     loss_months: float = 20.0  # a loss is lognormal around this many monthly pledges
     loss_sigma: float = 0.8
-    proxy_share: float = 0.05  # diligent members who vote on everything (low noise)
-    lazy_share: float = 0.55  # delegate their vote to a proxy (op 14)
-    vote_rate: float = 0.20  # an active member votes on a claim of the median size
+    proxy_share: float = 0.03  # diligent members who vote on everything (low noise)
+    lazy_share: float = 0.60  # delegate their vote to a proxy (op 14)
+    vote_rate: float = 0.06  # an active member votes on a claim of the median size
     noise_min: float = 0.10  # per-member noise of judging evidence (a normal's sigma)
     noise_max: float = 0.30
     proxy_noise: float = 0.08
@@ -69,8 +69,9 @@ class Behaviour:
     evidence_sigma: float = 0.12
     # attackers: share of the attackers' pledging each type gets (normalised)
     weights: dict[str, float] = field(default_factory=lambda: {t: 1.0 for t in ATTACKER_TYPES})
+    attacker_means: float = 4.0  # an attacker pledges like this many median members
     ring_size: int = 8
-    sybil_accounts: int = 10
+    sybil_accounts: int = 5
     bribe_share: float = 0.3  # of the claim amount, paid off chain to bribed voters
     bribe_accept: float = 0.15  # a member approached takes the bribe
     bribe_targets: int = 40  # members approached, largest karma first

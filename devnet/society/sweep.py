@@ -26,6 +26,7 @@ def point_summary(report: dict[str, Any]) -> dict[str, Any]:
     return {
         "honest.approved_share": report["honest"]["approved_share"],
         "honest.funded_share": report["honest"]["funded_share"],
+        "honest.funded_share_of_amount": report["honest"]["funded_share_of_amount"],
         "honest.time_to_first_gift_days.median":
             report["honest"]["time_to_first_gift_days"]["median"],
         "attackers.worst_expected_value": a["worst_expected_value"],
@@ -64,9 +65,9 @@ def write_sweep(points: list[dict[str, Any]], grid: list[tuple[str, list[Any]]],
     lines = ["# Rule sweep", "",
              f"seed {base.seed}, {base.members} members, {base.months} months, attackers "
              f"{base.attackers:.0%} of the pledging.", "",
-             "| " + " | ".join(names) + " | approved | funded | first gift (d) | worst EV (MUX)"
-             " | targets |",
-             "|" + "---|" * (len(names) + 5)]
+             "| " + " | ".join(names) + " | approved | funded (of limit) | funded (of amount) "
+             "| first gift (d) | worst EV (MUX) | worst type | targets |",
+             "|" + "---|" * (len(names) + 7)]
 
     def f(x: Any) -> str:
         return "-" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
@@ -74,13 +75,20 @@ def write_sweep(points: list[dict[str, Any]], grid: list[tuple[str, list[Any]]],
     for p in points:
         lines.append("| " + " | ".join(str(p["rules"][n]) for n in names) + " | "
                      f"{f(p['honest.approved_share'])} | {f(p['honest.funded_share'])} | "
+                     f"{f(p['honest.funded_share_of_amount'])} | "
                      f"{f(p['honest.time_to_first_gift_days.median'])} | "
-                     f"{f(p['attackers.worst_expected_value'])} | "
+                     f"{f(p['attackers.worst_expected_value'])} | {_worst(p)} | "
                      f"{'met' if p['targets.all'] else 'missed'} |")
     pngs = _plot(points, names, out) if plots else []
     lines += [""] + [f"![{p}]({p})" for p in pngs]
     (out / "sweep.md").write_text("\n".join(lines) + "\n")
     return pngs
+
+
+def _worst(p: dict[str, Any]) -> str:
+    evs = [(p[f"attackers.{t}.expected_value"], t) for t in ATTACKER_TYPES
+           if p[f"attackers.{t}.expected_value"] is not None]
+    return max(evs)[1] if evs else "-"
 
 
 def _plot(points: list[dict[str, Any]], names: list[str], out: Path) -> list[str]:
