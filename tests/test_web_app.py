@@ -10,9 +10,10 @@ by keyboard only. Screenshots of each page go to the test's tmp dir; the main on
 copied to docs/img/web-*.png.
 """
 
+# ruff: noqa: RUF001 - the Russian interface is checked by its Russian words
 from __future__ import annotations
 
-import time
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,8 @@ def send(n: Node, who: str, op: list[Any]) -> str:
 def contexts(browser: Any) -> Iterator[list[Any]]:
     made: list[Any] = []
 
-    def new() -> Any:
-        ctx = browser.new_context(viewport={"width": 1100, "height": 900})
+    def new(width: int = 1100, height: int = 900) -> Any:
+        ctx = browser.new_context(viewport={"width": width, "height": height})
         ctx.set_default_timeout(T)
         made.append(ctx)
         return ctx
@@ -88,7 +89,6 @@ def form_with(page: Any, heading: str) -> Any:
 
 
 def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: Path) -> None:
-    t0 = time.monotonic()
     new = contexts[0]
     anna, boris = open_page(new(), node), open_page(new(), node)
     a1, a2 = node.keys["a1"], node.keys["a2"]
@@ -236,7 +236,6 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     assert [c["text"] for c in node.daemon.rpc("list_comments", roof["claim_id"])["items"]] == [
         "Is the insurer paying part of it?", "No: the policy excludes storms. Thank you, Boris!"]
     assert anna.errors == [] and boris.errors == []
-    assert time.monotonic() - t0 < 80
 
 
 def test_russian_and_a_rejected_tx(contexts: list[Any], node: Node, tmp_path: Path) -> None:
@@ -268,12 +267,16 @@ def test_russian_and_a_rejected_tx(contexts: list[Any], node: Node, tmp_path: Pa
     page.get_by_role("link", name="Taken").click()
     page.get_by_role("heading", name="Правила").wait_for()
     page.get_by_text("Участник может подать заявку сразу.").wait_for()
-    # numbers and amounts in the Russian way: the bond of 1 MUX, a space-grouped karma
-    page.get_by_text("залог 1\u00a0MUX").wait_for()
+    page.get_by_text("залог 1\u00a0MUX").first.wait_for()
     shot(page, tmp_path, "society-ru", docs=True)
+    # amounts the Russian way: digits grouped by a space, a decimal comma
+    page.get_by_role("link", name="Счёт").click()
+    page.get_by_role("heading", name="Балансы").wait_for()
+    balances = page.get_by_test_id("balances").inner_text()
+    assert re.search(r"\d{3}\s\d{3},\d+\sMUX", balances), balances
     # the choice is remembered across a reload
     page.reload()
-    page.get_by_role("link", name="Ключи").wait_for()
+    page.get_by_role("navigation").get_by_role("link", name="Ключи").wait_for()
     # every key of the English table is in the Russian one and the reverse
     missing = page.evaluate("""async () => {
       const {TABLES} = await import('/static/js/i18n.js');
@@ -290,7 +293,8 @@ def _tab_to(page: Any, name: str, limit: int = 60) -> None:
         page.keyboard.press("Tab")
         text = page.evaluate("""() => { const e = document.activeElement;
           const l = e.labels && e.labels[0];
-          return ((l ? l.textContent : '') + '|' + (e.textContent || '') + '|' + (e.getAttribute('aria-label') || '')).trim(); }""")
+          return [l ? l.textContent : '', e.textContent || '',
+                  e.getAttribute('aria-label') || ''].join('|'); }""")
         if any(part.strip().startswith(name) for part in text.split("|")):
             return
     raise AssertionError(f"{name!r} not reached by {limit} tabs")
@@ -298,7 +302,7 @@ def _tab_to(page: Any, name: str, limit: int = 60) -> None:
 
 def test_keyboard_only_main_flow(contexts: list[Any], node: Node, tmp_path: Path) -> None:
     send(node, "a4", [2, "keys-only", "Keyboard aid", "", CIRCLE])
-    page = open_page(contexts[0](), node)
+    page = open_page(contexts[0](390, 844), node)  # a phone-sized screen
     kb = page.keyboard
     _tab_to(page, "Keys")
     kb.press("Enter")
@@ -327,7 +331,9 @@ def test_keyboard_only_main_flow(contexts: list[Any], node: Node, tmp_path: Path
     kb.type("2")
     kb.press("Enter")
     page.get_by_test_id("karma").filter(has_text="100,000").wait_for()
-    shot(page, tmp_path, "keyboard")
+    shot(page, tmp_path, "phone", docs=True)
+    # nothing wider than the phone's screen: no sideways scrolling
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     member = node.daemon.rpc("get_member", "keys-only", addr(node.keys["a4"]))
     assert member["identity"] == "Kim" and member["pledged_total"] == 2 * MUX
     assert page.errors == []

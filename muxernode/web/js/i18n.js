@@ -67,9 +67,12 @@ export function fmtDate(ts) {
   return new Intl.DateTimeFormat(LOCALES[lang], { dateStyle: "medium", timeStyle: "short" }).format(new Date(ts * 1000));
 }
 
-// seconds -> "3 days" / "3 дня" (the largest unit that fits, with a second unit below it)
+// seconds -> "3 days" / "3 дня": whole days from two days up (a half-life of "179 days
+// 23 hours" says less than "180 days"), else the largest unit and the one below it
 export function fmtDuration(seconds) {
   const s = Math.max(0, Math.round(seconds));
+  const unitText = (n, unit) => new Intl.NumberFormat(LOCALES[lang], { style: "unit", unit, unitDisplay: "long" }).format(n);
+  if (s >= 2 * 86400) return unitText(Math.round(s / 86400), "day");
   const units = [["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1]];
   const parts = [];
   let rest = s;
@@ -77,7 +80,7 @@ export function fmtDuration(seconds) {
     if (rest >= size || (unit === "second" && parts.length === 0)) {
       const n = Math.floor(rest / size);
       rest -= n * size;
-      parts.push(new Intl.NumberFormat(LOCALES[lang], { style: "unit", unit, unitDisplay: "long" }).format(n));
+      parts.push(unitText(n, unit));
       if (parts.length === 2) break;
     } else if (parts.length) break;
   }

@@ -275,7 +275,7 @@ export function SocietyPage({ id }) {
         </div>
         <details class="card"><summary>${t("claim.file")}</summary>
           <${ClaimForm} soc=${soc} asset=${asset} member=${member} /></details>`
-      : html`<div class="card"><h3>${t("join")}</h3><p class="small muted">${t("join.explain", { d: fmtDuration(soc.rules.observation_s) })}</p>
+      : html`<div class="card"><h3>${t("join")}</h3>${soc.rules.observation_s ? html`<p class="small muted">${t("join.explain", { d: fmtDuration(soc.rules.observation_s) })}</p>` : ""}
           <${JoinForm} soc=${soc} reload=${reload} /></div>`}
       <details class="card"><summary>${t("charity.file")}</summary>
         <${ClaimForm} soc=${soc} asset=${asset} member=${member} charity=${true} /></details>
