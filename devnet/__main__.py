@@ -155,6 +155,9 @@ def up(nodes: int, witnesses: int | None, block_interval: int, accounts: int,
             cluster.stop_all(m)
             sys.exit(130)
         status = cluster.collect_status(m)
+        # the member web app each node serves (GET / on its RPC port; docs/members.md)
+        console.print("web app: " + "  ".join(
+            f"{e.name} {e.rpc_url.removesuffix('rpc')}" for e in m.nodes))
         if detach:
             console.print(status_table(status))
             console.print(f"manifest: {m.path}\nstatus: python -m devnet status --dir {d}\n"
