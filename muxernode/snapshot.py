@@ -6,7 +6,8 @@ File layout (all integers big-endian):
     b"MUXSNAP1"                          magic
     chunk 0, chunk 1, ...                each packb([[key, value], ...]), <= 4 MiB
     manifest                             packb([1, chain_id, block, votes, schedule,
-                                                entries, [[offset, length, H(chunk)], ...]])
+                                                entries, [[offset, length, H(chunk)], ...],
+                                                headers])
     u64 manifest offset, u64 manifest length, b"MUXSNAP1"
 
 - ``block`` is the final block's canonical encoding (its header carries the state digest),
@@ -15,6 +16,11 @@ File layout (all integers big-endian):
 - Keys are state keys without the store's ``S`` prefix, in strictly increasing order
   across all chunks (so no entry can appear twice); ``entries`` is their count.
 - ``schedule`` is the node's witness schedule record (META_SCHEDULE) or nil.
+- ``headers`` are the headers of the blocks just below the final one, lowest first, as
+  far back as a tx's TaPoS reference can reach within the tx lifetime (at most 65,535
+  blocks): txs in the blocks after the snapshot refer to them, so the new node needs their
+  ids. Each header's id is the next one's ``previous_id`` up to the final block, so they
+  are checked by the same votes.
 
 Checking a snapshot (``import_snapshot``) trusts only the genesis file: the chain id; the
 block's signature by the slot's scheduled witness and the votes' signatures, both against
@@ -31,7 +37,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -89,6 +95,7 @@ class Manifest:
     entries: int
     chunks: list[tuple[int, int, bytes]]  # offset, length, H(chunk)
     slot: int = 0  # the final block's own slot
+    recent: list[tuple[int, bytes]] = field(default_factory=list)  # (height, id) below it
 
 
 def _pack(obj: Any) -> bytes:
@@ -200,8 +207,26 @@ def _export(store: LevelDBStore, genesis: Genesis, out: Path, height: int | None
         # the undo records below the final block are pruned: rebuild that state by
         # replaying the chain from genesis (every block's digest is checked on the way)
         state = replayed_state(store, genesis, block.height)
+    headers = [_header_at(store, h) for h in range(_window_start(genesis, block.height),
+                                                     block.height)]
     return _write(out, genesis, block, votes, store.get(schema.META_SCHEDULE), state,
-                  max_chunk)
+                  max_chunk, headers)
+
+
+def _window_start(genesis: Genesis, height: int) -> int:
+    """The lowest height a tx in a block above ``height`` can refer to by TaPoS (the tx
+    lifetime in blocks, within the 16-bit reference); height 0 is genesis, known."""
+    lifetime = genesis.params.max_tx_lifetime_s // genesis.params.block_interval_s + 2
+    return max(1, height - min(lifetime, 0xFFFF))
+
+
+def _header_at(store: LevelDBStore, h: int) -> list[Any]:
+    raw = store.get(schema.block_key(_id_at(store, h)))
+    try:
+        header: list[Any] = msgpack.unpackb(raw)[0]
+    except (TypeError, ValueError, IndexError, msgpack.UnpackException):
+        raise SnapshotError(f"the stored block at height {h} is damaged") from None
+    return header
 
 
 def _undo_overlay(store: LevelDBStore, ids: dict[int, bytes], final_h: int,
@@ -253,8 +278,8 @@ def replayed_state(store: LevelDBStore, genesis: Genesis, height: int
 
 
 def _write(out: Path, genesis: Genesis, block: Block, votes: list[Vote],
-           schedule: bytes | None, state: Iterator[tuple[bytes, bytes]], max_chunk: int
-           ) -> Manifest:
+           schedule: bytes | None, state: Iterator[tuple[bytes, bytes]], max_chunk: int,
+           headers: list[list[Any]]) -> Manifest:
     tmp = out.with_name(out.name + ".tmp")
     chunks: list[tuple[int, int, bytes]] = []
     entries = 0
@@ -281,7 +306,7 @@ def _write(out: Path, genesis: Genesis, block: Block, votes: list[Vote],
                 raise SnapshotError("the rebuilt state does not match the block's digest: "
                                     "the store is damaged")
             manifest = _pack([FORMAT, genesis.chain_id, block.raw, [v.obj() for v in votes],
-                              schedule, entries, [list(c) for c in chunks]])
+                              schedule, entries, [list(c) for c in chunks], headers])
             offset = f.tell()
             f.write(manifest)
             f.write(offset.to_bytes(8, "big") + len(manifest).to_bytes(8, "big") + MAGIC)
@@ -292,7 +317,8 @@ def _write(out: Path, genesis: Genesis, block: Block, votes: list[Vote],
         tmp.unlink(missing_ok=True)
         raise
     slot = slot_at(genesis.genesis_time, genesis.params.block_interval_s, block.timestamp)
-    return Manifest(genesis.chain_id, block, votes, schedule, entries, chunks, slot)
+    recent = [(int(hd[1]), sha256(_pack(hd))) for hd in headers]
+    return Manifest(genesis.chain_id, block, votes, schedule, entries, chunks, slot, recent)
 
 
 def _write_chunk(f: IO[bytes], batch: list[list[bytes]]) -> tuple[int, int, bytes]:
@@ -388,7 +414,7 @@ def read_manifest(f: IO[bytes], genesis: Genesis) -> Manifest:
     f.seek(offset)
     try:
         doc = msgpack.unpackb(f.read(length))
-        fmt, chain_id, block_raw, vote_objs, schedule, entries, chunks = doc
+        fmt, chain_id, block_raw, vote_objs, schedule, entries, chunks, headers = doc
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise SnapshotError(f"the snapshot's manifest is malformed ({exc})") from None
     if fmt != FORMAT:
@@ -426,7 +452,34 @@ def read_manifest(f: IO[bytes], genesis: Genesis) -> Manifest:
         raise SnapshotError("the snapshot's entry count is malformed")
     if schedule is not None:
         _check_schedule(schedule, genesis)
-    return Manifest(chain_id, block, votes, schedule, entries, table, slot)
+    return Manifest(chain_id, block, votes, schedule, entries, table, slot,
+                    _check_headers(headers, block, genesis))
+
+
+def _check_headers(headers: Any, block: Block, genesis: Genesis) -> list[tuple[int, bytes]]:
+    """(height, id) of the headers below the block, each linked to the next by its id."""
+    if not isinstance(headers, list):
+        raise SnapshotError("the snapshot's headers are malformed")
+    start = _window_start(genesis, block.height)
+    if len(headers) != block.height - start:
+        raise SnapshotError(f"the snapshot carries {len(headers)} headers below block "
+                            f"{block.height}, not the {block.height - start} from {start}")
+    out: list[tuple[int, bytes]] = []
+    expected_id, expected_h = block.previous_id, block.height - 1
+    for header in reversed(headers):
+        try:
+            bid = sha256(_pack(header))
+            height, previous = int(header[1]), bytes(header[2])
+        except (TypeError, ValueError, IndexError):
+            raise SnapshotError("the snapshot's headers are malformed") from None
+        if bid != expected_id or height != expected_h:
+            raise SnapshotError(f"the header at height {expected_h} is not the final block's "
+                                "ancestor")
+        out.append((height, bid))
+        expected_id, expected_h = previous, height - 1
+    if expected_h == 0 and expected_id != genesis.chain_id:
+        raise SnapshotError("the lowest header does not descend from this genesis")
+    return out[::-1]
 
 
 def _check_schedule(raw: Any, genesis: Genesis) -> None:
@@ -531,6 +584,8 @@ def _write_pointers(store: LevelDBStore, manifest: Manifest) -> None:
     batch: dict[bytes, bytes | None] = {
         schema.block_key(b.id): b.raw,
         schema.height_key(b.height): b.id,
+        schema.height_key(0): manifest.chain_id,  # genesis, as Chain.initialize writes it
+        **{schema.height_key(h): bid for h, bid in manifest.recent},
         schema.META_HEAD: ref,
         schema.META_FINAL: ref,
         schema.META_CHAIN_FINAL: _pack([b.id, slot, b.height]),

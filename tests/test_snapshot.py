@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,15 @@ import msgpack
 import pytest
 from click.testing import CliRunner
 
+from consensus.crypto import PrivateKey
+from consensus.genesis import load_genesis
+from consensus.tx import build_tx, tapos_of
 from devnet.cluster import free_ports
 from muxernode.daemon import main as daemon_main
 from muxernode.snapshot import MAGIC, SnapshotError, import_snapshot
 from muxernode.state import STATE_PREFIX, recompute_digest
 from storage.leveldb import LevelDBStore
-from tests.procs import Daemon, make_genesis, rpc, wait_for
+from tests.procs import Daemon, accounts, make_genesis, rpc, wait_for
 from tests.witness_helpers import start_witnesses
 
 
@@ -87,6 +91,8 @@ def test_export_and_import_give_the_final_state(chain: dict[str, Any], tmp_path:
     assert code == 0, text
     assert f"from the snapshot at final height {height}" in text
     assert _final(target) == (height, block_id)
+    # the ids below it that TaPoS references reach are in the height index
+    assert _id_at(target, height - 1) == _id_at(chain["tmp"] / "n1", height - 1)
     store = LevelDBStore(str(target / "db"), create=False)
     try:
         digest = recompute_digest(store)
@@ -174,7 +180,7 @@ def _rebuild(data: bytes, manifest: list[Any], chunks: list[bytes] | None = None
     for body, (_o, _n, h) in zip(bodies, old, strict=True):
         table.append([pos, len(body), h])
         pos += len(body)
-    man: bytes = msgpack.packb([*manifest[:6], table], use_bin_type=True)
+    man: bytes = msgpack.packb([*manifest[:6], table, *manifest[7:]], use_bin_type=True)
     return (MAGIC + b"".join(bodies) + man + pos.to_bytes(8, "big")
             + len(man).to_bytes(8, "big") + MAGIC)
 
@@ -263,6 +269,19 @@ def test_votes_and_block_are_checked(chain: dict[str, Any], tmp_path: Path) -> N
              "is not signed by the genesis witness")
 
 
+def test_the_headers_below_must_be_the_blocks_ancestors(chain: dict[str, Any],
+                                                       tmp_path: Path) -> None:
+    data, manifest, _ = _sections(chain["snap"])
+    headers = manifest[7]
+    assert len(headers) == msgpack.unpackb(manifest[2])[0][1] - 1  # every block down to 1
+    changed = [list(h) for h in headers]
+    changed[0][3] += 1  # the lowest header's timestamp: its id no longer links
+    _refused(chain, tmp_path, _rebuild(data, [*manifest[:7], changed]),
+             "is not the final block's ancestor")
+    _refused(chain, tmp_path, _rebuild(data, [*manifest[:7], headers[1:]]),
+             "headers below block")
+
+
 def test_other_chains_and_damage_are_refused(chain: dict[str, Any], tmp_path: Path) -> None:
     data, manifest, _offset = _sections(chain["snap"])
     _refused(chain, tmp_path, _rebuild(data, [manifest[0], bytes(32), *manifest[2:]]),
@@ -270,7 +289,7 @@ def test_other_chains_and_damage_are_refused(chain: dict[str, Any], tmp_path: Pa
     _refused(chain, tmp_path, data[: len(data) - 5], "truncated or damaged")
     _refused(chain, tmp_path, b"PK\x03\x04" + data[4:], "not a muxernode snapshot")
     _refused(chain, tmp_path, _rebuild(data, [2, *manifest[1:]]), "snapshot format 2")
-    _refused(chain, tmp_path, _rebuild(data, [*manifest[:5], manifest[5] + 1, manifest[6]]),
+    _refused(chain, tmp_path, _rebuild(data, [*manifest[:5], manifest[5] + 1, *manifest[6:]]),
              "entries, its manifest says")
 
 
@@ -302,6 +321,17 @@ def test_a_node_made_from_a_snapshot_follows_the_chain(chain: dict[str, Any],
         head = rpc(daemons[0].url, "chain_info")["head_height"]
         wait_for(lambda: rpc(joiner.url, "chain_info")["final_height"] >= head + 2,
                  timeout=40, interval=0.2)
+        # a tx whose TaPoS names a block below the snapshot: the joiner has its id from
+        # the snapshot's headers, so it accepts the block that carries the tx
+        ref = rpc(daemons[0].url, "get_block", start - 1)["id"]
+        num, prefix = tapos_of(start - 1, bytes.fromhex(ref))
+        sender = PrivateKey(bytes.fromhex(accounts(gdir)[0]["secret"]))
+        tx = build_tx(sender, load_genesis(chain["genesis"]).chain_id,
+                      [1, sender.address, 5, "after the snapshot"], ref_block_num=num,
+                      ref_block_prefix=prefix, expiration=int(time.time()) + 600, fee=10)
+        tx_id = rpc(daemons[0].url, "submit_tx", tx.raw.hex())["tx_id"]
+        wait_for(lambda: rpc(joiner.url, "get_tx", tx_id)["status"] == "final",
+                 timeout=30, interval=0.2)
         h = rpc(joiner.url, "chain_info")["final_height"]
         assert h > start
         assert rpc(joiner.url, "get_block", h)["id"] == rpc(daemons[0].url, "get_block", h)["id"]
