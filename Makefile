@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.network
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.subscriptions
+	$(BIN)/python -m bench.web
 	$(BIN)/python -m bench.snapshot
 	$(BIN)/python -m bench.fuzz
 	$(BIN)/python -m bench.soak

@@ -100,6 +100,7 @@ export default {
   "society.no_claims": "No open claim.",
   "society.no_charity": "No open charity request.",
   "society.closed_h": "Closed ({n})",
+  "society.claims_capped": "The node lists the {shown} newest claims (list_claims has no paging); {total} are open.",
   "society.unknown": "There is no society with this id.",
   "preset.standard": "Standard",
   "preset.standard.why": "the wallet's defaults: a 90-day observation period keeps newcomers from joining just before a loss; 3 % net approval; claims wait 3 days for questions and stay open 30 days.",

@@ -281,6 +281,7 @@ export function SocietyPage({ id }) {
         <${ClaimForm} soc=${soc} asset=${asset} member=${member} charity=${true} /></details>
     <//>
     <h2>${t("society.open_claims_h")}</h2>
+    ${claims.length < soc.open_claims && html`<p class="notice">${t("society.claims_capped", { shown: fmtNumber(claims.length), total: fmtNumber(soc.open_claims) })}</p>`}
     ${open.filter((c) => c.kind !== "charity").length ? cards(open.filter((c) => c.kind !== "charity")) : html`<p class="muted">${t("society.no_claims")}</p>`}
     <h2>${t("society.charity_h")}</h2>
     ${open.filter((c) => c.kind === "charity").length ? cards(open.filter((c) => c.kind === "charity")) : html`<p class="muted">${t("society.no_charity")}</p>`}
