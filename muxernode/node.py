@@ -40,10 +40,11 @@ from muxernode.ledger import Ledger
 from muxernode.metrics import NodeMetrics
 from muxernode.ops import op_of
 from muxernode.queries import QueryService
+from muxernode.recovery import StorageRecovery
 from muxernode.service import AppService
 from p2p import MAX_FRAME, PENALTIES, Kind, Network, P2PConfig, PeerUnavailable, Transport
 from storage import schema
-from storage.leveldb import LevelDBStore, StorageError, StorageLost
+from storage.leveldb import LevelDBStore, StorageError
 
 __all__ = ["Node", "NodeError", "init_data_dir", "load_witness_key"]
 
@@ -81,10 +82,6 @@ CACHE_ENTRIES = 15_000
 # verify paths (a few seconds of traffic at full load; ~4 MB)
 CHECKED_KEPT = 16_384
 TRIM_EVERY_S = 10.0  # hand freed heap back to the OS this often (RSS stays flat)
-# after a failed write (a full disk) the store's recovery is retried this often: doubling
-# from MIN up to MAX, so a long outage costs one cheap probe every MAX seconds
-STORAGE_RETRY_MIN_S = 0.5
-STORAGE_RETRY_MAX_S = 15.0
 
 
 class NodeError(Exception):
@@ -306,9 +303,7 @@ class Node:
         self.stopping = trio.Event()
         self.rpc_port: int | None = None
         self._lock = trio.Lock()  # one writer at a time: producer, block application
-        # a write failed (full disk): since when (the node's clock), until it recovers
-        self._storage_outage: float | None = None
-        self._storage_wakeup = trio.Event()
+        self.recovery = StorageRecovery(self)  # a failed write (full disk): pause, retry
         self._update_metrics()
 
     # --- schedule -----------------------------------------------------------------------
@@ -494,7 +489,7 @@ class Node:
                         self.produce(slot)
                     except StorageError as exc:
                         # nothing was relayed; the chain and its app are as before
-                        self._storage_failed(exc, "produce")
+                        self.recovery.failed(exc, "produce")
 
     def produce(self, slot: int) -> Block:
         assert self.witness_key is not None
@@ -530,7 +525,7 @@ class Node:
         except StorageError as exc:
             # not sent; the guard in memory keeps it (stricter than the store), and the
             # recovery writes the guard before anything else
-            self._storage_failed(exc, "vote")
+            self.recovery.failed(exc, "vote")
             return
         self.consensus.add_vote(vote, slot)
         if self.network is not None:  # only now, after the guard is on disk
@@ -543,7 +538,7 @@ class Node:
         except StorageError as exc:
             # the block is committed; only the engine's own records (schedule, chain-view
             # final) were not written: memory holds them, the recovery writes them again
-            self._storage_failed(exc, "consensus record")
+            self.recovery.failed(exc, "consensus record")
         # the head and our vote go out before the mempool's re-check of what is left
         # (a good part of a slot under load): finality waits on the votes
         self._on_new_head_block(block)
@@ -575,7 +570,7 @@ class Node:
             try:
                 self.chain.set_final(final.block_id)
             except StorageError as exc:
-                self._storage_failed(exc, "finalize")  # chain.final did not move
+                self.recovery.failed(exc, "finalize")  # chain.final did not move
                 return
             self.app_service.on_final(old_final, self.chain.final.height)
             self.consensus.prune_tree()  # what does not descend from final never wins
@@ -722,7 +717,7 @@ class Node:
                 return False
             except StorageError as exc:
                 # not the block's fault: it stays unjudged and comes back by sync
-                self._storage_failed(exc, "apply block")
+                self.recovery.failed(exc, "apply block")
                 return True
             self._relay(block)
             self._after_block(block, started)
@@ -748,7 +743,7 @@ class Node:
         try:
             self.store.write({schema.block_key(block.id): block.encode()}, sync=False)
         except StorageError as exc:
-            self._storage_failed(exc, "store side block")
+            self.recovery.failed(exc, "store side block")
             return True
         self.consensus.add_side_block(block)
         self._fork_choice()
@@ -830,7 +825,7 @@ class Node:
             self._mark_bad(exc.block_id or tip, str(exc))
             return
         except StorageError as exc:
-            self._storage_failed(exc, "switch")
+            self.recovery.failed(exc, "switch")
             # the switch stopped where the failing batch left the chain (store and memory
             # agree on it): tell the engine and the mempool what left and what joined
             popped = [b for h, bid in reversed(old_ids) if bid is not None
@@ -842,7 +837,7 @@ class Node:
         try:
             cons.on_switch(popped, branch)
         except StorageError as exc:
-            self._storage_failed(exc, "consensus record")  # memory has it; see _after_block
+            self.recovery.failed(exc, "consensus record")  # memory has it; see _after_block
         if branch:  # as in _after_block: the new head and our vote before the mempool
             self._relay(branch[-1])
             self._on_new_head_block(branch[-1])
@@ -876,80 +871,6 @@ class Node:
             async with self._lock:
                 self._finalize()
         return verdicts
-
-    # --- storage failures (a full disk) ---------------------------------------------------
-
-    def _storage_failed(self, exc: StorageError, during: str) -> None:
-        """A write failed. The store refuses writes from now on (storage/leveldb.py says
-        why), so block production, block acceptance, votes and finality pause; RPC reads,
-        tx intake and gossip go on. ``storage_loop`` reopens the store once the disk has
-        room. Logged once per outage; every failed write is counted."""
-        self.metrics.storage_write_failures.inc()
-        if self._storage_outage is not None:
-            return
-        self._storage_outage = self.now()
-        self.metrics.storage_failing.set(1)
-        log.error("storage_write_failed", extra={"kv": {
-            "during": during, "error": str(exc),
-            "action": "pausing block production, block acceptance and votes; will retry"}})
-        self._storage_wakeup.set()
-
-    async def storage_loop(self) -> None:
-        """While the store refuses writes, try to recover it, with a backoff that doubles
-        from STORAGE_RETRY_MIN_S to STORAGE_RETRY_MAX_S."""
-        delay = STORAGE_RETRY_MIN_S
-        while not self.stopping.is_set():
-            if self.store.failed is None:
-                delay = STORAGE_RETRY_MIN_S
-                with trio.move_on_after(1.0):
-                    await self._storage_wakeup.wait()
-                self._storage_wakeup = trio.Event()
-                continue
-            if self._storage_outage is None:  # a failed write no caller reported
-                self._storage_failed(StorageError(self.store.failed), "write")
-            with trio.move_on_after(delay):
-                await self.stopping.wait()
-            if self.stopping.is_set():
-                return
-            delay = min(delay * 2, STORAGE_RETRY_MAX_S)
-            async with self._lock:
-                with trio.CancelScope(shield=True):
-                    self._recover_storage()
-
-    def _recover_storage(self) -> bool:
-        """One attempt, under the lock and without an await: reopen the store if the disk
-        has room, write again what a failed write may have lost, and bring the store back
-        to the chain in memory. True iff writes resumed. A store that cannot be opened
-        again is fatal: the node stops (a restart opens it at its last stored block)."""
-        try:
-            self.store.recover()
-            # first write: the guard in memory may hold a vote whose record failed
-            self.store.write({schema.META_LAST_VOTE: self.guard.dump()}, sync=True)
-            self.chain.reconcile()
-            # the schedule in memory may hold an election whose record failed: a restart
-            # without it would follow another schedule than the network's
-            self.consensus.save_schedule()
-        except StorageLost as exc:
-            log.critical("storage_lost", extra={"kv": {"error": str(exc),
-                                                      "action": "stopping"}})
-            raise
-        except StorageError:
-            return False  # no room yet, or the first write failed again: retried later
-        except ChainError as exc:
-            log.critical("storage_diverged", extra={"kv": {"error": str(exc),
-                                                          "action": "stopping"}})
-            raise StorageLost(str(exc)) from None
-        outage = self.now() - (self._storage_outage or self.now())
-        self._storage_outage = None
-        self.metrics.storage_failing.set(0)
-        log.warning("storage_recovered", extra={"kv": {
-            "outage_s": round(outage, 1), "head": self.chain.head.height,
-            "final": self.chain.final.height}})
-        self._finalize()  # votes counted while paused may have moved finality
-        self.consensus.save_evidence()  # what a failed write kept in memory
-        self._sync_wakeup.set()  # fetch the blocks dropped while paused
-        self._update_metrics()
-        return True
 
     @property
     def overloaded(self) -> bool:
@@ -1118,7 +1039,7 @@ class Node:
                 nursery.start_soon(self.produce_loop)
                 nursery.start_soon(self.vote_loop)
                 nursery.start_soon(self.lag_monitor)
-                nursery.start_soon(self.storage_loop)
+                nursery.start_soon(self.recovery.loop)
                 if self.network is not None:
                     nursery.start_soon(self.sync_loop)
                     nursery.start_soon(self.gossip_tx_loop)
@@ -1138,7 +1059,7 @@ class Node:
 
     def stop(self) -> None:
         self.stopping.set()
-        self._storage_wakeup.set()  # storage_loop waits on it, not on stopping
+        self.recovery.wakeup.set()  # its loop waits on it, not on stopping
 
     async def _start_network(self, nursery: trio.Nursery) -> None:
         cfg = self.config
