@@ -316,10 +316,10 @@ def _widearea(m: Manifest, samples: list[dict[str, Any]], where: Path, plt: Any,
             bottom = [0.0] * len(names)
             for i, k in enumerate(kinds):
                 vals = [traffic.get(n, {}).get(way, {}).get(k, 0) / 1e6 for n in names]
-                ax.bar(names, vals, bottom=bottom, color=f"C{i % 10}", label=k)
+                ax.bar(names, vals, bottom=bottom, color=plt.cm.tab20(i % 20), label=k)
                 bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
             ax.set_title(f"bytes {way} per node (MB)")
-        ax1.legend(fontsize="small")
+        ax2.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
         fig.savefig(where / "bytes.png", dpi=100)
         plt.close(fig)
