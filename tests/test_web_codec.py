@@ -11,7 +11,9 @@ running daemon.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ import pytest
 
 from consensus.crypto import PrivateKey, address_of, address_to_text
 from consensus.tx import build_tx, decode_tx, verify_tx
+from muxernode.keystore import Keystore
 from muxernode.ops import OP_NAMES, op_of, op_to_json
 from tests.procs import wait_for
 from tests.web_helpers import Node, browser, node
@@ -199,3 +202,38 @@ def test_static_files_headers_and_no_traversal(node: Node) -> None:
 def test_app_files_served(node: Node, path: str) -> None:
     r = httpx.get(node.web_url.rstrip("/") + path)
     assert r.status_code == 200 and r.content
+
+
+def test_keystore_files_cross_between_the_cli_wallet_and_the_page(
+        browser: Any, node: Node, tmp_path: Path) -> None:
+    """A key file the CLI wallet wrote imports in the page (through the form); the file the
+    page exports unlocks in the CLI wallet to the same key; a wrong passphrase is refused."""
+    cli = Keystore(tmp_path / "keys", scrypt_n=2**10)
+    info = cli.import_seed("carol", node.secrets["a3"], "Пароль 12345")
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    try:
+        page.goto(node.web_url + "#/keys")
+        form = page.locator("form").filter(
+            has=page.get_by_role("heading", name="Import keystore file"))
+        form.get_by_label("Keystore file").set_input_files(str(info.path))
+        form.get_by_label("The file's passphrase", exact=True).fill("wrong passphrase")
+        form.get_by_role("button", name="Import").click()
+        form.get_by_role("alert").get_by_text("Wrong passphrase").wait_for()
+        form.get_by_label("The file's passphrase", exact=True).fill("Пароль 12345")
+        form.get_by_role("button", name="Import").click()
+        form.get_by_text("Key imported and unlocked.").wait_for()
+        # the page holds the key under the file's name and address
+        page.get_by_role("heading", name="carol").wait_for()
+        page.get_by_text(info.address).first.wait_for()
+        exported = page.evaluate("""async (seed) => {
+          const k = await import('/static/js/keys.js');
+          const c = await import('/static/js/codec.js');
+          return k.keystoreFile('dave', c.unhex(seed), 'export pass 1');
+        }""", node.secrets["a3"])
+    finally:
+        ctx.close()
+    (tmp_path / "keys" / "dave.json").write_text(exported)
+    key = cli.unlock("dave", "export pass 1")
+    assert key.public_key.hex() == info.public_key
+    assert json.loads(exported)["kdf_params"]["n"] == 2**15

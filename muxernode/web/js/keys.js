@@ -131,7 +131,8 @@ export async function readKeystoreFile(text, passphrase) {
   let seed;
   try {
     const key = scrypt(normPass(passphrase), unhex(p.salt), { N: n, r, p: pp, dkLen: 32, maxmem: 2 ** 31 });
-    seed = chacha20poly1305(key, unhex(doc.nonce)).decrypt(unhex(doc.ciphertext), aad(doc.name, doc.address));
+    // @noble/ciphers takes the associated data with the key and nonce
+    seed = chacha20poly1305(key, unhex(doc.nonce), aad(doc.name, doc.address)).decrypt(unhex(doc.ciphertext));
   } catch (e) {
     if (e instanceof KeyError) throw e;
     throw new KeyError("wrong_passphrase");
@@ -148,7 +149,7 @@ export async function keystoreFile(name, seed, passphrase) {
   const nonce = crypto.getRandomValues(new Uint8Array(12));
   const n = 2 ** 15;
   const key = scrypt(normPass(passphrase), salt, { N: n, r: 8, p: 1, dkLen: 32 });
-  const sealed = chacha20poly1305(key, nonce).encrypt(seed, aad(name, address));
+  const sealed = chacha20poly1305(key, nonce, aad(name, address)).encrypt(seed);
   return JSON.stringify({ version: 1, name, address, public_key: hex(pubkey), kdf: "scrypt",
     kdf_params: { salt: hex(salt), n, r: 8, p: 1, dklen: 32 }, cipher: "chacha20poly1305",
     nonce: hex(nonce), ciphertext: hex(sealed) }, null, 2) + "\n";
