@@ -165,14 +165,22 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     claim.get_by_role("button", name="File a claim").click()
     shot(anna, tmp_path, "society", docs=True)
 
-    # Boris sees the claim card arrive live, opens it and approves; a3's karma counts
-    # through him by proxy
-    boris.get_by_role("link", name="Roof torn off").click()
-    boris.get_by_role("button", name="Approve").click()
+    # before any vote Anna amends her story; Boris sees the new story live
     anna.get_by_role("link", name="Roof torn off").click()
+    boris.get_by_role("link", name="Roof torn off").click()
+    amend = form_with(anna, "Amend claim")
+    amend.get_by_label("The story").fill("The storm of Tuesday took the roof; rain got in.")
+    amend.get_by_role("button", name="Amend claim").click()
+    boris.get_by_text("rain got in").wait_for()
+    # Boris approves, withdraws his vote, approves again; a3's karma counts through him
+    boris.get_by_role("button", name="Approve").click()
+    boris.get_by_role("button", name="Withdraw vote").click()
+    boris.get_by_text("You have not voted.").wait_for()
+    boris.get_by_role("button", name="Approve").click()
     votes = anna.get_by_test_id("votes")
     votes.get_by_text("by proxy").wait_for()
     assert votes.get_by_role("row").count() == 3  # header, Boris, a3 via Boris
+    anna.get_by_text("it can no longer be amended").wait_for()
     # Boris gives from his escrow; Anna sees it received
     form_with(boris, "Give").get_by_label("Amount").fill("5")
     form_with(boris, "Give").get_by_role("button", name="Give").click()
