@@ -163,6 +163,7 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     claim.get_by_label("The story").fill("The storm of Tuesday took the roof of our house.")
     claim.get_by_label("Evidence hash").fill("photos of the roof, insurer's letter")
     claim.get_by_role("button", name="File a claim").click()
+    anna.get_by_role("link", name="Roof torn off").wait_for()
     shot(anna, tmp_path, "society", docs=True)
 
     # before any vote Anna amends her story; Boris sees the new story live
