@@ -139,6 +139,8 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     standing.get_by_label("Every (days)").fill("1")
     standing.get_by_role("button", name="Set standing pledge").click()
     boris.get_by_test_id("standing-status").filter(has_text="1 MUX every 1 day").wait_for()
+    sp = node.daemon.rpc("get_standing_pledge", "flood-aid", addr(a2))
+    assert sp is not None and sp["amount"] == MUX and sp["interval_s"] == 86400
 
     # Boris makes Anna his proxy (chosen from the list, with her karma), then clears it
     proxy = form_with(boris, "Proxy")
@@ -225,6 +227,11 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     anna.get_by_text("withdrawn").first.wait_for()
     boris.get_by_text("Closed (1)").wait_for()
 
+    # Boris stops his standing pledge
+    boris.get_by_role("button", name="Stop standing pledge").click()
+    boris.get_by_test_id("standing-status").wait_for(state="detached")
+    assert node.daemon.rpc("get_standing_pledge", "flood-aid", addr(a2)) is None
+
     # the account page: balances, escrow per society, history with a filter
     boris.get_by_role("link", name="Account").click()
     boris.get_by_test_id("balances").get_by_text("MUX", exact=True).wait_for()
@@ -240,8 +247,6 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     assert roof["outcome"] == "withdrawn" and roof["received"] == 5 * MUX
     assert roof["claimant"] == addr(a1) and roof["proxied"] > 0
     assert blankets["kind"] == "charity" and blankets["received"] == MUX
-    sp = node.daemon.rpc("get_standing_pledge", "flood-aid", addr(a2))
-    assert sp is not None and sp["amount"] == MUX and sp["interval_s"] == 86400
     assert [c["text"] for c in node.daemon.rpc("list_comments", roof["claim_id"])["items"]] == [
         "Is the insurer paying part of it?", "No: the policy excludes storms. Thank you, Boris!"]
     assert anna.errors == [] and boris.errors == []

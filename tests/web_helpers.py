@@ -72,8 +72,19 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
+# every control's accessible name: its label, its text or its aria-label (the file input
+# and the radio buttons are named by the label around them)
+UNNAMED = """() => [...document.querySelectorAll(
+    'input, select, textarea, button, a[href], summary')]
+  .filter((e) => !((e.labels && [...e.labels].some((l) => l.textContent.trim()))
+                   || (e.textContent || '').trim() || e.getAttribute('aria-label')))
+  .map((e) => e.outerHTML.slice(0, 120))"""
+
+
 def shot(page: Any, out: Path, name: str, *, docs: bool = False) -> None:
-    """A full-page screenshot in the test's output dir (and docs/img/web-<name>.png)."""
+    """A full-page screenshot in the test's output dir (and docs/img/web-<name>.png), after
+    checking that every control on the page has an accessible name."""
+    assert page.evaluate(UNNAMED) == [], f"controls without a name on {name}"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
