@@ -236,6 +236,12 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     boris.get_by_role("link", name="Account").click()
     boris.get_by_test_id("balances").get_by_text("MUX", exact=True).wait_for()
     boris.get_by_role("cell", name="Give").first.wait_for()
+    transfer = form_with(boris, "Transfer")
+    transfer.get_by_label("To (address)").fill(addr(a1))
+    transfer.get_by_label("Amount").fill("2.5")
+    transfer.get_by_label("Memo").fill("for the tarpaulin")
+    transfer.get_by_role("button", name="Transfer").click()
+    boris.get_by_role("cell", name="Transfer").first.wait_for()
     boris.get_by_label("Type").select_option("pledge")
     boris.get_by_role("cell", name="Give").first.wait_for(state="detached")
     shot(boris, tmp_path, "account", docs=True)
@@ -249,6 +255,9 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     assert blankets["kind"] == "charity" and blankets["received"] == MUX
     assert [c["text"] for c in node.daemon.rpc("list_comments", roof["claim_id"])["items"]] == [
         "Is the insurer paying part of it?", "No: the policy excludes storms. Thank you, Boris!"]
+    sent = node.daemon.rpc("get_history", addr(a1), {"types": ["transfer"]})["items"]
+    assert [(x["role"], x["op"]["amount"], x["op"]["memo"]) for x in sent] == [
+        ("recipient", 250_000, "for the tarpaulin")]
     assert anna.errors == [] and boris.errors == []
 
 

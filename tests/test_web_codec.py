@@ -226,6 +226,16 @@ def test_keystore_files_cross_between_the_cli_wallet_and_the_page(
         # the page holds the key under the file's name and address
         page.get_by_role("heading", name="carol").wait_for()
         page.get_by_text(info.address).first.wait_for()
+        # lock, then unlock with the passphrase of this browser (the file's, here)
+        row = page.locator("li").filter(has=page.get_by_role("heading", name="carol"))
+        page.get_by_role("banner").get_by_role("button", name="Lock").click()
+        row.get_by_label("Passphrase").fill("not it at all")
+        row.get_by_role("button", name="Unlock").click()
+        row.get_by_role("alert").get_by_text("Wrong passphrase").wait_for()
+        row.get_by_label("Passphrase").fill("Пароль 12345")
+        row.get_by_role("button", name="Unlock").click()
+        row.locator(".badge").get_by_text("Unlocked", exact=True).wait_for()
+        page.get_by_role("banner").get_by_text(info.address[:8]).wait_for()
         exported = page.evaluate("""async (seed) => {
           const k = await import('/static/js/keys.js');
           const c = await import('/static/js/codec.js');
