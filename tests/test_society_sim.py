@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from devnet.society import Behaviour, Config, ConfigError, Society, build_report, parse_rules, parse_sweep
+from devnet.society import (
+    Behaviour,
+    Config,
+    ConfigError,
+    Society,
+    build_report,
+    parse_rules,
+    parse_sweep,
+)
 from devnet.society.driver import SortedKV
 from devnet.society.model import ATTACKER_TYPES, DEFAULT_RULES
 from muxernode.state import recompute_digest
@@ -60,7 +68,7 @@ def test_report_deterministic_across_out_dirs_and_has_every_attacker(tmp_path: P
     md = (a / "report.md").read_text()
     assert "## Targets" in md and "vote_buyer" in md
     pytest.importorskip("matplotlib")
-    for png in ("honest.png", "fraud-ev.png", "first-gift.png", "society.png"):
+    for png in ("honest.png", "fraud-ev.png", "first-gift.png", "society.png", "karma.png"):
         assert (a / png).stat().st_size > 1000
         assert not (b / png).exists()
 

@@ -189,5 +189,7 @@ def load_scenario(path: Path, base: Behaviour | None = None) -> Behaviour:
 
 
 # The rules that met the targets in the runs of docs/society-economics.md (what
-# report.md names when a run misses them).
-RECOMMENDED_RULES = ""
+# report.md names when a run misses them): with a benefit ratio of 10 an opportunist buys
+# the karma for a loss's limit with a fifth of the loss; at 5 it costs two fifths, more
+# than the approvals it gets bring in.
+RECOMMENDED_RULES = "benefit_ratio=5"

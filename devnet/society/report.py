@@ -208,7 +208,8 @@ def build_report(soc: Society) -> dict[str, Any]:
             "standing_pledge_executions": soc.driver.scheduled,
             "rejections": dict(sorted(soc.driver.rejected.items())),
         },
-        "samples": {"time_to_first_gift_days": sorted(waits)},
+        "samples": {"time_to_first_gift_days": sorted(waits),
+                    "karma_end": [mux(k) for k in last.get("karma", [])]},
     }
     report["targets"] = meets_targets(report)
     return report
@@ -366,6 +367,26 @@ def write_plots(report: dict[str, Any], out: Path, prefix: str = "") -> list[str
     ax.set_title("Fraud expected value (received - pledged - bonds - fees - bribes)")
     ax.tick_params(axis="x", labelrotation=20)
     save(fig, "fraud-ev.png")
+
+    karma = report["samples"]["karma_end"]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(8, 3.5))
+    if karma:
+        total = sum(karma) or 1.0
+        cum, acc = [0.0], 0.0
+        for k in karma:  # sorted ascending
+            acc += k
+            cum.append(acc / total)
+        ax.plot([i / len(karma) for i in range(len(karma) + 1)], cum, label="karma")
+        ax.plot([0, 1], [0, 1], ls=":", c="k", label="equal")
+        bx.hist(karma, bins=40)
+    ax.set_title(f"Lorenz curve (Gini {report['karma']['gini']:.3f})")
+    ax.set_xlabel("share of members")
+    ax.set_ylabel("share of karma")
+    ax.legend(fontsize=8)
+    bx.set_title("Karma at the end")
+    bx.set_xlabel("karma (in whole MUX, as amounts)")
+    bx.set_ylabel("members")
+    save(fig, "karma.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(s["month"], report["karma"]["gini_by_month"], label="karma Gini")

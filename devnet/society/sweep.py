@@ -85,6 +85,13 @@ def write_sweep(points: list[dict[str, Any]], grid: list[tuple[str, list[Any]]],
     return pngs
 
 
+def _short(name: str, value: Any) -> str:
+    """A point's label: durations in days."""
+    if name.endswith("_s") and isinstance(value, int) and value % 86400 == 0:
+        return f"{value // 86400}d"
+    return str(value)
+
+
 def _worst(p: dict[str, Any]) -> str:
     evs = [(p[f"attackers.{t}.expected_value"], t) for t in ATTACKER_TYPES
            if p[f"attackers.{t}.expected_value"] is not None]
@@ -102,16 +109,17 @@ def _plot(points: list[dict[str, Any]], names: list[str], out: Path) -> list[str
         return []
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for p in points:
-        x, y = p["honest.funded_share"], p["attackers.worst_expected_value"]
+        x, y = p["honest.funded_share_of_amount"], p["attackers.worst_expected_value"]
         if x is None or y is None:
             continue
         ax.scatter([x], [y], c="C2" if p["targets.all"] else "C3")
-        ax.annotate(",".join(f"{n}={p['rules'][n]}" for n in names), (x, y), fontsize=6)
+        ax.annotate(" ".join(_short(n, p["rules"][n]) for n in names), (x, y), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
     ax.axhline(0, c="k", lw=0.8)
-    ax.axvline(0.8, c="k", ls=":", lw=0.8)
-    ax.set_xlabel("honest claims funded (received / limit)")
+    ax.set_xlabel("honest losses covered (received / amount asked)")
     ax.set_ylabel("worst attacker type's expected value (MUX)")
-    ax.set_title("Honest coverage against fraud profit (green: targets met)")
+    ax.set_title("Honest coverage against fraud profit (green: targets met)\n"
+                 + ", ".join(names), fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "sweep.png", dpi=80)
     plt.close(fig)
