@@ -122,6 +122,7 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     boris.get_by_label("Publish only a salted hash").check()
     boris.get_by_role("button", name="Join").click()
     boris.get_by_test_id("membership").get_by_text("sha256:").wait_for()
+    boris.get_by_test_id("membership").get_by_text("the hash of Boris with the salt").wait_for()
     # Anna sees the second member arrive live
     anna.get_by_test_id("members").filter(has_text="2").wait_for()
 
@@ -241,7 +242,7 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     transfer.get_by_label("Amount").fill("2.5")
     transfer.get_by_label("Memo").fill("for the tarpaulin")
     transfer.get_by_role("button", name="Transfer").click()
-    boris.get_by_role("cell", name="Transfer").first.wait_for()
+    boris.get_by_role("cell", name="Transfer · 2.5 MUX").wait_for()
     boris.get_by_label("Type").select_option("pledge")
     boris.get_by_role("cell", name="Give").first.wait_for(state="detached")
     shot(boris, tmp_path, "account", docs=True)

@@ -148,6 +148,7 @@ export default {
   "join.identity_hint": "your public name in this society",
   "join.hashed": "Publish only a salted hash of it (the salt stays in this browser)",
   "join.explain": "Members can file claims after the observation period ({d}).",
+  "join.hashed_name": "the hash of {name} with the salt {salt}, known only to this browser",
   "member.escrow": "Escrow",
   "member.charity_escrow": "Charity escrow",
   "member.pledged": "Pledged in total",

@@ -45,19 +45,41 @@ function TransferForm({ account }) {
   </form>`;
 }
 
-function History({ address, societies, tick }) {
+function HistAmount({ units, symbol }) {
+  const asset = useAsset(symbol);
+  return html` · <${Amount} units=${units} asset=${asset} />`;
+}
+
+// the asset an item's amount is in: MUX for transfers, the symbol for asset ops, the
+// society's asset for society ops (a give names its claim: its society is looked up)
+async function symbolsOf(items, socAssets) {
+  const claims = [...new Set(items.filter((x) => x.op.claim_id && x.op.amount !== undefined).map((x) => x.op.claim_id))];
+  const got = await batch(claims.map((c) => ["get_claim", c]));
+  const claimSoc = new Map(claims.map((c, i) => [c, got[i] instanceof RpcError ? null : got[i].society]));
+  return items.map((x) => {
+    if (x.op.symbol) return x.op.symbol;
+    const soc = x.op.society || claimSoc.get(x.op.claim_id);
+    return soc ? socAssets[soc] || "MUX" : "MUX";
+  });
+}
+
+function History({ address, societies, socAssets, tick }) {
   const [type, setType] = useState("");
   const [society, setSociety] = useState("");
   const [items, setItems] = useState(null);
   const [next, setNext] = useState(null);
   const filter = () => ({ limit: 20, ...(type ? { types: [type] } : {}), ...(society ? { society } : {}) });
+  const withSymbols = async (list) => {
+    const symbols = await symbolsOf(list, socAssets);
+    return list.map((x, i) => ({ ...x, symbol: symbols[i] }));
+  };
   useEffect(() => {
-    call("get_history", address, filter()).then((r) => { setItems(r.items); setNext(r.next); })
+    call("get_history", address, filter()).then(async (r) => { setItems(await withSymbols(r.items)); setNext(r.next); })
       .catch(() => setItems([]));
   }, [address, type, society, tick]);
   const more = async () => {
     const r = await call("get_history", address, { ...filter(), before: next });
-    setItems([...items, ...r.items]);
+    setItems([...items, ...(await withSymbols(r.items))]);
     setNext(r.next);
   };
   return html`<section class="card"><h2>${t("history")}</h2>
@@ -70,7 +92,7 @@ function History({ address, societies, tick }) {
     ${items === null ? html`<p>${t("loading")}</p>` : items.length === 0 ? html`<p class="muted">${t("history.none")}</p>` : html`<table>
       <thead><tr><th>${t("history.when")}</th><th>${t("history.what")}</th><th>${t("history.role")}</th><th>${t("history.block")}</th></tr></thead>
       <tbody>${items.map((x) => html`<tr><td>${fmtDate(x.time)}</td><td>${t(`op.${x.type}`)}${x.scheduled ? " (" + t("history.scheduled") + ")" : ""}
-        ${x.op.society ? html` · ${x.op.society}` : ""}${x.op.amount !== undefined ? html` · ${x.op.amount}` : ""}</td>
+        ${x.op.society ? html` · ${x.op.society}` : ""}${x.op.amount !== undefined ? html`<${HistAmount} units=${x.op.amount} symbol=${x.symbol} />` : ""}</td>
         <td>${t(`role.${x.role}`)}</td><td>${x.height}</td></tr>`)}</tbody></table>`}
     ${next && html`<button type="button" class="secondary" onClick=${more}>${t("more")}</button>`}
   </section>`;
@@ -101,7 +123,8 @@ export function AccountPage() {
         <thead><tr><th>${t("nav.societies")}</th><th>${t("member.escrow")}</th><th>${t("member.charity_escrow")}</th><th>${t("karma")}</th></tr></thead>
         <tbody>${data.ms.map((m) => html`<${Membership} m=${m} />`)}</tbody></table></div>` : ""}
       <${TransferForm} account=${data.account} />
-      <${History} address=${me} societies=${data.account.societies} tick=${tick} />`}
+      <${History} address=${me} societies=${data.account.societies} tick=${tick}
+        socAssets=${Object.fromEntries(data.ms.map((m) => [m.society, m.asset]))} />`}
     <//></section>`;
 }
 

@@ -224,9 +224,17 @@ export function SocietyPage({ id }) {
     return () => { alive = false; };
   }, [id, tick, s.key && s.key.address, s.version]);
   useEffect(() => {
-    const off = live.subscribe("society", id, () => reload());
-    return off;
+    // a busy society sends many events a block: one reload per burst is enough
+    let timer = null;
+    const off = live.subscribe("society", id, () => {
+      if (timer === null) timer = setTimeout(() => { timer = null; reload(); }, 250);
+    });
+    return () => { off(); if (timer !== null) clearTimeout(timer); };
   }, [id]);
+  const [myName, setMyName] = useState(null);
+  useEffect(() => {
+    if (s.key) getMeta(`identity:${id}:${s.key.address}`).then((v) => setMyName(v || null)).catch(() => setMyName(null));
+  }, [id, s.key && s.key.address, data && data.member && data.member.identity]);
   const asset = useAsset(data ? data.soc.rules.asset : "MUX");
   // members the page knows of (the creator, claimants): candidates for a proxy
   useEffect(() => {
@@ -259,7 +267,8 @@ export function SocietyPage({ id }) {
     <h2>${t("society.you")}</h2>
     <${KeyGate}>
       ${member ? html`<div class="card" data-testid="membership"><dl class="facts">
-          <dt>${t("join.identity")}</dt><dd>${member.identity}</dd>
+          <dt>${t("join.identity")}</dt><dd class=${member.identity.startsWith("sha256:") ? "mono" : ""}>${member.identity}
+            ${myName && myName.identity === member.identity && html`<div class="small">${t("join.hashed_name", { name: myName.name, salt: myName.salt })}</div>`}</dd>
           <dt>${t("member.escrow")}</dt><dd data-testid="escrow"><${Amount} units=${member.escrow} asset=${asset} /></dd>
           <dt>${t("member.charity_escrow")}</dt><dd><${Amount} units=${member.charity_escrow} asset=${asset} /></dd>
           <dt>${t("karma")}</dt><dd data-testid="karma">${fmtNumber(member.karma)}</dd>
