@@ -7,21 +7,16 @@ clock as a parameter so that simulations can drive it with trio's MockClock.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import dataclasses
 import gc
 import logging
 import os
 import random
-import sys
-import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
 
@@ -29,26 +24,32 @@ from consensus.block import Block, BlockError, decode_block, peek_block_id
 from consensus.chain import Chain, ChainError
 from consensus.crypto import PrivateKey
 from consensus.engine import Consensus
-from consensus.errors import Rejected
 from consensus.finality import INVALID, HeadInfo, VoterGuard, choose_head
 from consensus.genesis import Genesis, load_genesis
 from consensus.mempool import Mempool
-from consensus.tx import SignedTx, decode_tx, verify_tx
+from consensus.tx import SignedTx
 from consensus.vote import VoteError, decode_vote
 from muxernode.config import NodeConfig
+from muxernode.intake import (  # re-exported: tests and benches import them from here
+    INTAKE_CUT,
+    INTAKE_MIN,
+    INTAKE_STEP,
+    LATE_S,
+    ON_TIME_S,
+    TxIntake,
+    verify_batch,
+)
 from muxernode.ledger import Ledger
 from muxernode.metrics import NodeMetrics
-from muxernode.ops import op_of
 from muxernode.queries import QueryService
 from muxernode.recovery import StorageRecovery
 from muxernode.service import AppService
-from p2p import MAX_FRAME, PENALTIES, Kind, Network, P2PConfig, PeerUnavailable, Transport
+from p2p import MAX_FRAME, Kind, Network, P2PConfig, PeerUnavailable, Transport
 from storage import schema
 from storage.leveldb import LevelDBStore, StorageError
 
-__all__ = ["Node", "NodeError", "init_data_dir", "load_witness_key"]
-
-T = TypeVar("T")
+__all__ = ["INTAKE_CUT", "INTAKE_MIN", "INTAKE_STEP", "LATE_S", "ON_TIME_S", "Node",
+           "NodeError", "init_data_dir", "load_witness_key", "verify_batch"]
 
 log = logging.getLogger("muxer.node")
 
@@ -59,28 +60,10 @@ NODE_KEY_FILE = "node.key"  # the p2p identity (not a witness key), mode 0600
 MAX_ORPHANS = 2048  # blocks whose parent we have not seen yet
 MAX_HELD = 256  # blocks from the near future, held until their time
 SYNC_BATCH = 256
-GOSSIP_QUEUE = 256  # batches of gossiped txs waiting for their signature checks
-LAG_PROBE_S = 0.1
-SHED_LAG_S = 0.5  # event-loop lateness above which new txs are refused (load shedding)
 BUILD_SHARE = 0.25  # of a slot, the most a producer spends building its block
-TX_VERIFY_NICE = 10  # OS niceness of the tx-verify threads (below the event loop's)
 RECHECK_CHUNK = 256  # pool txs re-checked between two looks at other work (~5-15 ms)
-BACKLOG_S = 3.0  # seconds of recent blocks' txs the pool may hold before RPC txs are refused
-SHED_FINAL_LAG_SLOTS = 4  # ... and none while finality is this far behind and ...
-SHED_MIN_POOL = 1000  # ... the pool holds at least this many
-# The share of that room RPC txs may take, adapted to how late peers' blocks reach us
-# (additive increase, multiplicative decrease): a block applied here more than LATE_S of
-# a slot after its slot began cuts it to INTAKE_CUT of itself (never below INTAKE_MIN),
-# one in time (under ON_TIME_S of a slot) adds INTAKE_STEP back (up to 1)
-LATE_S, ON_TIME_S = 0.6, 0.35
-INTAKE_CUT, INTAKE_STEP, INTAKE_MIN = 0.7, 0.05, 0.1
-# reasons that prove a gossiped tx bad in itself (not merely unwanted here)
-INVALID_TX = frozenset({"bad_encoding", "bad_signature", "too_large", "bad_op"})
 # decoded state records kept per ledger view (chain's and mempool's); bounds memory
 CACHE_ENTRIES = 15_000
-# tx id -> raw bytes of txs whose signatures passed lately, shared by the tx and block
-# verify paths (a few seconds of traffic at full load; ~4 MB)
-CHECKED_KEPT = 16_384
 TRIM_EVERY_S = 10.0  # hand freed heap back to the OS this often (RSS stays flat)
 
 
@@ -147,46 +130,6 @@ def load_or_create_node_key(data_dir: Path) -> PrivateKey:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(os.urandom(32).hex() + "\n")
     return load_witness_key(path)
-
-
-def verify_batch(txs: list[SignedTx], chain_id: bytes,
-                 checked: Mapping[bytes, bytes]) -> tuple[list[bool], int]:
-    """Runs on a worker thread: libsodium releases the GIL while verifying. A tx whose
-    exact bytes are in ``checked`` (tx id -> raw: passed on either path, possibly while
-    this batch waited for its thread) is not checked again. Returns the verdicts and how
-    many signatures were checked."""
-    oks: list[bool] = []
-    done = 0
-    for tx in txs:
-        # dict.get is atomic under the GIL: the event loop thread adds entries meanwhile
-        if checked.get(tx.tx_id) == tx.raw:
-            oks.append(True)
-        else:
-            oks.append(verify_tx(tx, chain_id))
-            done += 1
-    return oks, done
-
-
-def _lower_thread_priority() -> None:
-    """Initializer of the tx-verify threads: nice +TX_VERIFY_NICE for this thread only
-    (Linux applies setpriority to a thread id). Under overload the event loop (blocks,
-    votes, relay) and block verification must get the CPU first; txs can wait, and the
-    admission control refuses new ones while they do. Elsewhere: no change."""
-    if sys.platform == "linux":
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), TX_VERIFY_NICE)
-
-
-async def run_in_pool(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn`` on one of ``pool``'s threads and wait for it without blocking trio.
-    If the caller is cancelled the job still finishes on its thread (its result is
-    dropped): verifying is side-effect free."""
-    token = trio.lowlevel.current_trio_token()
-    done = trio.Event()
-    future = pool.submit(fn, *args)
-    future.add_done_callback(lambda _f: token.run_sync_soon(done.set))
-    await done.wait()
-    return future.result()
 
 
 class Node:
@@ -272,8 +215,6 @@ class Node:
         self.network: Network | None = None
         self.orphans: dict[bytes, Block] = {}  # by id; parent not known yet
         self.held: dict[bytes, Block] = {}  # from the near future (section 6: hold, not drop)
-        self._verifying = 0  # submitted txs waiting for their signature checks
-        self._checked: OrderedDict[bytes, bytes] = OrderedDict()  # see CHECKED_KEPT
         self.bad_blocks: dict[bytes, None] = {}  # ids known invalid (bounded, oldest out)
         self.seen: dict[bytes, int] = {}  # block id -> arrival order, for the fork choice
         self._seen_counter = 0
@@ -282,23 +223,14 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self.p2p_port: int | None = None
         self._last_trim = time.monotonic()
-        self.loop_lag = 0.0
         self._recheck_wakeup = trio.Event()  # the mempool has txs to re-check
-        self.intake = 1.0  # share of the mempool's room open to RPC txs (_adapt_intake)
-        # gossiped tx batches waiting to be checked (bounded: beyond it they are dropped)
-        self._gossip_send, self._gossip_recv = trio.open_memory_channel[
-            tuple[bytes, list[bytes]]](GOSSIP_QUEUE)
         self.metrics = NodeMetrics()
         self.metrics.app_figures = self.app_service.metrics
         self.queries = QueryService(self)  # the RPC's backend: reads only
         # read when /metrics is scraped: a LevelDB property costs a mutex, not a scan
         self.metrics.leveldb_memory.set_function(lambda: self.store.memory_stats()[0])
         self.metrics.leveldb_table_files.set_function(lambda: self.store.memory_stats()[1])
-        # two verify pools: txs (lower OS priority) and blocks (normal), see _verify
-        threads = max(1, config.verify_threads)
-        self._tx_pool = ThreadPoolExecutor(threads, "verify-tx", _lower_thread_priority)
-        self._block_pool = ThreadPoolExecutor(threads, "verify-block")
-        self._included_times: deque[tuple[float, int]] = deque(maxlen=64)
+        self.tx_intake = TxIntake(self)  # decode, verify once, admit
         self.started = False
         self.stopping = trio.Event()
         self.rpc_port: int | None = None
@@ -338,127 +270,20 @@ class Node:
 
     # --- submission ---------------------------------------------------------------------
 
+    # --- tx intake (muxernode/intake.py) --------------------------------------------------
+
     async def submit_txs(self, raws: list[bytes], relay: bool = True,
                          gossip: bool = False) -> list[dict[str, Any]]:
         """Admit txs (RPC or, with ``gossip``, from peers); a result per raw, in order."""
-        if self.overloaded:
-            busy = Rejected("mempool_full", "the node is overloaded; retry shortly")
-            self.metrics.txs_shed.inc(len(raws))
-            return [_error(busy) for _ in raws]
-        results: list[dict[str, Any]] = [{} for _ in raws]
-        admitted: list[bytes] = []
-        decoded: list[tuple[int, SignedTx]] = []
-        # Admission control at the edge: a client's tx costs every node of the network its
-        # signature check and two applications, so once the pool holds more than
-        # BACKLOG_S seconds of what blocks recently carried, new RPC txs are refused
-        # (cheaply, before any signature check) rather than admitted to wait, be relayed
-        # and make every node's blocks late. Gossiped txs are already paid for.
-        # The same when finality falls behind with a full pool: the network is not
-        # keeping up, and new work would only make every block later.
-        # Txs still waiting for their signature checks count too: under overload the
-        # verify threads are the queue, and requests admitted past a pool-only check
-        # would wait there without bound.
-        # Scaled by the intake share (``_adapt_intake``): past the network's capacity every
-        # node's blocks reach the others late, producers fork, and admitted txs only make
-        # the next blocks later still.
-        room = None if gossip else (
-            int(max(self.config.block_txs, self.tx_rate() * BACKLOG_S) * self.intake)
-            - len(self.mempool) - self._verifying)
-        if (room is not None and len(self.mempool) >= SHED_MIN_POOL
-                and self.current_slot() - self.chain.final.slot > SHED_FINAL_LAG_SLOTS):
-            room = 0
-        shed = 0
-        for i, raw in enumerate(raws):
-            if room is not None and len(decoded) >= room:
-                results[i] = _error(Rejected(
-                    "mempool_full", f"the pool holds over {BACKLOG_S:g} s of blocks; retry"))
-                shed += 1
-                continue
-            try:
-                tx = decode_tx(raw, self.params.max_tx_bytes)
-                op_of(tx)  # static op checks before paying for a signature check
-            except Rejected as exc:
-                results[i] = _error(exc)
-                continue
-            if tx.tx_id in self.mempool:
-                results[i] = {"tx_id": tx.tx_id.hex()}  # idempotent resubmission
-                continue
-            if self.mempool.is_full_for(tx):  # refuse before paying for its signature
-                results[i] = _error(Rejected("mempool_full"))
-                continue
-            if gossip and self.chain.tx_height(tx.tx_id) is not None:
-                # under load a gossiped batch can wait behind others until a block has
-                # carried its txs: do not pay for their signatures again
-                results[i] = _error(Rejected("duplicate", "already included"))
-                continue
-            decoded.append((i, tx))
-        if shed:
-            self.metrics.txs_shed.inc(shed)
-        self._verifying += len(decoded)
-        try:
-            oks = await self._verify([tx for _, tx in decoded])
-        finally:
-            self._verifying -= len(decoded)
-        async with self._lock:
-            for (i, tx), ok in zip(decoded, oks, strict=True):
-                if not ok:
-                    results[i] = _error(Rejected("bad_signature"))
-                    continue
-                if tx.tx_id in self.mempool:
-                    results[i] = {"tx_id": tx.tx_id.hex()}
-                    continue
-                try:
-                    self.mempool.add(tx)
-                except Rejected as exc:
-                    results[i] = _error(exc)
-                    continue
-                results[i] = {"tx_id": tx.tx_id.hex()}
-                admitted.append(tx.tx_id)
-        self.metrics.txs_admitted.inc(len(admitted))
-        if admitted:
-            self.app_service.on_admitted(admitted)
-        self.metrics.mempool_size.set(len(self.mempool))
-        if relay and admitted and self.network is not None:
-            self.network.broadcast_txs(admitted)
-        return results
+        return await self.tx_intake.submit(raws, relay, gossip)
 
     async def _verify(self, txs: list[SignedTx], urgent: bool = False) -> list[bool]:
-        """Check signatures on worker threads. ``urgent`` (a block's txs) has threads of its
-        own, at normal priority: a block must not wait behind the gossip and RPC batches
-        queued for the tx threads (which run at a lower OS priority than the event loop),
-        or it reaches the next producer too late and forks it."""
-        if not txs:
-            return []
-        checked = self._checked
-        if self.inline_verify:
-            oks, done = verify_batch(txs, self.chain_id, checked)
-        else:
-            threads = max(1, self.config.verify_threads)
-            pool = self._block_pool if urgent else self._tx_pool
-            chunk = len(txs) if len(txs) < 32 else (len(txs) + threads - 1) // threads
-            parts: list[tuple[list[bool], int]] = [([], 0)] * ((len(txs) + chunk - 1) // chunk)
+        return await self.tx_intake.verify(txs, urgent)
 
-            async def run(k: int) -> None:
-                parts[k] = await run_in_pool(pool, verify_batch, txs[k * chunk:(k + 1) * chunk],
-                                             self.chain_id, checked)
-
-            async with trio.open_nursery() as nursery:
-                for k in range(len(parts)):
-                    nursery.start_soon(run, k)
-            oks = [ok for part, _ in parts for ok in part]
-            done = sum(n for _, n in parts)
-        self.metrics.signature_checks.labels("block" if urgent else "tx").inc(done)
-        # Remember what passed, for the other path: under load a peer's block often
-        # carries txs whose gossiped copies are still queued for (or in) their check on
-        # the tx threads, and each would otherwise be checked twice.
-        for tx, ok in zip(txs, oks, strict=True):
-            if ok:
-                checked[tx.tx_id] = tx.raw
-        # popitem, not ``del d[next(iter(d))]``: a plain dict emptied from the front keeps
-        # the holes, and finding its first key costs O(holes) (5 % of a loaded node's CPU)
-        while len(checked) > CHECKED_KEPT:
-            checked.popitem(last=False)
-        return oks
+    @property
+    def intake(self) -> float:
+        """The share of the mempool's room open to RPC txs (TxIntake.adapt)."""
+        return self.tx_intake.share
 
     # --- production ---------------------------------------------------------------------
 
@@ -547,7 +372,7 @@ class Node:
         elapsed = time.perf_counter() - started
         self.metrics.block_apply_seconds.observe(elapsed)
         self.metrics.txs_included.inc(len(block.txs))
-        self._included_times.append((self.now(), len(block.txs)))
+        self.tx_intake.note_included(len(block.txs))
         self.ledger.state.trim_cache(CACHE_ENTRIES)
         if time.monotonic() - self._last_trim > TRIM_EVERY_S:
             self._last_trim = time.monotonic()
@@ -581,16 +406,9 @@ class Node:
         m.final_height.set(self.chain.final.height)
         m.mempool_size.set(len(self.mempool))
         m.mempool_bytes.set(self.mempool.size_bytes)
-        m.tx_rate.set(self.tx_rate())
+        m.tx_rate.set(self.tx_intake.tx_rate())
         m.peers.set(0 if self.network is None else len(self.network.peer_ids()))
         m.peers_banned.set(0 if self.network is None else self.network.stats()["banned"])
-
-    def tx_rate(self) -> float:
-        now = self.now()
-        recent = [(t, n) for t, n in self._included_times if now - t <= 10.0]
-        if not recent:
-            return 0.0
-        return sum(n for _, n in recent) / 10.0
 
     # --- blocks and votes from peers (protocol sections 6-8) ------------------------------
 
@@ -700,7 +518,7 @@ class Node:
         pool = self.mempool
         todo = [tx for tx in block.txs
                 if (known := pool.get(tx.tx_id)) is None or known.raw != tx.raw]
-        oks = await self._verify(todo, urgent=True)
+        oks = await self.tx_intake.verify(todo, urgent=True)
         return all(oks)
 
     def _take_block(self, block: Block) -> bool:
@@ -725,7 +543,7 @@ class Node:
             # slot the next producer has little margin (the first thing to read in a log
             # when finality stalls under load)
             late = self.now() - self.slot_time(chain.slot_of(block.timestamp))
-            self._adapt_intake(late)
+            self.tx_intake.adapt(late)
             log.info("applied", extra={"kv": {
                 "height": block.height, "txs": len(block.txs), "late_ms": round(late * 1000),
                 "apply_ms": round((time.perf_counter() - started) * 1000),
@@ -748,16 +566,6 @@ class Node:
         self.consensus.add_side_block(block)
         self._fork_choice()
         return block.id not in self.bad_blocks
-
-    def _adapt_intake(self, late: float) -> None:
-        """A peer's block joined our chain ``late`` seconds after its slot began: adapt
-        the share of the mempool's room that new RPC txs may take (see LATE_S)."""
-        interval = self.params.block_interval_s
-        if late > LATE_S * interval:
-            self.intake = max(INTAKE_MIN, self.intake * INTAKE_CUT)
-        elif late < ON_TIME_S * interval:
-            self.intake = min(1.0, self.intake + INTAKE_STEP)
-        self.metrics.intake.set(self.intake)
 
     def _relay(self, block: Block) -> None:
         """Push a new main-chain block to the peers that lack it: first thing after its
@@ -872,22 +680,6 @@ class Node:
                 self._finalize()
         return verdicts
 
-    @property
-    def overloaded(self) -> bool:
-        """The event loop runs late: shed tx intake so blocks and votes keep flowing."""
-        return self.loop_lag > SHED_LAG_S
-
-    async def lag_monitor(self) -> None:
-        """Measure how late the event loop wakes us (a late loop delays blocks and votes,
-        and late votes cost finality): the basis of load shedding."""
-        while not self.stopping.is_set():
-            t0 = trio.current_time()
-            await trio.sleep(LAG_PROBE_S)
-            late = trio.current_time() - t0 - LAG_PROBE_S
-            # smoothed: one long block build is not overload, a loop late at every probe is
-            self.loop_lag = 0.8 * self.loop_lag + 0.2 * late
-            self.metrics.loop_lag.set(self.loop_lag)
-
     def _pool_on_new_head(self, included: list[bytes], readd: list[SignedTx] | None = None
                           ) -> None:
         """Tell the mempool the head changed. A running node re-checks a chunk of the pool
@@ -916,24 +708,6 @@ class Node:
             else:
                 self._recheck_wakeup.set()
             self.metrics.mempool_size.set(len(self.mempool))
-
-    def queue_gossip_txs(self, peer_id: bytes, raws: list[bytes]) -> None:
-        if self.overloaded:
-            self.metrics.gossip_dropped.inc(len(raws))
-            return
-        try:
-            self._gossip_send.send_nowait((peer_id, raws))
-        except trio.WouldBlock:
-            self.metrics.gossip_dropped.inc(len(raws))  # best effort: the sender retries
-
-    async def gossip_tx_loop(self) -> None:
-        """Check gossiped txs off the readers' path; penalize the senders of invalid ones."""
-        async for peer_id, raws in self._gossip_recv:
-            results = await self.submit_txs(raws, relay=True, gossip=True)
-            bad = sum(1 for r in results
-                      if r.get("error", {}).get("data", {}).get("reason") in INVALID_TX)
-            if bad and self.network is not None:
-                self.network.report(peer_id, PENALTIES["invalid_tx"] * bad, "invalid_tx")
 
     async def sync_loop(self) -> None:
         """Catch up from peers that are ahead: ranges of blocks, from several peers."""
@@ -1005,8 +779,7 @@ class Node:
     # --- lifecycle ----------------------------------------------------------------------
 
     def close(self) -> None:
-        self._tx_pool.shutdown(wait=False, cancel_futures=True)
-        self._block_pool.shutdown(wait=False, cancel_futures=True)
+        self.tx_intake.close()
         self.store.close()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -1038,17 +811,17 @@ class Node:
                 task_status.started(self.rpc_port)
                 nursery.start_soon(self.produce_loop)
                 nursery.start_soon(self.vote_loop)
-                nursery.start_soon(self.lag_monitor)
+                nursery.start_soon(self.tx_intake.lag_monitor)
                 nursery.start_soon(self.recovery.loop)
                 if self.network is not None:
                     nursery.start_soon(self.sync_loop)
-                    nursery.start_soon(self.gossip_tx_loop)
+                    nursery.start_soon(self.tx_intake.gossip_loop)
                 nursery.start_soon(self.recheck_loop)
                 nursery.start_soon(self.app_service.run, self.stopping)
                 await self.stopping.wait()
                 self._sync_wakeup.set()
                 self._recheck_wakeup.set()
-                self._gossip_send.close()
+                self.tx_intake.close_gossip()
                 if self.network is not None:
                     self.network.stop()
         finally:
@@ -1141,7 +914,7 @@ class P2PAdapter:
         # Queued, not awaited: verifying them here would hold this peer's reader, and a
         # block or vote queued behind a batch of txs would arrive late and fork the next
         # producer. Invalid ones are reported to the network once checked.
-        self.node.queue_gossip_txs(peer_id, raws)
+        self.node.tx_intake.queue_gossip(peer_id, raws)
         return [True] * len(raws)
 
     async def on_blocks(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
@@ -1162,10 +935,6 @@ class P2PAdapter:
             node.peer_heads = {p: h for p, h in node.peer_heads.items() if p in live}
         if head_height > node.chain.head.height:
             node._sync_wakeup.set()
-
-
-def _error(exc: Rejected) -> dict[str, Any]:
-    return {"error": {"code": -32000, "message": exc.message, "data": {"reason": exc.reason}}}
 
 
 RpcAdapter = QueryService  # the earlier name of the RPC backend over a node
