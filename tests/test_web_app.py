@@ -190,6 +190,8 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     form_with(boris, "Give").get_by_role("button", name="Give").click()
     anna.get_by_text("approved", exact=True).wait_for()
     anna.locator("dd").filter(has_text="5 MUX").first.wait_for()
+    # every submitted tx shows its status: Boris's give goes final
+    boris.locator(".txlog [data-status=final]").filter(has_text="Give").wait_for()
 
     # the discussion: Boris asks, Anna answers, each sees the other's comment live
     boris.get_by_label("Comment").fill("Is the insurer paying part of it?")
@@ -199,8 +201,6 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     anna.get_by_role("button", name="Send comment").click()
     boris.get_by_test_id("comments").get_by_text("the policy excludes storms").wait_for()
     shot(anna, tmp_path, "claim", docs=True)
-    # every submitted tx shows its status; Boris's give went final
-    boris.locator(".txlog [data-status=final]").first.wait_for()
 
     # Boris files a charity request; Anna approves it and funds it from charity escrow
     boris.get_by_role("link", name="Flood aid").click()

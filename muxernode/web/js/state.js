@@ -55,6 +55,7 @@ export class TxRejected extends Error {
   }
 }
 
+const SETTLED_SHOWN_MS = 20000;
 const EXPIRES_IN = 600; // seconds after the head's time, as the CLI's --expires-in default
 
 function setTx(id, patch) {
@@ -75,7 +76,11 @@ export async function submit(op) {
   const off = live.subscribe("tx", id, (r) => {
     setTx(id, { status: r.status, height: r.height });
     if (r.status === "included" || r.status === "final") update({ version: state.version + 1 });
-    if (r.status === "final" || r.status === "dropped") off();
+    if (r.status === "final" || r.status === "dropped") {
+      off();
+      // a settled tx leaves the list after a while, so the list does not cover the page
+      setTimeout(() => update({ txs: state.txs.filter((x) => x.id !== id) }), SETTLED_SHOWN_MS);
+    }
   });
   await off.ready; // subscribed before submitting: no status change can be missed
   update({ txs: [{ id, type: op.type, status: "pending" }, ...state.txs].slice(0, 6) });
