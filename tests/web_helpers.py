@@ -8,6 +8,7 @@ under MUXER_CI=1.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from tests.procs import Daemon, accounts, make_genesis, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS_IMG = REPO / "docs" / "img"
+DOCS_IMG_ENV = "MUXER_DOCS_IMG"
 TIMEOUT = 30.0
 
 
@@ -82,12 +84,13 @@ UNNAMED = """() => [...document.querySelectorAll(
 
 
 def shot(page: Any, out: Path, name: str, *, docs: bool = False) -> None:
-    """A full-page screenshot in the test's output dir (and docs/img/web-<name>.png), after
-    checking that every control on the page has an accessible name."""
+    """A full-page screenshot in the test's output dir, after checking that every control
+    on the page has an accessible name. With MUXER_DOCS_IMG=1 the main ones (``docs``)
+    are also copied to docs/img/web-<name>.png: a plain test run changes no tracked file."""
     assert page.evaluate(UNNAMED) == [], f"controls without a name on {name}"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    if docs:
+    if docs and os.environ.get(DOCS_IMG_ENV, "") not in ("", "0"):
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_IMG / f"web-{name}.png")
