@@ -1053,7 +1053,14 @@ class Ledger:
 
     def _close(self, claim_id: bytes, outcome: int) -> None:
         """Close an open claim or charity request with outcome: approved returns the bond,
-        rejected burns it; withdrawn returns it only if nothing was received (11.6)."""
+        rejected burns it; withdrawn returns it only if nothing was received and no vote is
+        recorded on it.
+
+        11.6 returns a withdrawn claim's bond whenever nothing was received. The society
+        simulation (docs/society-economics.md) showed the flaw: a claim being rejected can
+        be withdrawn on its last day for free, so the bond never punishes a false claim.
+        The closest sound rule (docs/protocol.md, "Deviations") keeps the bond only while
+        the claim has no votes, the condition amend_claim already uses."""
         st = self.state
         claim = st.touch(claim_key(claim_id))
         society_id = claim[C_SOCIETY]
@@ -1061,7 +1068,8 @@ class Ledger:
         asset = society[S_RULES][R_ASSET]
         bond = society[S_RULES][R_BOND]
         claim[C_STATUS] = outcome
-        if outcome == CLAIM_APPROVED or (outcome == CLAIM_WITHDRAWN and not claim[C_RECEIVED]):
+        refund = outcome == CLAIM_WITHDRAWN and not claim[C_RECEIVED] and not claim[C_VOTERS]
+        if outcome == CLAIM_APPROVED or refund:
             self._credit_asset(claim[C_CLAIMANT], asset, bond)
         else:
             self._burn(asset, bond)

@@ -1513,7 +1513,7 @@ def _print_discussion(comments: tuple[list[dict[str, Any]], bool]) -> None:
 @tx_options
 def claim_withdraw(from_name: str, claim_ref: str, tx: TxOptions) -> None:
     """Withdraw FROM's open claim ID: it closes now; the bond comes back if it received
-    nothing; committed karma is spent."""
+    nothing and has no votes (else it burns); committed karma is spent."""
     _send(from_name, ops.WithdrawClaim(bytes.fromhex(_claim_id(claim_ref))), tx)
 
 

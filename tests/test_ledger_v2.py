@@ -470,6 +470,21 @@ def test_withdraw_and_amend() -> None:
     check(c)
 
 
+def test_withdrawing_a_claim_with_votes_burns_its_bond() -> None:
+    """Our deviation from 11.6 (docs/protocol.md): a claim that has votes keeps its bond
+    at stake when withdrawn, so a failing false claim cannot be withdrawn for free."""
+    c, cid = proxy_chain()
+    c.ok(BOB, op_vote(cid, -1))
+    c.commit()
+    bal = c.balance(ALICE)
+    burned = c.globals()[L.G_BURNED]
+    c.ok(ALICE, op_withdraw(cid))
+    c.commit()
+    assert c.balance(ALICE) == bal - FEE  # nothing received, but a vote: the bond burns
+    assert c.globals()[L.G_BURNED] == burned + BOND
+    check(c)
+
+
 # --- 11.7 comments ----------------------------------------------------------------------
 
 
