@@ -197,9 +197,6 @@ class Hub:
                 log.info("ws_slow_client_dropped", extra={"kv": {"unread": sub.unread}})
                 self.drop(sub)
 
-    def watching(self, topic: str) -> bool:
-        return bool(self._subs[topic])
-
     # --- publishing (the node's side: O(1) plus subscribed claims) ----------------------
 
     def _put(self, event: _Event) -> None:
@@ -211,7 +208,16 @@ class Hub:
 
     def publish_commit(self, block: Block, changes: Mapping[bytes, bytes | None] | None
                        ) -> None:
-        """A block joined the main chain (its batch is written)."""
+        """A block joined the main chain (its batch is written). Called from the chain's
+        commit: whatever goes wrong here is logged and costs only notifications."""
+        try:
+            self._publish_commit(block, changes)
+        except Exception:
+            log.exception("event hub failed on a commit", extra={"kv": {
+                "height": block.height}})
+
+    def _publish_commit(self, block: Block, changes: Mapping[bytes, bytes | None] | None
+                        ) -> None:
         claims: dict[bytes, dict[str, Any] | None] = {}
         closed: list[bytes] = []
         if changes and (self._subs["claim"] or self._subs["society"]):
@@ -235,7 +241,7 @@ class Hub:
             self._put(_Event("final", finals=finals))
 
     def publish_pending(self, tx_ids: list[bytes]) -> None:
-        if self._tx_last is not None and self._subs["tx"]:
+        if self._subs["tx"]:
             watched = [t for t in tx_ids if t in self._subs["tx"]]
             if watched:
                 self._put(_Event("pending", tx_ids=watched))

@@ -248,7 +248,13 @@ class HistoryIndex:
 
     def commit_keys(self, block: Block, changes: Mapping[bytes, bytes | None]
                     ) -> dict[bytes, bytes | None]:
-        touches = touches_of_block(block, self.claim_of, self.scheduled())
+        try:
+            touches = touches_of_block(block, self.claim_of, self.scheduled())
+        except Exception:
+            # this runs inside the chain's commit: a bug here must cost the history of a
+            # block, never the block itself (the node would stop following the chain)
+            log.exception("history_index_failed", extra={"kv": {"height": block.height}})
+            touches = []
         self.last_touches = (block.id, touches)
         keys = self._keys(block, touches)
         keys[_UNDO + block.id] = _pack(list(keys))

@@ -41,6 +41,7 @@ from muxernode.intake import (  # re-exported: tests and benches import them fro
 )
 from muxernode.ledger import Ledger
 from muxernode.metrics import NodeMetrics
+from muxernode.producer import Producer
 from muxernode.queries import QueryService
 from muxernode.recovery import StorageRecovery
 from muxernode.service import AppService
@@ -60,7 +61,6 @@ NODE_KEY_FILE = "node.key"  # the p2p identity (not a witness key), mode 0600
 MAX_ORPHANS = 2048  # blocks whose parent we have not seen yet
 MAX_HELD = 256  # blocks from the near future, held until their time
 SYNC_BATCH = 256
-BUILD_SHARE = 0.25  # of a slot, the most a producer spends building its block
 RECHECK_CHUNK = 256  # pool txs re-checked between two looks at other work (~5-15 ms)
 # decoded state records kept per ledger view (chain's and mempool's); bounds memory
 CACHE_ENTRIES = 15_000
@@ -231,6 +231,7 @@ class Node:
         self.metrics.leveldb_memory.set_function(lambda: self.store.memory_stats()[0])
         self.metrics.leveldb_table_files.set_function(lambda: self.store.memory_stats()[1])
         self.tx_intake = TxIntake(self)  # decode, verify once, admit
+        self.producer = Producer(self)  # the witness: blocks and votes
         self.started = False
         self.stopping = trio.Event()
         self.rpc_port: int | None = None
@@ -285,77 +286,15 @@ class Node:
         """The share of the mempool's room open to RPC txs (TxIntake.adapt)."""
         return self.tx_intake.share
 
-    # --- production ---------------------------------------------------------------------
-
-    async def produce_loop(self) -> None:
-        key = self.witness_key
-        if key is None:
-            return
-        while not self.stopping.is_set():
-            slot = self.current_slot() + 1
-            delay = self.slot_time(slot) - self.now()
-            with trio.move_on_after(max(0.0, delay)):
-                await self.stopping.wait()
-            if self.stopping.is_set():
-                return
-            if self.witness_for_slot(slot) != key.address:
-                continue
-            if self.chain.head.slot >= slot:
-                continue
-            last = self.store.get(schema.META_LAST_SLOT)
-            if last is not None and schema.from_u64(last) >= slot:
-                continue  # never sign two blocks for one slot, even across a restart
-            if self.store.failed is not None:
-                continue  # paused: a block that cannot be stored must not be signed
-            async with self._lock:
-                # shielded: a shutdown finishes the block in hand before stopping
-                with trio.CancelScope(shield=True):
-                    try:
-                        self.produce(slot)
-                    except StorageError as exc:
-                        # nothing was relayed; the chain and its app are as before
-                        self.recovery.failed(exc, "produce")
+    # --- production and votes (muxernode/producer.py) -----------------------------------
 
     def produce(self, slot: int) -> Block:
-        assert self.witness_key is not None
-        started = time.perf_counter()
-        self.store.write({schema.META_LAST_SLOT: schema.u64(slot)}, sync=True)
-        votes = self.consensus.votes_to_include(slot)
-        # a quarter of a slot at most for building: each peer needs about as long again
-        # to apply it, and the next producer needs it applied before its own slot
-        deadline = started + self.params.block_interval_s * BUILD_SHARE
-        block, dropped = self.chain.build_block(
-            self.witness_key, self.slot_time(slot), self.mempool.pending(), votes,
-            max_txs=self.config.block_txs, deadline=deadline,
-        )
-        self._mark_seen(block.id)
-        self._relay(block)
-        self._after_block(block, started)
-        log.info("produced", extra={"kv": {
-            "height": block.height, "slot": slot, "txs": len(block.txs),
-            "dropped": len(dropped), "pool": len(self.mempool)}})
-        return block
+        """Build, commit and relay this node's block for ``slot``."""
+        return self.producer.build(slot)
 
     def cast_vote(self, slot: int) -> None:
         """The honest vote for ``slot``: recorded and persisted before it leaves the node."""
-        key = self.witness_key
-        if key is None or self.store.failed is not None:
-            return  # paused: a vote whose guard record cannot be stored is not cast
-        vote = self.consensus.make_vote(key, self.guard, slot)
-        if vote is None:
-            return
-        self.guard.record(vote)
-        try:
-            self.store.write({schema.META_LAST_VOTE: self.guard.dump()}, sync=True)
-        except StorageError as exc:
-            # not sent; the guard in memory keeps it (stricter than the store), and the
-            # recovery writes the guard before anything else
-            self.recovery.failed(exc, "vote")
-            return
-        self.consensus.add_vote(vote, slot)
-        if self.network is not None:  # only now, after the guard is on disk
-            self.network.push(Kind.VOTE, [(vote.hash, vote.encode())])
-        self._finalize()
+        self.producer.vote(slot)
 
     def _after_block(self, block: Block, started: float) -> None:
         try:
@@ -750,24 +689,6 @@ class Node:
             if self._nursery is not None:
                 self._nursery.start_soon(self.accept_block, b)
 
-    async def vote_loop(self) -> None:
-        """Vote for a slot at its middle if its block has not come (section 7)."""
-        if self.witness_key is None:
-            return
-        interval = self.params.block_interval_s
-        while not self.stopping.is_set():
-            slot = self.current_slot()
-            at = self.slot_time(slot) + interval / 2
-            if at <= self.now():
-                slot += 1
-                at += interval
-            with trio.move_on_after(max(0.0, at - self.now())):
-                await self.stopping.wait()
-            if self.stopping.is_set():
-                return
-            async with self._lock:
-                self.cast_vote(slot)
-
     # --- queries (muxernode/queries.py answers them) ------------------------------------
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
@@ -809,8 +730,8 @@ class Node:
                 self._nursery = nursery
                 await self._start_network(nursery)
                 task_status.started(self.rpc_port)
-                nursery.start_soon(self.produce_loop)
-                nursery.start_soon(self.vote_loop)
+                nursery.start_soon(self.producer.produce_loop)
+                nursery.start_soon(self.producer.vote_loop)
                 nursery.start_soon(self.tx_intake.lag_monitor)
                 nursery.start_soon(self.recovery.loop)
                 if self.network is not None:
