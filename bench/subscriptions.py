@@ -215,6 +215,8 @@ def main() -> None:
         a, b = base["included_per_s"], loaded["included_per_s"]
         print(f"included/s              {a:,.0f} without subscribers, {b:,.0f} with "
               f"({(b / a - 1) * 100 if a else float('nan'):+.1f} %; target within 10 %)")
+        print(f"refused at submission   {base['rejected']} without subscribers, "
+              f"{loaded['rejected']} with (load shedding: the event loop ran late)")
         print(f"node CPU                {base['node_cpu']:.2f} cores without subscribers, "
               f"{loaded['node_cpu']:.2f} with; the subscribers' process "
               f"{loaded['client_cpu']:.2f} (same machine: {os.cpu_count()} cores)")
