@@ -101,6 +101,7 @@ class Case:
     from_honest: int = 0
     first_gift_day: int = -1
     outcome: str = "open"
+    bond_back: bool = False  # the ledger returned the bond at closing or withdrawal
 
     @property
     def kind(self) -> str:
@@ -628,6 +629,11 @@ class Society:
 
     def _finish(self, case: Case, outcome: str, day: int) -> None:
         case.outcome = outcome
+        # the ledger's rule (docs/protocol.md 11.6): an approved claim's bond returns, a
+        # withdrawn one's only with nothing received and no vote recorded
+        rec = self.driver.get(L.claim_key(case.claim_id))
+        case.bond_back = outcome == "approved" or (
+            outcome == "withdrawn" and not rec[L.C_RECEIVED] and not rec[L.C_VOTERS])
         case.votes.clear()
         self.open_cases.remove(case)
         a = case.claimant

@@ -52,9 +52,9 @@ def _quantile(xs: list[int], q: float) -> float | None:
 
 
 def _bonds_burned(cases: list[Case]) -> int:
-    """Claims whose bond was burned: rejected, or withdrawn after receiving (11.6)."""
-    return sum(c.outcome == "rejected" or (c.outcome == "withdrawn" and c.received > 0)
-               for c in cases)
+    """Closed claims whose bond was burned: rejected, or withdrawn after receiving or with
+    votes recorded (the ledger's 11.6, docs/protocol.md)."""
+    return sum(c.outcome != "open" and not c.bond_back for c in cases)
 
 
 def _claims_summary(cases: list[Case], bond: int) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def _claims_summary(cases: list[Case], bond: int) -> dict[str, Any]:
         "rejected": sum(c.outcome == "rejected" for c in closed),
         "withdrawn": sum(c.outcome == "withdrawn" for c in closed),
         "bonds_burned": mux(bond * _bonds_burned(closed)),
-        "bonds_saved_by_withdrawing": mux(bond * sum(c.outcome == "withdrawn" and not c.received
+        "bonds_saved_by_withdrawing": mux(bond * sum(c.outcome == "withdrawn" and c.bond_back
                                                      for c in closed)),
     }
 
