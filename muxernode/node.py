@@ -45,7 +45,8 @@ from muxernode.producer import Producer
 from muxernode.queries import QueryService
 from muxernode.recovery import StorageRecovery
 from muxernode.service import AppService
-from p2p import MAX_FRAME, Kind, Network, P2PConfig, PeerUnavailable, Transport
+from muxernode.sync import BlockSync, P2PAdapter
+from p2p import Kind, Network, P2PConfig, Transport
 from storage import schema
 from storage.leveldb import LevelDBStore, StorageError
 
@@ -60,7 +61,6 @@ RPC_ADDR_FILE = "rpc.addr"
 NODE_KEY_FILE = "node.key"  # the p2p identity (not a witness key), mode 0600
 MAX_ORPHANS = 2048  # blocks whose parent we have not seen yet
 MAX_HELD = 256  # blocks from the near future, held until their time
-SYNC_BATCH = 256
 RECHECK_CHUNK = 256  # pool txs re-checked between two looks at other work (~5-15 ms)
 # decoded state records kept per ledger view (chain's and mempool's); bounds memory
 CACHE_ENTRIES = 15_000
@@ -219,7 +219,6 @@ class Node:
         self.seen: dict[bytes, int] = {}  # block id -> arrival order, for the fork choice
         self._seen_counter = 0
         self.peer_heads: dict[bytes, tuple[int, bytes, int]] = {}
-        self._sync_wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.p2p_port: int | None = None
         self._last_trim = time.monotonic()
@@ -232,6 +231,7 @@ class Node:
         self.metrics.leveldb_table_files.set_function(lambda: self.store.memory_stats()[1])
         self.tx_intake = TxIntake(self)  # decode, verify once, admit
         self.producer = Producer(self)  # the witness: blocks and votes
+        self.block_sync = BlockSync(self)  # catching up from peers
         self.started = False
         self.stopping = trio.Event()
         self.rpc_port: int | None = None
@@ -427,7 +427,7 @@ class Node:
             if len(self.orphans) >= MAX_ORPHANS:
                 del self.orphans[next(iter(self.orphans))]
             self.orphans[block.id] = block
-            self._sync_wakeup.set()
+            self.block_sync.wakeup.set()
             return True
         if self.store.failed is not None:
             return True  # paused: dropped, not judged; the sync fetches it after recovery
@@ -648,47 +648,6 @@ class Node:
                 self._recheck_wakeup.set()
             self.metrics.mempool_size.set(len(self.mempool))
 
-    async def sync_loop(self) -> None:
-        """Catch up from peers that are ahead: ranges of blocks, from several peers."""
-        net = self.network
-        if net is None:
-            return
-        stuck = 0
-        while not self.stopping.is_set():
-            with trio.move_on_after(1.0):
-                await self._sync_wakeup.wait()
-            self._sync_wakeup = trio.Event()
-            self._release_held()
-            head = self.chain.head
-            ahead = [(h, pid) for pid, (h, _i, _f) in self.peer_heads.items()
-                     if h > head.height and pid in net.peer_ids()]
-            if not ahead and not self.orphans:
-                stuck = 0
-                continue
-            if not ahead:
-                continue
-            ahead.sort(reverse=True)
-            # spread the load: the peers ahead take turns
-            _h, pid = ahead[stuck % len(ahead)]
-            start = head.height + 1 if stuck < 2 else self.chain.final.height + 1
-            try:
-                await net.request_blocks(pid, start, SYNC_BATCH)
-            except PeerUnavailable:
-                self.peer_heads.pop(pid, None)
-            stuck = stuck + 1 if self.chain.head.height <= head.height else 0
-            if stuck > 4:
-                stuck = 0
-            else:
-                self._sync_wakeup.set()
-
-    def _release_held(self) -> None:
-        now = self.now()
-        due = [b for b in self.held.values() if b.timestamp <= now + 1]
-        for b in due:
-            del self.held[b.id]
-            if self._nursery is not None:
-                self._nursery.start_soon(self.accept_block, b)
-
     # --- queries (muxernode/queries.py answers them) ------------------------------------
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
@@ -735,12 +694,12 @@ class Node:
                 nursery.start_soon(self.tx_intake.lag_monitor)
                 nursery.start_soon(self.recovery.loop)
                 if self.network is not None:
-                    nursery.start_soon(self.sync_loop)
+                    nursery.start_soon(self.block_sync.loop)
                     nursery.start_soon(self.tx_intake.gossip_loop)
                 nursery.start_soon(self.recheck_loop)
                 nursery.start_soon(self.app_service.run, self.stopping)
                 await self.stopping.wait()
-                self._sync_wakeup.set()
+                self.block_sync.wakeup.set()
                 self._recheck_wakeup.set()
                 self.tx_intake.close_gossip()
                 if self.network is not None:
@@ -780,84 +739,6 @@ class Node:
         os.replace(tmp, path)
 
 
-class P2PAdapter:
-    """The node as the p2p layer sees it (p2p.P2PHandler): items in, verdicts out."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-
-    def head(self) -> tuple[int, bytes, int]:
-        chain = self.node.chain
-        return chain.head.height, chain.head.id, chain.final.height
-
-    def has(self, kind: Kind, item_id: bytes) -> bool:
-        node = self.node
-        if kind is Kind.TX:
-            return item_id in node.mempool or node.chain.tx_height(item_id) is not None
-        if kind is Kind.BLOCK:
-            return node.block_known(item_id)
-        return (item_id in node.consensus.vote_pool
-                or node.chain.vote_included(item_id))
-
-    def get_items(self, kind: Kind, ids: list[bytes]) -> list[bytes]:
-        node = self.node
-        out: list[bytes] = []
-        for i in ids:
-            raw: bytes | None = None
-            if kind is Kind.TX:
-                tx = node.mempool.get(i)
-                raw = None if tx is None else tx.raw
-            elif kind is Kind.BLOCK:
-                raw = node.chain.get_block_raw(i)
-            else:
-                vote = node.consensus.vote_pool.get(i)
-                raw = None if vote is None else vote.encode()
-            if raw is not None:
-                out.append(raw)
-        return out
-
-    def get_blocks(self, from_height: int, count: int) -> list[bytes]:
-        chain = self.node.chain
-        out: list[bytes] = []
-        size = 0
-        for h in range(max(1, from_height), min(chain.head.height, from_height + count - 1) + 1):
-            bid = chain.block_id_at(h)
-            raw = chain.get_block_raw(bid) if bid else None
-            if raw is None:
-                break
-            out.append(raw)
-            size += len(raw)
-            if size >= MAX_FRAME:  # p2p sends one frame of them: reading more is waste
-                break
-        return out
-
-    async def on_txs(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
-        # Queued, not awaited: verifying them here would hold this peer's reader, and a
-        # block or vote queued behind a batch of txs would arrive late and fork the next
-        # producer. Invalid ones are reported to the network once checked.
-        self.node.tx_intake.queue_gossip(peer_id, raws)
-        return [True] * len(raws)
-
-    async def on_blocks(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
-        return await self.node.accept_blocks(raws)
-
-    async def on_votes(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
-        return await self.node.accept_votes(raws)
-
-    async def on_head(self, peer_id: bytes, head_height: int, head_id: bytes,
-                      final_height: int) -> None:
-        node = self.node
-        node.peer_heads[peer_id] = (head_height, head_id, final_height)
-        net = node.network
-        if net is not None and len(node.peer_heads) > 2 * len(net.peer_ids()) + 64:
-            # forget the heads of peers that are gone: node keys are free, so a stream of
-            # connections under fresh keys would otherwise grow this without bound
-            live = set(net.peer_ids())
-            node.peer_heads = {p: h for p, h in node.peer_heads.items() if p in live}
-        if head_height > node.chain.head.height:
-            node._sync_wakeup.set()
-
-
 RpcAdapter = QueryService  # the earlier name of the RPC backend over a node
 
-__all__ += ["ChainError", "RpcAdapter"]
+__all__ += ["ChainError", "P2PAdapter", "RpcAdapter"]

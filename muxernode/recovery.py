@@ -105,6 +105,6 @@ class StorageRecovery:
             "final": self.node.chain.final.height}})
         self.node._finalize()  # votes counted while paused may have moved finality
         self.node.consensus.save_evidence()  # what a failed write kept in memory
-        self.node._sync_wakeup.set()  # fetch the blocks dropped while paused
+        self.node.block_sync.wakeup.set()  # fetch the blocks dropped while paused
         self.node._update_metrics()
         return True

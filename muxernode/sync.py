@@ -1,0 +1,148 @@
+"""Catching up and the p2p layer's view of the node (protocol section 8).
+
+``BlockSync`` asks peers that are ahead for ranges of blocks (the peers ahead take turns;
+after two rounds without progress it starts again from the final block) and releases the
+blocks held from the near future once their time has come. ``P2PAdapter`` is the node as
+the p2p layer sees it (``p2p.P2PHandler``): items in, verdicts out; the p2p layer knows
+nothing of the ledger.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from p2p import MAX_FRAME, Kind, PeerUnavailable
+
+if TYPE_CHECKING:
+    from muxernode.node import Node
+
+__all__ = ["SYNC_BATCH", "BlockSync", "P2PAdapter"]
+
+SYNC_BATCH = 256
+
+
+class BlockSync:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.wakeup = trio.Event()  # a peer is ahead, an orphan came, the store recovered
+
+    async def loop(self) -> None:
+        """Catch up from peers that are ahead: ranges of blocks, from several peers."""
+        net = self.node.network
+        if net is None:
+            return
+        stuck = 0
+        while not self.node.stopping.is_set():
+            with trio.move_on_after(1.0):
+                await self.wakeup.wait()
+            self.wakeup = trio.Event()
+            self.release_held()
+            head = self.node.chain.head
+            ahead = [(h, pid) for pid, (h, _i, _f) in self.node.peer_heads.items()
+                     if h > head.height and pid in net.peer_ids()]
+            if not ahead and not self.node.orphans:
+                stuck = 0
+                continue
+            if not ahead:
+                continue
+            ahead.sort(reverse=True)
+            # spread the load: the peers ahead take turns
+            _h, pid = ahead[stuck % len(ahead)]
+            start = head.height + 1 if stuck < 2 else self.node.chain.final.height + 1
+            try:
+                await net.request_blocks(pid, start, SYNC_BATCH)
+            except PeerUnavailable:
+                self.node.peer_heads.pop(pid, None)
+            stuck = stuck + 1 if self.node.chain.head.height <= head.height else 0
+            if stuck > 4:
+                stuck = 0
+            else:
+                self.wakeup.set()
+
+    def release_held(self) -> None:
+        now = self.node.now()
+        due = [b for b in self.node.held.values() if b.timestamp <= now + 1]
+        for b in due:
+            del self.node.held[b.id]
+            if self.node._nursery is not None:
+                self.node._nursery.start_soon(self.node.accept_block, b)
+
+
+class P2PAdapter:
+    """The node as the p2p layer sees it (p2p.P2PHandler): items in, verdicts out."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def head(self) -> tuple[int, bytes, int]:
+        chain = self.node.chain
+        return chain.head.height, chain.head.id, chain.final.height
+
+    def has(self, kind: Kind, item_id: bytes) -> bool:
+        node = self.node
+        if kind is Kind.TX:
+            return item_id in node.mempool or node.chain.tx_height(item_id) is not None
+        if kind is Kind.BLOCK:
+            return node.block_known(item_id)
+        return (item_id in node.consensus.vote_pool
+                or node.chain.vote_included(item_id))
+
+    def get_items(self, kind: Kind, ids: list[bytes]) -> list[bytes]:
+        node = self.node
+        out: list[bytes] = []
+        for i in ids:
+            raw: bytes | None = None
+            if kind is Kind.TX:
+                tx = node.mempool.get(i)
+                raw = None if tx is None else tx.raw
+            elif kind is Kind.BLOCK:
+                raw = node.chain.get_block_raw(i)
+            else:
+                vote = node.consensus.vote_pool.get(i)
+                raw = None if vote is None else vote.encode()
+            if raw is not None:
+                out.append(raw)
+        return out
+
+    def get_blocks(self, from_height: int, count: int) -> list[bytes]:
+        chain = self.node.chain
+        out: list[bytes] = []
+        size = 0
+        for h in range(max(1, from_height), min(chain.head.height, from_height + count - 1) + 1):
+            bid = chain.block_id_at(h)
+            raw = chain.get_block_raw(bid) if bid else None
+            if raw is None:
+                break
+            out.append(raw)
+            size += len(raw)
+            if size >= MAX_FRAME:  # p2p sends one frame of them: reading more is waste
+                break
+        return out
+
+    async def on_txs(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
+        # Queued, not awaited: verifying them here would hold this peer's reader, and a
+        # block or vote queued behind a batch of txs would arrive late and fork the next
+        # producer. Invalid ones are reported to the network once checked.
+        self.node.tx_intake.queue_gossip(peer_id, raws)
+        return [True] * len(raws)
+
+    async def on_blocks(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
+        return await self.node.accept_blocks(raws)
+
+    async def on_votes(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
+        return await self.node.accept_votes(raws)
+
+    async def on_head(self, peer_id: bytes, head_height: int, head_id: bytes,
+                      final_height: int) -> None:
+        node = self.node
+        node.peer_heads[peer_id] = (head_height, head_id, final_height)
+        net = node.network
+        if net is not None and len(node.peer_heads) > 2 * len(net.peer_ids()) + 64:
+            # forget the heads of peers that are gone: node keys are free, so a stream of
+            # connections under fresh keys would otherwise grow this without bound
+            live = set(net.peer_ids())
+            node.peer_heads = {p: h for p, h in node.peer_heads.items() if p in live}
+        if head_height > node.chain.head.height:
+            node.block_sync.wakeup.set()
