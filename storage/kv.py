@@ -43,7 +43,14 @@ class MemoryKV:
 
     def __init__(self, data: Mapping[bytes, bytes] | None = None) -> None:
         self._data: dict[bytes, bytes] = dict(data or {})
+        # the sorted key list for iteration, built on first use and then kept up to date
+        # lazily: writes only note the keys they add and remove, and the next iteration
+        # merges them in (a linear pass) instead of sorting every key again; a ledger that
+        # iterates a small index every block (standing pledges) would otherwise re-sort
+        # the whole store per block
         self._sorted: list[bytes] | None = None
+        self._added: set[bytes] = set()  # keys not in _sorted
+        self._removed: set[bytes] = set()  # keys in _sorted that are gone
 
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
@@ -53,9 +60,7 @@ class MemoryKV:
 
     def iterate_from(self, prefix: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Like ``iterate`` from the first key >= start (paging through an index)."""
-        if self._sorted is None:
-            self._sorted = sorted(self._data)
-        keys = self._sorted
+        keys = self._sorted_keys()
         i = bisect.bisect_left(keys, max(prefix, start))
         data = self._data
         while i < len(keys) and keys[i].startswith(prefix):
@@ -63,13 +68,46 @@ class MemoryKV:
             yield k, data[k]
             i += 1
 
+    def _sorted_keys(self) -> list[bytes]:
+        keys = self._sorted
+        if keys is None:
+            keys = self._sorted = sorted(self._data)
+        else:
+            if self._removed:
+                removed = self._removed
+                keys = self._sorted = [k for k in keys if k not in removed]
+                self._removed = set()
+            if self._added:
+                # a new list (an iteration in progress keeps the one it has); the keys plus
+                # the sorted new ones are two sorted runs, which Timsort merges in one pass
+                keys = self._sorted = sorted([*keys, *sorted(self._added)])
+                self._added = set()
+        return keys
+
     def write(self, changes: Mapping[bytes, bytes | None], sync: bool = False) -> None:
+        data = self._data
+        if self._sorted is None:
+            for k, v in changes.items():
+                if v is None:
+                    data.pop(k, None)
+                else:
+                    data[k] = v
+            return
+        added, removed = self._added, self._removed
         for k, v in changes.items():
             if v is None:
-                self._data.pop(k, None)
+                if data.pop(k, None) is not None:
+                    if k in added:
+                        added.discard(k)
+                    else:
+                        removed.add(k)
             else:
-                self._data[k] = v
-        self._sorted = None
+                if k not in data:
+                    if k in removed:
+                        removed.discard(k)
+                    else:
+                        added.add(k)
+                data[k] = v
 
     def snapshot(self) -> MemoryKV:
         return MemoryKV(self._data)

@@ -114,3 +114,31 @@ def test_memory_stats_follow_the_memtable_and_the_table_files(tmp_path: Path) ->
     with LevelDBStore(path) as store:  # the reopen writes the recovered log as a table
         memory, files = store.memory_stats()
         assert files >= 1 and memory < 2_000_000
+
+
+def test_memory_kv_iteration_follows_interleaved_writes() -> None:
+    """MemoryKV keeps its sorted key list across writes (merging added keys, filtering
+    removed ones): every iteration must still equal a sort of the live keys."""
+    import random
+
+    from storage.kv import MemoryKV
+
+    rng = random.Random(3)
+    kv = MemoryKV()
+    ref: dict[bytes, bytes] = {}
+    for _ in range(300):
+        changes: dict[bytes, bytes | None] = {}
+        for _ in range(rng.randrange(1, 30)):
+            k = bytes([rng.randrange(4)]) + rng.randbytes(rng.randrange(0, 3))
+            changes[k] = None if rng.random() < 0.4 else rng.randbytes(2)
+        kv.write(changes)
+        for k, v in changes.items():
+            if v is None:
+                ref.pop(k, None)
+            else:
+                ref[k] = v
+        if rng.random() < 0.5:
+            p = bytes([rng.randrange(4)])
+            assert list(kv.iterate(p)) == sorted((k, v) for k, v in ref.items()
+                                                 if k.startswith(p))
+            assert list(kv.iterate(b"")) == sorted(ref.items())
