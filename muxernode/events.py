@@ -29,6 +29,7 @@ from consensus.block import Block
 from consensus.codec import decode_trusted
 from consensus.crypto import address_to_text
 from muxernode.history import ClaimLookup, Touch, history_item, touches_of_block
+from muxernode.ledger import COMMENT_PREFIX, comment_key
 
 __all__ = [
     "MAX_SUBSCRIPTIONS",
@@ -47,6 +48,11 @@ MAX_UNREAD = 1000  # notifications queued for one connection; past that it is cl
 MAX_EVENTS = 100_000  # events waiting for the hub's task (a bound that is never reached
 # unless the task stops: a block is one event)
 _CLAIM_KEY = b"Sc"  # the state's claim records (muxernode/ledger.py: S + c + claim_id)
+# the comment index's keys (muxernode/ledger.py comment_key: C + claim_id + height + seq):
+# a comment changes no state, but the claim's ``comments`` count, which section 12's claim
+# topic reports
+_COMMENT_KEY = COMMENT_PREFIX
+_COMMENT_KEY_LEN = len(comment_key(bytes(32), 0, 0))
 _TX_ENDS = ("final", "dropped")
 
 
@@ -222,6 +228,11 @@ class Hub:
         closed: list[bytes] = []
         if changes and (self._subs["claim"] or self._subs["society"]):
             for k, raw in changes.items():
+                if k[:1] == _COMMENT_KEY and len(k) == _COMMENT_KEY_LEN:
+                    cid = k[1:33]
+                    if cid in self._subs["claim"] and cid not in claims:
+                        claims[cid] = self.source.claim_json(cid)
+                    continue
                 if k[:2] != _CLAIM_KEY or len(k) != 34:
                     continue
                 cid = k[2:]

@@ -211,6 +211,10 @@ async def test_tx_account_society_claim_topics(net: Net) -> None:
         gift = await c.next_note(a_sid)  # the claimant sees the gift as recipient
         assert gift["tx_id"] == give.tx_id.hex() and gift["role"] == "recipient"
         assert (await c.next_note(c_sid))["received"] == 1000
+        # a comment changes no state but the claim's comment count: the topic says so
+        comment = net.tx("a3", [18, claim.tx_id, "Get well soon"])
+        net.submit(comment)
+        assert (await c.next_note(c_sid))["comments"] == 1
     # the history of the same txs, newest first, paged
     hist = net.call("get_history", net.addr("a2"))
     ids = [i["tx_id"] for i in hist["items"]]
