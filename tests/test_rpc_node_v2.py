@@ -196,6 +196,11 @@ def test_standing_pledge_executes_on_the_chain(net: Net) -> None:
     member = net.call("get_member", SOC, net.addr("a6"))
     assert member["pledged_total"] >= 100_000 + 1000 * after["executed"]
     assert net.call("get_standing_pledge", SOC, net.addr("a2")) is None
+    # section 12: each execution is in the member's history, as a pledge with no tx
+    hist = net.call("get_history", net.addr("a6"), {"types": ["pledge"], "limit": 100})
+    scheduled = [i for i in hist["items"] if i.get("scheduled")]
+    assert len(scheduled) >= 2 and all(i["tx_id"] is None for i in scheduled)
+    assert scheduled[0]["op"] == {"type": "pledge", "society": SOC, "amount": 1000}
 
 
 def test_claim_votes_by_proxy_and_comments(net: Net) -> None:
