@@ -159,6 +159,11 @@ class QueryService:
     ) -> dict[str, Any] | None:
         return views.list_comments(self.node.ledger.state, claim_id, after, limit)
 
+    async def list_members(
+        self, society: str, after: bytes | None, limit: int
+    ) -> dict[str, Any] | None:
+        return views.list_members(self.node.ledger.state, society, self._head_time(), after, limit)
+
     async def peers(self) -> list[dict[str, Any]]:
         return [] if self.node.network is None else self.node.network.peers_info()
 

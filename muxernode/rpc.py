@@ -113,6 +113,7 @@ MAX_BAN_S = 10 * 365 * 86_400
 DEFAULT_PAGE = 20  # paged lists (list_comments, ...): items per page unless limit says
 MAX_PAGE = 100
 COMMENT_CURSOR = 12  # bytes: a comment's place in its claim's index (height(8) + seq(4))
+MEMBER_CURSOR = 20  # bytes: list_members' cursor is the last member's address
 TOKEN_FILE = "rpc.token"  # in the data directory, mode 0600
 JSON_TYPE = "application/json"
 METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -164,6 +165,12 @@ class RpcBackend(Protocol):
 
     async def list_comments(
         self, claim_id: bytes, after: bytes | None, limit: int
+    ) -> dict[str, Any] | None: ...
+
+    # muxernode's choice (not in the protocol): a society's members, paged
+
+    async def list_members(
+        self, society: str, after: bytes | None, limit: int
     ) -> dict[str, Any] | None: ...
 
     # section 12 (the history index and the society list; -32004 while not ready)
@@ -455,9 +462,10 @@ def _symbol(v: Any) -> str:
     return v
 
 
-def _page(p: list[Any], first: tuple[str, ...], cursor: str) -> tuple[bytes | None, int]:
+def _page(p: list[Any], first: tuple[str, ...], cursor: str,
+          size: int = COMMENT_CURSOR) -> tuple[bytes | None, int]:
     """The optional page object after the first params: ({cursor?: hex, limit?: 1..100})
-    -> (cursor bytes or None, limit, default 20)."""
+    -> (cursor bytes or None, limit, default 20); a cursor is hex of ``size`` bytes."""
     if len(p) not in (len(first), len(first) + 1):
         shape = "[" + ", ".join(first) + ", {" + cursor + "?, limit?}]"
         raise _invalid_params(f"expected {shape}")
@@ -470,7 +478,7 @@ def _page(p: list[Any], first: tuple[str, ...], cursor: str) -> tuple[bytes | No
     raw = opts.get(cursor)
     if raw is None:
         return None, limit
-    if type(raw) is not str or len(raw) != 2 * COMMENT_CURSOR or _HEX.fullmatch(raw) is None:
+    if type(raw) is not str or len(raw) != 2 * size or _HEX.fullmatch(raw) is None:
         raise _invalid_params(f"{cursor} is not a cursor this node handed out")
     return bytes.fromhex(raw), limit
 
@@ -520,6 +528,24 @@ async def _list_comments(b: RpcBackend, p: list[Any]) -> Any:
     out = await b.list_comments(claim_id, after, limit)
     if out is None:
         raise _not_found("claim", p[0].lower())
+    return out
+
+
+@describe("A society's members in address order, paged ({after?, limit?}), karma decayed "
+          "to the head; -32001 for an unknown society (muxernode's choice).",
+          (Param("society", _SOC_S),
+           Param("options", {"type": "object", "properties": {
+               "after": _STR, "limit": _PAGING["properties"]["limit"]}}, "paging",
+               required=False)),
+          _PAGE, "members")
+async def _list_members(b: RpcBackend, p: list[Any]) -> Any:
+    if not p:
+        raise _invalid_params("expected [society] or [society, {after?, limit?}]")
+    society = _society(p[0])
+    after, limit = _page(p, ("society",), "after", MEMBER_CURSOR)
+    out = await b.list_members(society, after, limit)
+    if out is None:
+        raise _not_found("society", society)
     return out
 
 
@@ -707,6 +733,7 @@ METHODS: dict[str, Method] = {
     "get_standing_pledge": _get_standing_pledge,
     "list_votes": _list_votes,
     "list_comments": _list_comments,
+    "list_members": _list_members,
     "list_witnesses": _list_witnesses,
     "peers": _peers,
     "list_evidence": _list_evidence,

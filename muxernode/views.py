@@ -17,6 +17,8 @@ Choices the protocol leaves open (also in docs/rpc.md):
   contradict the outcome the chain recorded.
 - ``list_claims`` returns claim summaries: the claim view without ``details`` and
   ``evidence`` (up to 4 KiB per claim); ``get_claim`` gives the rest.
+- ``list_members`` (not in the protocol: the web app's member list and proxy choice) pages
+  a society's members in address order, each a part of the member view.
 - ``list_witnesses``: ``last_slot`` is 0 and ``missed`` is 0 for a witness the node has no
   production statistics for (slot 0 is genesis: no witness ever produces it).
 """
@@ -27,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from consensus.codec import decode_trusted
-from consensus.crypto import address_to_text
+from consensus.crypto import ADDRESS_LEN, address_to_text
 from muxernode import ledger as L
 from muxernode.ledger import Ledger, decay, is_approved
 from muxernode.ops import RULE_NAMES_V2
@@ -42,6 +44,7 @@ __all__ = [
     "list_assets",
     "list_claims",
     "list_comments",
+    "list_members",
     "list_votes",
     "list_witnesses",
     "member_view",
@@ -54,6 +57,9 @@ StateSource = State | Ledger
 _OUTCOMES = {L.CLAIM_APPROVED: "approved", L.CLAIM_REJECTED: "rejected",
              L.CLAIM_WITHDRAWN: "withdrawn"}
 _KINDS = {L.KIND_CLAIM: "claim", L.KIND_CHARITY: "charity"}
+# member view fields that list_members keeps in its items
+_MEMBER_ITEM = ("address", "identity", "joined_at", "karma", "escrow", "charity_escrow",
+                "proxy", "delegators")
 # claim view fields that list_claims leaves out of its summaries
 _SUMMARY_OMITS = ("details", "evidence")
 
@@ -143,6 +149,39 @@ def member_view(
     if m[L.M_OPEN]:
         out["open_claim"] = bytes(m[L.M_OPEN]).hex()
     return out
+
+
+def list_members(
+    source: StateSource, society: str, head_time: int, after: bytes | None, limit: int
+) -> dict[str, Any] | None:
+    """list_members (muxernode's choice): {items: [{address, identity, joined_at, karma,
+    escrow, charity_escrow, proxy, delegators}], next}, in address order (the order of the
+    state's member keys); karma decayed to head_time as in member_view. ``after`` is the
+    cursor a previous page handed out (the last item's address), ``next`` the cursor of the
+    following page (its last address's hex) or None. None for an unknown society.
+
+    The store iterates a prefix forward from its start, so a page walks (and skips) the
+    member records up to ``after``."""
+    st = _state(source)
+    if st.get(L.society_key(society)) is None:
+        return None
+    prefix = L.member_key(society, b"")
+    items: list[dict[str, Any]] = []
+    more = False
+    last = b""
+    for key, _ in st.iterate_committed(prefix):
+        address = key[len(prefix):]
+        if len(address) != ADDRESS_LEN or (after is not None and address <= after):
+            continue
+        if len(items) == limit:
+            more = True
+            break
+        view = member_view(st, society, address, head_time)
+        if view is None:  # the key was just listed; never happens
+            continue
+        items.append({name: view[name] for name in _MEMBER_ITEM})
+        last = address
+    return {"items": items, "next": last.hex() if more else None}
 
 
 def _claim_json(

@@ -194,6 +194,11 @@ class LedgerBackend:
     ) -> dict[str, Any] | None:
         return views.list_comments(self.c.ledger, claim_id, after, limit)
 
+    async def list_members(
+        self, society: str, after: bytes | None, limit: int
+    ) -> dict[str, Any] | None:
+        return views.list_members(self.c.ledger, society, self.c.time, after, limit)
+
     async def peers(self) -> list[dict[str, Any]]:
         if self.fail:
             raise RuntimeError("secret internal detail")

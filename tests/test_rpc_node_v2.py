@@ -186,6 +186,41 @@ def test_society_and_members(net: Net) -> None:
     assert (a3["proxy"], a3["delegators"]) == (net.addr("a5"), 0)
 
 
+def test_list_members_pages_through_the_society(net: Net) -> None:
+    names = ("a2", "a3", "a4", "a5", "a6")
+    items: list[dict[str, Any]] = []
+    after: dict[str, Any] = {}
+    pages = 0
+    while True:
+        page = net.call("list_members", SOC, {"limit": 2, **after})
+        assert len(page["items"]) <= 2
+        items += page["items"]
+        pages += 1
+        if page["next"] is None:
+            break
+        assert page["next"] == items[-1]["address"][2:]
+        after = {"after": page["next"]}
+    assert pages == 3
+    by_address = {net.addr(w): w for w in names}
+    assert [m["address"] for m in items] == sorted(by_address)  # address order
+    for m in items:
+        w = by_address[m["address"]]
+        full = net.call("get_member", SOC, m["address"])
+        assert m["identity"] == f"{w}-id" and m["joined_at"] == full["joined_at"]
+        assert (m["proxy"], m["delegators"]) == (full["proxy"], full["delegators"])
+        if w != "a6":  # a6's standing pledge moves her escrow and karma every 2 s
+            assert (m["karma"], m["escrow"], m["charity_escrow"]) == (
+                full["karma"], full["escrow"], full["charity_escrow"])
+    a5 = next(m for m in items if by_address[m["address"]] == "a5")
+    assert (a5["proxy"], a5["delegators"]) == (None, 2)
+    with pytest.raises(RpcFailure) as bad:
+        net.call("list_members", SOC, {"after": "00" * 19})
+    assert bad.value.error["code"] == -32602
+    with pytest.raises(RpcFailure) as unknown:
+        net.call("list_members", "no-such-soc")
+    assert unknown.value.error["code"] == -32001
+
+
 def test_standing_pledge_executes_on_the_chain(net: Net) -> None:
     before = net.call("get_standing_pledge", SOC, net.addr("a6"))
     assert before["amount"] == 1000 and before["interval_s"] == 2
