@@ -1,18 +1,20 @@
 """The member web app in Debian's Chromium against a real daemon (1-s blocks).
 
 Two members, Anna (a1) and Boris (a2), each in their own browser context, play the whole
-story in the page: keys, a society, join, pledge, standing pledge, proxy, a claim, votes
-directly and by proxy (a third member, a3, joins through the RPC and makes Boris its
-proxy), give, the discussion, a charity request funded from charity escrow, withdraw; each
-sees the other's actions arrive live over the WebSocket. Then: the Russian interface and a
-rejected tx's message (the node's reason in words, what was typed kept), and the main flow
-by keyboard only. Screenshots of each page go to the test's tmp dir; the main ones are
-copied to docs/img/web-*.png.
+story in the page: keys, a society, join, pledge, standing pledge, a proxy chosen by name
+from the society's members, a claim, votes directly and by proxy (a third member, a3,
+joins through the RPC and makes Boris its proxy; the members list shows all three, paged
+for a visitor), give, the discussion, a charity request funded from charity escrow,
+withdraw; each sees the other's actions arrive live over the WebSocket. Then: the Russian
+interface and a rejected tx's message (the node's reason in words, what was typed kept),
+and the main flow by keyboard only. Screenshots of each page go to the test's tmp dir; the
+main ones are copied to docs/img/web-*.png.
 """
 
 # ruff: noqa: RUF001 - the Russian interface is checked by its Russian words
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,11 +145,17 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     sp = node.daemon.rpc("get_standing_pledge", "flood-aid", addr(a2))
     assert sp is not None and sp["amount"] == MUX and sp["interval_s"] == 86400
 
-    # Boris makes Anna his proxy (chosen from the list, with her karma), then clears it
+    # Boris makes Anna his proxy, chosen by name among the society's members with the
+    # karma she carries (he himself is not offered), then clears it
     proxy = form_with(boris, "Proxy")
-    proxy.get_by_role("row").filter(has_text="2,500,000").get_by_role("button").click()
+    anna_row = proxy.get_by_role("row").filter(has_text="Anna")
+    anna_row.filter(has_text="2,500,000").wait_for()
+    assert proxy.get_by_role("row").count() == 2  # the header and Anna
+    anna_row.get_by_role("button", name="Choose Anna").click()
+    proxy.get_by_test_id("proxy-chosen").filter(has_text="Anna (karma 2,500,000").wait_for()
+    assert proxy.get_by_label("Proxy's address").input_value() == addr(a1)
     proxy.get_by_role("button", name="Set proxy").click()
-    proxy.get_by_text("Your proxy:").wait_for()
+    proxy.get_by_text("Your proxy: Anna").wait_for()
     proxy.get_by_role("button", name="Clear proxy").click()
     proxy.get_by_text("Your proxy:").wait_for(state="detached")
 
@@ -155,6 +163,34 @@ def test_two_members_play_the_story(contexts: list[Any], node: Node, tmp_path: P
     send(node, "a3", [3, "flood-aid", "Vera"])
     send(node, "a3", [4, "flood-aid", 10 * MUX])
     send(node, "a3", [14, "flood-aid", address_of(a2.public_key)])
+    # the society page lists the members: name (or that it is hashed), karma, escrow
+    members = anna.get_by_test_id("member-list")
+    members.get_by_role("row").filter(has_text="Vera").filter(has_text="has a proxy").wait_for()
+    members.get_by_role("row").filter(has_text="name published as a hash").filter(
+        has_text="delegators: 1").filter(has_text="5,000,000").wait_for()
+    members.get_by_role("row").filter(has_text="Anna").filter(has_text="45 MUX").wait_for()
+    assert members.get_by_role("row").count() == 4  # the header and three members
+    # paged: a visitor's page with the node's pages cut to one member (by the test) shows
+    # one and "More" adds the next
+    visitor = open_page(new(), node)
+
+    def one_a_page(route: Any) -> None:
+        body = route.request.post_data_json
+        if isinstance(body, dict) and body.get("method") == "list_members":
+            body["params"][1]["limit"] = 1
+            route.continue_(post_data=json.dumps(body))
+        else:
+            route.continue_()
+    visitor.route("**/rpc", one_a_page)
+    visitor.goto(node.web_url + "#/society/flood-aid")
+    listed = visitor.get_by_test_id("member-list")
+    listed.get_by_text("1 of 3 members shown.").wait_for()
+    listed.get_by_role("button", name="More").click()
+    listed.get_by_text("2 of 3 members shown.").wait_for()
+    listed.get_by_role("button", name="More").click()
+    listed.get_by_text("3 of 3 members shown.").wait_for()
+    assert listed.get_by_role("button", name="More").count() == 0
+    assert visitor.errors == []
 
     # Anna files a claim; the form shows the limit her karma buys before she commits it
     anna.locator("summary", has_text="File a claim").click()

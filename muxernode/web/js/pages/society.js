@@ -1,13 +1,14 @@
 // A society: its purpose and rules in plain words, its figures, your membership (join,
-// pledge, standing pledge, proxy, karma projected forward), its claims and charity requests
-// as cards, and the forms that file them. Live over the `society` subscription.
-import { useEffect, useState } from "preact/hooks";
+// pledge, standing pledge, proxy chosen among the members, karma projected forward), its
+// claims and charity requests as cards, the forms that file them, and its members (paged,
+// list_members). Live over the `society` subscription.
+import { useEffect, useRef, useState } from "preact/hooks";
 import { hex, sha256Hex, utf8 } from "../codec.js";
 import { fmtAmount, fmtDate, fmtDuration, fmtNumber, fmtRelative, t } from "../i18n.js";
 import { getMeta, setMeta } from "../keys.js";
-import { RpcError, batch, live } from "../rpc.js";
+import { RpcError, batch, call, live } from "../rpc.js";
 import { state, submit, useStore } from "../state.js";
-import { Addr, Amount, FormStatus, KeyGate, Progress, TxButton, amountField, amountOf, bytesMax, html, need, useAsset, useForm } from "../ui.js";
+import { Addr, Amount, FormStatus, KeyGate, Progress, TxButton, amountField, amountOf, bytesMax, html, need, short, useAsset, useForm } from "../ui.js";
 import { RulesText } from "./societies.js";
 
 // karma decay of 4.2, exactly as the ledger computes it (BigInt)
@@ -20,6 +21,61 @@ export function decay(k, t0, t1, rules) {
 }
 
 const ok = (r) => (r instanceof RpcError ? null : r);
+
+export const MEMBERS_PAGE = 20; // list_members' page: the members list's "more" adds one
+
+// a member's published name, or null when only a salted hash of it is published
+export const nameOf = (m) => (m && m.identity && !m.identity.startsWith("sha256:") ? m.identity : null);
+
+// The society's members in address order: as many pages as the member asked for (one, and
+// one more per "more"), all reloaded whenever `key` changes (the society's data did).
+function useMembers(id, key) {
+  const [list, setList] = useState({ id, items: [], next: null, loaded: false });
+  const pages = useRef({ id, n: 1 });
+  if (pages.current.id !== id) pages.current = { id, n: 1 };
+  const page = (after) => call("list_members", id, after ? { after, limit: MEMBERS_PAGE } : { limit: MEMBERS_PAGE });
+  useEffect(() => {
+    if (!key) return undefined;
+    let alive = true;
+    (async () => {
+      let items = [];
+      let next = null;
+      for (let i = 0; i < pages.current.n && (i === 0 || next); i++) {
+        const r = await page(next);
+        items = items.concat(r.items);
+        next = r.next;
+      }
+      if (alive) setList({ id, items, next, loaded: true });
+    })().catch(() => { if (alive) setList((l) => ({ ...l, loaded: true })); });
+    return () => { alive = false; };
+  }, [id, key]);
+  const more = async () => {
+    if (!list.next) return;
+    const r = await page(list.next);
+    pages.current.n += 1;
+    setList((l) => ({ ...l, items: [...l.items, ...r.items], next: r.next }));
+  };
+  return { ...(list.id === id ? list : { items: [], next: null, loaded: false }), more };
+}
+
+function MemberName({ m }) {
+  const name = nameOf(m);
+  return html`${name ? html`<strong>${name}</strong> ` : html`<span class="small muted">${t("members.hashed")}</span> `}<${Addr} a=${m.address} />`;
+}
+
+function MembersList({ soc, members, asset }) {
+  return html`<div class="card" data-testid="member-list">
+    ${!members.loaded ? html`<p>${t("loading")}</p>` : html`<table>
+      <caption class="sr-only">${t("members.caption", { n: fmtNumber(soc.members) })}</caption>
+      <thead><tr><th>${t("member")}</th><th>${t("karma")}</th><th>${t("member.escrow")}</th></tr></thead>
+      <tbody>${members.items.map((m) => html`<tr key=${m.address}>
+        <td><${MemberName} m=${m} />${m.proxy ? html`<div class="small muted">${t("members.has_proxy")}</div>` : ""}
+          ${m.delegators ? html`<div class="small muted">${t("members.carries", { n: m.delegators })}</div>` : ""}</td>
+        <td>${fmtNumber(m.karma)}</td><td><${Amount} units=${m.escrow} asset=${asset} /></td></tr>`)}</tbody></table>
+      <p class="small muted">${t("members.shown", { shown: fmtNumber(members.items.length), total: fmtNumber(soc.members) })}</p>
+      ${members.next && html`<button type="button" class="secondary" onClick=${members.more}>${t("more")}</button>`}`}
+  </div>`;
+}
 
 async function loadSociety(id) {
   const me = state.key && state.key.address;
@@ -140,8 +196,13 @@ function StandingForm({ soc, asset, standing }) {
   </form>`;
 }
 
-function ProxyForm({ soc, member, known }) {
+function ProxyForm({ soc, member, members }) {
   const f = useForm({ proxy: "" });
+  const me = state.key && state.key.address;
+  // who can be a proxy: a member other than you without a proxy of their own (proxy_chain)
+  const known = members.items.filter((m) => m.address !== me && !m.proxy);
+  const current = member.proxy && members.items.find((m) => m.address === member.proxy);
+  const chosen = members.items.find((m) => m.address === f.values.proxy.trim());
   return html`<form class="stack card" onSubmit=${f.run(async (v) => {
     const p = v.proxy.trim();
     need(/^mx[0-9a-f]{40}$/.test(p), "form.bad_address");
@@ -150,14 +211,17 @@ function ProxyForm({ soc, member, known }) {
   })}>
     <h3>${t("proxy")}</h3>
     <p class="small muted">${t("proxy.explain")}</p>
-    ${member.proxy ? html`<p class="notice">${t("proxy.current")} <${Addr} a=${member.proxy} /></p>
+    ${member.proxy ? html`<p class="notice">${t("proxy.current")} ${current ? html`<${MemberName} m=${current} />` : html`<${Addr} a=${member.proxy} />`}</p>
       <${TxButton} cls="secondary" label=${t("proxy.clear")} op=${{ type: "set_proxy", society: soc.society, proxy: "" }} />` : ""}
     ${member.delegators ? html`<p>${t("proxy.you_carry", { n: member.delegators })}</p>` : ""}
     ${known.length ? html`<table><caption class="sr-only">${t("proxy.candidates")}</caption>
       <thead><tr><th>${t("member")}</th><th>${t("karma")}</th><th>${t("proxy.delegators")}</th><th></th></tr></thead>
-      <tbody>${known.map((m) => html`<tr><td><${Addr} a=${m.address} /> ${m.identity && !m.identity.startsWith("sha256:") ? m.identity : ""}</td>
-        <td>${fmtNumber(m.karma)}</td><td>${m.delegators}</td>
-        <td><button type="button" class="link" onClick=${() => f.setValues({ proxy: m.address })}>${t("proxy.choose")}<span class="sr-only"> ${m.address}</span></button></td></tr>`)}</tbody></table>` : ""}
+      <tbody>${known.map((m) => html`<tr key=${m.address}><td><${MemberName} m=${m} /></td>
+        <td>${fmtNumber(m.karma)}</td><td>${fmtNumber(m.delegators)}</td>
+        <td><button type="button" class="link" aria-pressed=${chosen === m ? "true" : "false"} onClick=${() => f.setValues({ proxy: m.address })}>${t("proxy.choose")}<span class="sr-only"> ${nameOf(m) || short(m.address)}</span></button></td></tr>`)}</tbody></table>`
+      : members.loaded ? html`<p class="small muted">${t("proxy.no_candidates")}</p>` : ""}
+    ${members.next && html`<button type="button" class="secondary" onClick=${members.more}>${t("proxy.more")}</button>`}
+    ${chosen && html`<p class="notice" data-testid="proxy-chosen">${t("proxy.chosen", { name: nameOf(chosen) || short(chosen.address), k: fmtNumber(chosen.karma), n: chosen.delegators })}</p>`}
     <label>${t("proxy.address")}<input class="mono" value=${f.values.proxy} onInput=${f.set("proxy")} autocomplete="off" /></label>
     <button type="submit" disabled=${f.busy}>${t("proxy.set")}</button>
     <${FormStatus} form=${f} />
@@ -214,7 +278,6 @@ export function SocietyPage({ id }) {
   const s = useStore();
   const [data, setData] = useState(null);
   const [error, setError] = useState(null);
-  const [known, setKnown] = useState([]);
   const [tick, setTick] = useState(0);
   const reload = () => setTick((n) => n + 1);
   useEffect(() => {
@@ -236,13 +299,8 @@ export function SocietyPage({ id }) {
     if (s.key) getMeta(`identity:${id}:${s.key.address}`).then((v) => setMyName(v || null)).catch(() => setMyName(null));
   }, [id, s.key && s.key.address, data && data.member && data.member.identity]);
   const asset = useAsset(data ? data.soc.rules.asset : "MUX");
-  // members the page knows of (the creator, claimants): candidates for a proxy
-  useEffect(() => {
-    if (!data) return;
-    const addrs = [...new Set([data.soc.creator, ...data.claims.map((c) => c.claimant)])]
-      .filter((a) => a !== (state.key && state.key.address)).slice(0, 50);
-    batch(addrs.map((a) => ["get_member", id, a])).then((ms) => setKnown(ms.filter((m) => m && !(m instanceof RpcError))));
-  }, [data]);
+  // the members list and the proxy candidates: reloaded with the society's data
+  const members = useMembers(id, data);
   if (error) return html`<p class="error" role="alert">${error === "not_found" ? t("society.unknown") : error}</p>`;
   if (!data || !s.chain) return html`<p>${t("loading")}</p>`;
   const { soc, claims, member, standing, account } = data;
@@ -280,7 +338,7 @@ export function SocietyPage({ id }) {
         <div class="grid">
           <${PledgeForm} soc=${soc} asset=${asset} account=${account} />
           <${StandingForm} soc=${soc} asset=${asset} standing=${standing} />
-          <${ProxyForm} soc=${soc} member=${member} known=${known} />
+          <${ProxyForm} soc=${soc} member=${member} members=${members} />
         </div>
         <details class="card"><summary>${t("claim.file")}</summary>
           <${ClaimForm} soc=${soc} asset=${asset} member=${member} /></details>`
@@ -295,6 +353,8 @@ export function SocietyPage({ id }) {
     <h2>${t("society.charity_h")}</h2>
     ${open.filter((c) => c.kind === "charity").length ? cards(open.filter((c) => c.kind === "charity")) : html`<p class="muted">${t("society.no_charity")}</p>`}
     ${closed.length ? html`<details><summary>${t("society.closed_h", { n: closed.length })}</summary>${cards(closed)}</details>` : ""}
+    <h2>${t("society.members")}</h2>
+    <${MembersList} soc=${soc} members=${members} asset=${asset} />
   </section>`;
 }
 
