@@ -78,9 +78,9 @@ class Producer:
             self.node.witness_key, self.node.slot_time(slot), self.node.mempool.pending(), votes,
             max_txs=self.node.config.block_txs, deadline=deadline,
         )
-        self.node._mark_seen(block.id)
-        self.node._relay(block)
-        self.node._after_block(block, started)
+        self.node.follower.mark_seen(block.id)
+        self.node.follower.relay(block)
+        self.node.follower.after_block(block, started)
         log.info("produced", extra={"kv": {
             "height": block.height, "slot": slot, "txs": len(block.txs),
             "dropped": len(dropped), "pool": len(self.node.mempool)}})
@@ -105,7 +105,7 @@ class Producer:
         self.node.consensus.add_vote(vote, slot)
         if self.node.network is not None:  # only now, after the guard is on disk
             self.node.network.push(Kind.VOTE, [(vote.hash, vote.encode())])
-        self.node._finalize()
+        self.node.follower.finalize()
 
     async def vote_loop(self) -> None:
         """Vote for a slot at its middle if its block has not come (section 7)."""

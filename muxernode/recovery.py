@@ -103,7 +103,7 @@ class StorageRecovery:
         log.warning("storage_recovered", extra={"kv": {
             "outage_s": round(outage, 1), "head": self.node.chain.head.height,
             "final": self.node.chain.final.height}})
-        self.node._finalize()  # votes counted while paused may have moved finality
+        self.node.follower.finalize()  # votes counted while paused may have moved finality
         self.node.consensus.save_evidence()  # what a failed write kept in memory
         self.node.block_sync.wakeup.set()  # fetch the blocks dropped while paused
         self.node._update_metrics()

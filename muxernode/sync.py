@@ -42,7 +42,7 @@ class BlockSync:
             head = self.node.chain.head
             ahead = [(h, pid) for pid, (h, _i, _f) in self.node.peer_heads.items()
                      if h > head.height and pid in net.peer_ids()]
-            if not ahead and not self.node.orphans:
+            if not ahead and not self.node.follower.orphans:
                 stuck = 0
                 continue
             if not ahead:
@@ -63,9 +63,10 @@ class BlockSync:
 
     def release_held(self) -> None:
         now = self.node.now()
-        due = [b for b in self.node.held.values() if b.timestamp <= now + 1]
+        held = self.node.follower.held
+        due = [b for b in held.values() if b.timestamp <= now + 1]
         for b in due:
-            del self.node.held[b.id]
+            del held[b.id]
             if self.node._nursery is not None:
                 self.node._nursery.start_soon(self.node.accept_block, b)
 
