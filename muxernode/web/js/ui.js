@@ -34,6 +34,17 @@ export function Amount({ units, asset }) {
 
 export const amountOf = (units, asset) => fmtAmount(units, asset.precision, asset.symbol);
 
+// Karma counts in the units of the society's asset (a pledge of 10 MUX earns 5 karma), so
+// it is shown and typed in that asset's whole units, without a symbol, as the CLI does
+export const karmaOf = (units, asset) => fmtAmount(units, asset.precision, "");
+
+export function karmaField(text, asset) {
+  const r = parseAmount(text, asset.precision);
+  if (r.error) throw new FormError(r.error, r.vars);
+  need(r.units > 0n, "form.karma_positive");
+  return r.units;
+}
+
 // a message for any error a form can meet, in the chosen language
 export function errorText(e) {
   if (e instanceof TxRejected) {

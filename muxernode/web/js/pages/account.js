@@ -1,10 +1,10 @@
 // The account: balances per asset, escrow and charity escrow per society, the history
 // (get_history, with filters), and transfers of MUX and of assets. Live over `account`.
 import { useEffect, useState } from "preact/hooks";
-import { fmtDate, fmtNumber, t } from "../i18n.js";
+import { fmtDate, t } from "../i18n.js";
 import { RpcError, batch, call, live } from "../rpc.js";
 import { state, submit, useStore } from "../state.js";
-import { Addr, Amount, FormStatus, KeyGate, amountField, assetInfo, bytesMax, html, need, useAsset, useForm } from "../ui.js";
+import { Addr, Amount, FormStatus, KeyGate, amountField, assetInfo, bytesMax, html, karmaOf, need, useAsset, useForm } from "../ui.js";
 
 const TYPES = ["transfer", "create_society", "join", "pledge", "claim", "vote", "give", "create_asset",
   "issue_asset", "transfer_asset", "standing_pledge", "set_proxy", "charity_request", "withdraw_claim",
@@ -18,7 +18,7 @@ function Balance({ symbol, units }) {
 function Membership({ m }) {
   const asset = useAsset(m.asset);
   return html`<tr><td><a href=${"#/society/" + m.society}>${m.society}</a></td>
-    <td><${Amount} units=${m.escrow} asset=${asset} /></td><td><${Amount} units=${m.charity_escrow} asset=${asset} /></td><td>${fmtNumber(m.karma)}</td></tr>`;
+    <td><${Amount} units=${m.escrow} asset=${asset} /></td><td><${Amount} units=${m.charity_escrow} asset=${asset} /></td><td>${karmaOf(m.karma, asset)}</td></tr>`;
 }
 
 function TransferForm({ account }) {

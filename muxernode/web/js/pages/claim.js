@@ -6,7 +6,7 @@ import { sha256Hex, utf8 } from "../codec.js";
 import { fmtDate, fmtNumber, t } from "../i18n.js";
 import { RpcError, batch, live } from "../rpc.js";
 import { state, submit, useStore } from "../state.js";
-import { Addr, Amount, FormStatus, KeyGate, TxButton, amountField, amountOf, bytesMax, html, need, useAsset, useForm } from "../ui.js";
+import { Addr, Amount, FormStatus, KeyGate, TxButton, amountField, amountOf, bytesMax, html, karmaOf, need, useAsset, useForm } from "../ui.js";
 import { ClaimCard } from "./society.js";
 
 const ok = (r) => (r instanceof RpcError ? null : r);
@@ -116,7 +116,7 @@ export function ClaimPage({ id }) {
       ${votes.length === 0 ? html`<p class="muted">${t("votes.none")}</p>` : html`<table data-testid="votes">
         <thead><tr><th>${t("votes.voter")}</th><th>${t("votes.stance")}</th><th>${t("votes.weight")}</th><th>${t("votes.via")}</th></tr></thead>
         <tbody>${votes.map((v) => html`<tr><td><${Addr} a=${v.voter} /></td><td>${v.stance > 0 ? t("approve") : t("reject")}</td>
-          <td>${fmtNumber(v.weight)}</td><td>${v.via ? html`${t("votes.by_proxy")} <${Addr} a=${v.via} />` : t("votes.own")}</td></tr>`)}</tbody></table>`}
+          <td>${karmaOf(v.weight, asset)}</td><td>${v.via ? html`${t("votes.by_proxy")} <${Addr} a=${v.via} />` : t("votes.own")}</td></tr>`)}</tbody></table>`}
     </div>
     <${KeyGate}>
       ${open && member && !mine && html`<div class="card"><h2>${t("your_vote")}</h2>

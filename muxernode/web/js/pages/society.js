@@ -8,7 +8,7 @@ import { fmtAmount, fmtDate, fmtDuration, fmtNumber, fmtRelative, t } from "../i
 import { getMeta, setMeta } from "../keys.js";
 import { RpcError, batch, call, live } from "../rpc.js";
 import { state, submit, useStore } from "../state.js";
-import { Addr, Amount, FormStatus, KeyGate, Progress, TxButton, amountField, amountOf, bytesMax, html, need, short, useAsset, useForm } from "../ui.js";
+import { Addr, Amount, FormStatus, KeyGate, Progress, TxButton, amountField, amountOf, bytesMax, html, karmaField, karmaOf, need, short, useAsset, useForm } from "../ui.js";
 import { RulesText } from "./societies.js";
 
 // karma decay of 4.2, exactly as the ledger computes it (BigInt)
@@ -71,7 +71,7 @@ function MembersList({ soc, members, asset }) {
       <tbody>${members.items.map((m) => html`<tr key=${m.address}>
         <td><${MemberName} m=${m} />${m.proxy ? html`<div class="small muted">${t("members.has_proxy")}</div>` : ""}
           ${m.delegators ? html`<div class="small muted">${t("members.carries", { n: m.delegators })}</div>` : ""}</td>
-        <td>${fmtNumber(m.karma)}</td><td><${Amount} units=${m.escrow} asset=${asset} /></td></tr>`)}</tbody></table>
+        <td>${karmaOf(m.karma, asset)}</td><td><${Amount} units=${m.escrow} asset=${asset} /></td></tr>`)}</tbody></table>
       <p class="small muted">${t("members.shown", { shown: fmtNumber(members.items.length), total: fmtNumber(soc.members) })}</p>
       ${members.next && html`<button type="button" class="secondary" onClick=${members.more}>${t("more")}</button>`}`}
   </div>`;
@@ -103,9 +103,9 @@ export function ClaimCard({ c, soc, asset, now }) {
       <dt>${t("claim.limit")}</dt><dd><${Amount} units=${c.limit} asset=${asset} /></dd>
       <dt>${t("claim.received")}</dt><dd><${Amount} units=${c.received} asset=${asset} />
         <${Progress} value=${c.received} max=${c.limit} label=${t("claim.received")} /></dd>
-      <dt>${t("claim.approval")}</dt><dd>${t("claim.approval_of", { net: fmtNumber(net), need: fmtNumber(Math.ceil(need_)) })}
+      <dt>${t("claim.approval")}</dt><dd>${t("claim.approval_of", { net: karmaOf(net, asset), need: karmaOf(Math.ceil(need_), asset) })}
         <${Progress} value=${net} max=${Math.max(need_, 1)} label=${t("claim.approval")} cls="threshold" /></dd>
-      <dt>${t("claim.voters")}</dt><dd>${t("claim.voters_n", { n: c.voters, proxied: fmtNumber(c.proxied) })}</dd>
+      <dt>${t("claim.voters")}</dt><dd>${t("claim.voters_n", { n: c.voters, proxied: karmaOf(c.proxied, asset) })}</dd>
       ${open && html`<dt>${t("claim.gifts_open")}</dt><dd>${giftsIn > 0 ? fmtRelative(giftsIn) : t("claim.now")}</dd>
       <dt>${t("claim.closes")}</dt><dd>${fmtRelative(closesIn)} (${fmtDate(c.closes_at)})</dd>`}
       <dt>${t("claim.comments")}</dt><dd>${c.comments}</dd>
@@ -113,7 +113,7 @@ export function ClaimCard({ c, soc, asset, now }) {
   </article>`;
 }
 
-function KarmaChart({ member, rules }) {
+function KarmaChart({ member, rules, asset }) {
   const now = state.chain.head_time;
   const horizon = 365 * 86400;
   const points = [];
@@ -126,7 +126,7 @@ function KarmaChart({ member, rules }) {
   const at = (days) => decay(member.karma, now, now + days * 86400, rules);
   return html`<figure class="card">
     <figcaption><strong>${t("karma.projection")}</strong> — ${t("karma.projection_text", {
-      now: fmtNumber(member.karma), m: fmtNumber(at(30)), h: fmtNumber(at(180)), y: fmtNumber(at(365)) })}</figcaption>
+      now: karmaOf(member.karma, asset), m: karmaOf(at(30), asset), h: karmaOf(at(180), asset), y: karmaOf(at(365), asset) })}</figcaption>
     <svg class="chart" viewBox="0 0 300 100" preserveAspectRatio="none" role="img" aria-label=${t("karma.projection")}>
       <path d=${d} fill="none" stroke="#2f6f4f" stroke-width="2" vector-effect="non-scaling-stroke" /></svg>
     <div class="spread small muted"><span>${t("karma.today")}</span><span>${t("karma.in_year")}</span></div>
@@ -196,7 +196,7 @@ function StandingForm({ soc, asset, standing }) {
   </form>`;
 }
 
-function ProxyForm({ soc, member, members }) {
+function ProxyForm({ soc, asset, member, members }) {
   const f = useForm({ proxy: "" });
   const me = state.key && state.key.address;
   // who can be a proxy: a member other than you without a proxy of their own (proxy_chain)
@@ -217,11 +217,11 @@ function ProxyForm({ soc, member, members }) {
     ${known.length ? html`<table><caption class="sr-only">${t("proxy.candidates")}</caption>
       <thead><tr><th>${t("member")}</th><th>${t("karma")}</th><th>${t("proxy.delegators")}</th><th></th></tr></thead>
       <tbody>${known.map((m) => html`<tr key=${m.address}><td><${MemberName} m=${m} /></td>
-        <td>${fmtNumber(m.karma)}</td><td>${fmtNumber(m.delegators)}</td>
+        <td>${karmaOf(m.karma, asset)}</td><td>${fmtNumber(m.delegators)}</td>
         <td><button type="button" class="link" aria-pressed=${chosen === m ? "true" : "false"} onClick=${() => f.setValues({ proxy: m.address })}>${t("proxy.choose")}<span class="sr-only"> ${nameOf(m) || short(m.address)}</span></button></td></tr>`)}</tbody></table>`
       : members.loaded ? html`<p class="small muted">${t("proxy.no_candidates")}</p>` : ""}
     ${members.next && html`<button type="button" class="secondary" onClick=${members.more}>${t("proxy.more")}</button>`}
-    ${chosen && html`<p class="notice" data-testid="proxy-chosen">${t("proxy.chosen", { name: nameOf(chosen) || short(chosen.address), k: fmtNumber(chosen.karma), n: chosen.delegators })}</p>`}
+    ${chosen && html`<p class="notice" data-testid="proxy-chosen">${t("proxy.chosen", { name: nameOf(chosen) || short(chosen.address), k: karmaOf(chosen.karma, asset), n: chosen.delegators })}</p>`}
     <label>${t("proxy.address")}<input class="mono" value=${f.values.proxy} onInput=${f.set("proxy")} autocomplete="off" /></label>
     <button type="submit" disabled=${f.busy}>${t("proxy.set")}</button>
     <${FormStatus} form=${f} />
@@ -235,7 +235,7 @@ export function ClaimForm({ soc, asset, member, charity }) {
   if (!charity) {
     try {
       const a = amountField(v.amount, asset);
-      const k = BigInt((v.karma || "0").trim() || "0");
+      const k = (v.karma || "").trim() ? karmaField(v.karma, asset) : 0n;
       limit = a < k * BigInt(soc.rules.benefit_ratio) ? a : k * BigInt(soc.rules.benefit_ratio);
     } catch { limit = null; }
   }
@@ -252,9 +252,9 @@ export function ClaimForm({ soc, asset, member, charity }) {
     if (charity) {
       await submit({ type: "charity_request", society: soc.society, amount, subject: vals.subject.trim(), details: vals.details, evidence });
     } else {
-      need(/^\d+$/.test(vals.karma.trim()) && BigInt(vals.karma) > 0n, "form.karma_positive");
-      need(BigInt(vals.karma) <= BigInt(member.karma), "form.karma_max", { k: fmtNumber(member.karma) });
-      await submit({ type: "claim", society: soc.society, amount, karma: vals.karma.trim(), subject: vals.subject.trim(), details: vals.details, evidence });
+      const karma = karmaField(vals.karma, asset);
+      need(karma <= BigInt(member.karma), "form.karma_max", { k: karmaOf(member.karma, asset) });
+      await submit({ type: "claim", society: soc.society, amount, karma: karma.toString(), subject: vals.subject.trim(), details: vals.details, evidence });
     }
   })}>
     <p class="small muted">${charity ? t("charity.explain", { bond: amountOf(soc.rules.claim_bond, asset) })
@@ -262,8 +262,8 @@ export function ClaimForm({ soc, asset, member, charity }) {
     ${!observed && html`<p class="error">${t("claim.observation_until", { d: fmtDate(member.joined_at + soc.rules.observation_s) })}</p>`}
     <label>${t("claim.subject")}<input value=${v.subject} onInput=${f.set("subject")} maxlength="80" /></label>
     <label>${t("amount_in", { asset: asset.symbol })}<input inputmode="decimal" value=${v.amount} onInput=${f.set("amount")} /></label>
-    ${!charity && html`<label>${t("claim.karma")}<span class="hint">${t("claim.karma_hint", { k: fmtNumber(member.karma) })}</span>
-      <input inputmode="numeric" value=${v.karma} onInput=${f.set("karma")} /></label>
+    ${!charity && html`<label>${t("claim.karma")}<span class="hint">${t("claim.karma_hint", { k: karmaOf(member.karma, asset) })}</span>
+      <input inputmode="decimal" value=${v.karma} onInput=${f.set("karma")} /></label>
       <p class="notice" aria-live="polite" data-testid="limit">${limit === null ? t("claim.limit_unknown")
         : t("claim.limit_is", { limit: amountOf(limit, asset) })}</p>`}
     <label>${t("claim.story")}<span class="hint">${t("claim.story_hint")}</span><textarea value=${v.details} onInput=${f.set("details")}></textarea></label>
@@ -316,7 +316,7 @@ export function SocietyPage({ id }) {
         <dt>${t("society.members")}</dt><dd data-testid="members">${fmtNumber(soc.members)}</dd>
         <dt>${t("society.escrow_total")}</dt><dd><${Amount} units=${soc.escrow_total} asset=${asset} /></dd>
         <dt>${t("society.charity_escrow_total")}</dt><dd><${Amount} units=${soc.charity_escrow_total} asset=${asset} /></dd>
-        <dt>${t("society.total_karma")}</dt><dd>${fmtNumber(soc.total_karma)}</dd>
+        <dt>${t("society.total_karma")}</dt><dd>${karmaOf(soc.total_karma, asset)}</dd>
         <dt>${t("society.open_claims")}</dt><dd>${fmtNumber(soc.open_claims)}</dd>
         <dt>${t("society.creator")}</dt><dd><${Addr} a=${soc.creator} /></dd>
       </dl></div>
@@ -329,16 +329,16 @@ export function SocietyPage({ id }) {
             ${myName && myName.identity === member.identity && html`<div class="small">${t("join.hashed_name", { name: myName.name, salt: myName.salt })}</div>`}</dd>
           <dt>${t("member.escrow")}</dt><dd data-testid="escrow"><${Amount} units=${member.escrow} asset=${asset} /></dd>
           <dt>${t("member.charity_escrow")}</dt><dd><${Amount} units=${member.charity_escrow} asset=${asset} /></dd>
-          <dt>${t("karma")}</dt><dd data-testid="karma">${fmtNumber(member.karma)}</dd>
+          <dt>${t("karma")}</dt><dd data-testid="karma">${karmaOf(member.karma, asset)}</dd>
           <dt>${t("member.pledged")}</dt><dd><${Amount} units=${member.pledged_total} asset=${asset} /></dd>
           <dt>${t("member.given")}</dt><dd><${Amount} units=${member.given_total} asset=${asset} /></dd>
           <dt>${t("member.joined")}</dt><dd>${fmtDate(member.joined_at)}</dd>
         </dl></div>
-        <${KarmaChart} member=${member} rules=${soc.rules} />
+        <${KarmaChart} member=${member} rules=${soc.rules} asset=${asset} />
         <div class="grid">
           <${PledgeForm} soc=${soc} asset=${asset} account=${account} />
           <${StandingForm} soc=${soc} asset=${asset} standing=${standing} />
-          <${ProxyForm} soc=${soc} member=${member} members=${members} />
+          <${ProxyForm} soc=${soc} asset=${asset} member=${member} members=${members} />
         </div>
         <details class="card"><summary>${t("claim.file")}</summary>
           <${ClaimForm} soc=${soc} asset=${asset} member=${member} /></details>`
