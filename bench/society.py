@@ -7,8 +7,8 @@
 Prints the wall and CPU time, where it goes (signing with the real build_tx, applying in
 the ledger, the rest: the agents, blocks, digest), txs per second, the issue's targets as
 measured, and the raw verify rate of the same run (bench/common.py), because absolute
-times on shared machines drift. ``--stores`` runs a smaller society three times, on the
-driver's SortedKV, on storage.kv.MemoryKV and on a real LevelDB in a temp dir, to show
+times on shared machines drift. ``--stores`` runs a smaller society twice, on
+storage.kv.MemoryKV (the driver's store) and on a real LevelDB in a temp dir, to show
 why the driver uses the first.
 """
 
@@ -61,7 +61,6 @@ def main() -> None:
           f"{a['worst_expected_value']} MUX (< 0: {tg['fraud_unprofitable']})")
     if args.stores:
         small = Config(seed=args.seed, members=500, months=12, rules=cfg.rules)
-        _, sorted_s, _ = _run(small)
         _, memory_s, _ = _run(small, MemoryKV())
         with tempfile.TemporaryDirectory() as tmp:
             db = LevelDBStore(tmp)
@@ -69,8 +68,8 @@ def main() -> None:
                 _, level_s, _ = _run(small, db)
             finally:
                 db.close()
-        print(f"  stores, 500 members x 12 months: SortedKV {sorted_s:.1f} s, MemoryKV "
-              f"{memory_s:.1f} s, LevelDB {level_s:.1f} s")
+        print(f"  stores, 500 members x 12 months: MemoryKV {memory_s:.1f} s, "
+              f"LevelDB {level_s:.1f} s")
     print(verify_note(verify_rate(1.0)))
 
 

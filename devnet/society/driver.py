@@ -15,10 +15,8 @@ either.
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 from consensus.app import BlockContext
@@ -29,7 +27,7 @@ from consensus.tx import SignedTx, build_tx
 from muxernode.ledger import Ledger
 from storage.kv import KVStore, MemoryKV
 
-__all__ = ["BASE_FEE", "DAY", "GENESIS_TIME", "Driver", "SortedKV"]
+__all__ = ["BASE_FEE", "DAY", "GENESIS_TIME", "Driver"]
 
 DAY = 86_400
 GENESIS_TIME = 1_767_225_600  # 2026-01-01 00:00 UTC, a multiple of the day
@@ -40,78 +38,6 @@ BASE_FEE = 10  # units (0.0001 MUX): the devnet's fee
 LIFETIME = 120
 EXPIRY_S = 120  # a tx expires this long after its block's timestamp
 CACHE_ENTRIES = 300_000  # the ledger's decoded-record cache, trimmed after each block
-
-
-class SortedKV:
-    """An in-memory KVStore that sorts keys lazily, per two-byte bucket.
-
-    ``MemoryKV`` re-sorts every key on the first ``iterate`` after a write, and the ledger
-    iterates the due standing pledges in every block: over the 10^5-10^6 keys of a long
-    run (most of them votes) that sort was most of a day's block (bench/society.py
-    --stores prints the three stores). Here keys are kept in buckets by their first two
-    bytes (the state prefix and the record type: votes, claims, members, due pledges, tx
-    ids, ...), and a bucket is sorted only when something iterates it after it changed;
-    the ledger iterates only small buckets (due pledges, expiring tx ids), so the vote
-    bucket, the big one, is never sorted during a run. Buckets in name order are in key
-    order, because every key of a bucket starts with its name.
-    """
-
-    def __init__(self) -> None:
-        self._data: dict[bytes, bytes] = {}
-        self._buckets: dict[bytes, list[bytes]] = {}  # may hold deleted or repeated keys
-        self._dirty: set[bytes] = set()  # buckets changed since they were last sorted
-
-    def get(self, key: bytes) -> bytes | None:
-        return self._data.get(key)
-
-    def _sorted(self, name: bytes) -> list[bytes]:
-        if name in self._dirty:
-            data = self._data
-            self._buckets[name] = sorted({k for k in self._buckets[name] if k in data})
-            self._dirty.discard(name)
-        return self._buckets[name]
-
-    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        if len(prefix) >= 2:
-            names = [prefix[:2]] if prefix[:2] in self._buckets else []
-        else:
-            names = sorted(b for b in self._buckets if b.startswith(prefix))
-        data = self._data
-        for name in names:
-            # only a block's commit writes here, never the ledger while it iterates
-            keys = self._sorted(name)
-            i, n = bisect.bisect_left(keys, prefix), len(keys)
-            while i < n:
-                k = keys[i]
-                if not k.startswith(prefix):
-                    break
-                i += 1
-                v = data.get(k)
-                if v is not None:
-                    yield k, v
-
-    def write(self, changes: Mapping[bytes, bytes | None], sync: bool = False) -> None:
-        data, buckets, dirty = self._data, self._buckets, self._dirty
-        for k, v in changes.items():
-            if v is None:
-                if data.pop(k, None) is not None:
-                    dirty.add(k[:2])
-            else:
-                if k not in data:
-                    name = k[:2]
-                    bucket = buckets.get(name)
-                    if bucket is None:
-                        buckets[name] = [k]
-                    else:
-                        bucket.append(k)
-                    dirty.add(name)
-                data[k] = v
-
-    def snapshot(self) -> MemoryKV:
-        return MemoryKV(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 class Driver:
@@ -130,7 +56,7 @@ class Driver:
                            "signing_key": witness.public_key.hex()}],
             "balances": [{"address": "mx" + a.hex(), "amount": n} for a, n in balances],
         })
-        self.kv: KVStore = kv if kv is not None else SortedKV()
+        self.kv: KVStore = kv if kv is not None else MemoryKV()
         self.ledger = Ledger(self.kv, self.genesis.params, self.genesis.genesis_time)
         self.kv.write(self.ledger.init_genesis(self.genesis).changes)
         self.chain_id = self.genesis.chain_id
