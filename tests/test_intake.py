@@ -1,5 +1,5 @@
-"""RPC intake adapts to how late peers' blocks arrive (muxernode/node.py
-``_adapt_intake``): late blocks cut the share of the mempool's room open to new RPC txs
+"""RPC intake adapts to how late peers' blocks arrive (muxernode/intake.py
+``TxIntake.adapt``): late blocks cut the share of the mempool's room open to new RPC txs
 (multiplicatively, to a floor), blocks in time give it back (additively); the refused txs
 get ``mempool_full`` before any signature check. Two real nodes over LevelDB in tmp dirs
 sharing a clock: A produces, B follows and takes the RPC txs."""

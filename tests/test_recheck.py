@@ -1,5 +1,5 @@
 """A running node re-checks its mempool after a new head a chunk at a time
-(muxernode/node.py ``recheck_loop``, ``RECHECK_CHUNK``): right after a block only the
+(muxernode/follower.py ``recheck_loop``, ``RECHECK_CHUNK``): right after a block only the
 first chunk is done, the rest follows between the node's other work, and the pool ends as
 a whole re-check leaves it. Two real nodes over LevelDB in tmp dirs: A produces, B holds
 a pool larger than a chunk, part of which A's block makes invalid."""
