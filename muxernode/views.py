@@ -364,19 +364,17 @@ def list_comments(
         return None
     prefix = L.COMMENT_PREFIX + claim_id
     items: list[dict[str, Any]] = []
-    more = False
+    last: bytes | None = None  # the index key suffix of the last item taken
+    next_cursor = None
     for key, raw in st.iterate_store(prefix):
         suffix = key[len(prefix):]
         if after is not None and suffix <= after:
             continue
         if len(items) == limit:
-            more = True
+            next_cursor = None if last is None else last.hex()
             break
         tx_id, time, author, text = decode_trusted(raw)
         items.append({"tx_id": bytes(tx_id).hex(), "height": int.from_bytes(suffix[:8], "big"),
-                      "time": time, "author": address_to_text(author), "text": text,
-                      "_cursor": suffix})
-    next_cursor = items[-1]["_cursor"].hex() if more else None
-    for item in items:
-        del item["_cursor"]
+                      "time": time, "author": address_to_text(author), "text": text})
+        last = suffix
     return {"items": items, "next": next_cursor}
