@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from muxernode import state as state_module
 from muxernode.state import (
     DIGEST_KEY,
     MODULUS,
@@ -111,6 +112,19 @@ def test_modulus_and_element_match_the_reference() -> None:
     for n in (0, 1, 31, 32, 33, 200):
         data = rng.randbytes(n)
         assert int(element(data)) == _ref_element(data)
+
+
+def test_libsodium_and_cryptography_elements_agree() -> None:
+    # the fast path (libsodium's raw ChaCha20) is the one in use where PyNaCl is installed,
+    # as it is here; the fallback through `cryptography` must give the same numbers
+    assert state_module._STREAM is not None
+    assert element is state_module._element_sodium
+    rng = random.Random(9)
+    for n in (0, 1, 55, 56, 64, 300):
+        data = rng.randbytes(n)
+        fast = state_module._element_sodium(data)
+        assert fast == state_module._element_cryptography(data)
+        assert int(fast) == _ref_element(data)
 
 
 def test_published_vector() -> None:
