@@ -235,7 +235,9 @@ class ChainFollower:
         commit (the mempool's re-check of what is left takes a good part of a slot under
         load, and the next producer needs this block now)."""
         if self.node.network is not None:
-            self.node.network.push(Kind.BLOCK, [(block.id, block.encode())])
+            # compactly: the peers rebuild it from their mempools (p2p/compact.py)
+            self.node.network.push_block(block.id, block.encode(),
+                                         [tx.tx_id for tx in block.txs])
 
     def after_block(self, block: Block, started: float) -> None:
         node = self.node

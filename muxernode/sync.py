@@ -9,6 +9,7 @@ nothing of the ledger.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import trio
@@ -106,6 +107,10 @@ class P2PAdapter:
             if raw is not None:
                 out.append(raw)
         return out
+
+    def pool_txs(self) -> Iterable[tuple[bytes, bytes]]:
+        """(tx id, bytes) of the mempool's txs: what compact blocks are rebuilt from."""
+        return ((tx.tx_id, tx.raw) for tx in self.node.mempool.pending())
 
     def get_blocks(self, from_height: int, count: int) -> list[bytes]:
         chain = self.node.chain

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from itertools import pairwise
 from typing import Any, ClassVar
 
 import msgpack
@@ -24,6 +25,7 @@ from consensus.codec import encode
 __all__ = [
     "ID_LEN",
     "MAX_BYE_REASON",
+    "MAX_COMPACT_TXS",
     "MAX_GET_BLOCKS",
     "MAX_HOST_LEN",
     "MAX_INV_IDS",
@@ -31,10 +33,14 @@ __all__ = [
     "MAX_PEER_ENTRIES",
     "NONCE_LEN",
     "PUBKEY_LEN",
+    "SHORT_ID_LEN",
     "SIGNATURE_LEN",
     "BlockRange",
+    "BlockTxn",
     "Blocks",
     "Bye",
+    "CmpctBlock",
+    "GetBlockTxn",
     "GetBlocks",
     "GetData",
     "GetHeads",
@@ -66,6 +72,9 @@ MAX_GET_BLOCKS = 500  # blocks per GET_BLOCKS / BLOCK_RANGE
 MAX_PEER_ENTRIES = 1000  # addresses per PEERS
 MAX_HOST_LEN = 255  # a DNS name is at most 253 characters
 MAX_BYE_REASON = 256
+SHORT_ID_LEN = 6  # compact blocks: salted short tx ids, as BIP 152 (docs/p2p.md)
+MAX_COMPACT_TXS = 32768  # txs per compact block (a 2 MiB block holds at most ~20,000)
+MAX_HEADER_BYTES = 512  # an encoded block header is about 200 bytes
 MAX_U64 = 2**64 - 1
 MAX_HEIGHT = 2**63 - 1
 
@@ -436,15 +445,103 @@ class BlockRange:
                    _items(f[1], "BLOCK_RANGE", MAX_GET_BLOCKS, min_len=0))
 
 
+# --- compact blocks (types 30-39; p2p/compact.py builds and rebuilds them) ------------------
+
+
+def _increasing(xs: list[Any], what: str, n: int) -> list[int]:
+    out = [_int(x, f"{what} index", 0, n - 1) for x in xs]
+    if any(b <= a for a, b in pairwise(out)):
+        raise MessageError(f"{what} indexes must be strictly increasing")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CmpctBlock:
+    """A new block as its header, signature and votes in full and its txs as short ids
+    salted by (header, nonce); ``body_hash`` = H(the whole block's bytes), so a rebuild is
+    checked byte for byte before it goes to the node."""
+
+    TYPE: ClassVar[int] = 30
+    header: bytes  # the header's canonical encoding: block id = H(header)
+    signature: bytes
+    nonce: int
+    short_ids: bytes  # SHORT_ID_LEN bytes per tx, in block order
+    votes: bytes  # the block's votes array, encoded
+    body_hash: bytes
+
+    def fields(self) -> list[Any]:
+        return [self.header, self.signature, self.nonce, self.short_ids, self.votes,
+                self.body_hash]
+
+    @property
+    def tx_count(self) -> int:
+        return len(self.short_ids) // SHORT_ID_LEN
+
+    @classmethod
+    def parse(cls, f: list[Any]) -> CmpctBlock:
+        _arity(f, 6, "CMPCT_BLOCK")
+        header = _bin(f[0], "header")
+        if not 0 < len(header) <= MAX_HEADER_BYTES:
+            raise MessageError(f"header must be 1..{MAX_HEADER_BYTES} bytes")
+        short_ids = _bin(f[3], "short_ids")
+        if len(short_ids) % SHORT_ID_LEN or len(short_ids) > SHORT_ID_LEN * MAX_COMPACT_TXS:
+            raise MessageError(f"short_ids must be a multiple of {SHORT_ID_LEN} bytes, at "
+                               f"most {MAX_COMPACT_TXS} ids")
+        votes = _bin(f[4], "votes")
+        if not votes:
+            raise MessageError("votes must be an encoded array")
+        return cls(header, _bin(f[1], "signature", SIGNATURE_LEN), _int(f[2], "nonce"),
+                   short_ids, votes, _bin(f[5], "body_hash", ID_LEN))
+
+
+@dataclass(frozen=True, slots=True)
+class GetBlockTxn:
+    """The txs of a compact block that the asker could not find, by index in the block."""
+
+    TYPE: ClassVar[int] = 31
+    block_id: bytes
+    indexes: list[int]
+
+    def fields(self) -> list[Any]:
+        return [self.block_id, self.indexes]
+
+    @classmethod
+    def parse(cls, f: list[Any]) -> GetBlockTxn:
+        _arity(f, 2, "GET_BLOCK_TXN")
+        idx = _list(f[1], "GET_BLOCK_TXN", MAX_COMPACT_TXS, min_len=1)
+        return cls(_bin(f[0], "block_id", ID_LEN),
+                   _increasing(idx, "GET_BLOCK_TXN", MAX_COMPACT_TXS))
+
+
+@dataclass(frozen=True, slots=True)
+class BlockTxn:
+    """The answer to GET_BLOCK_TXN: the asked txs' raw bytes, in the asked order."""
+
+    TYPE: ClassVar[int] = 32
+    block_id: bytes
+    raws: list[bytes]
+
+    def fields(self) -> list[Any]:
+        return [self.block_id, self.raws]
+
+    @classmethod
+    def parse(cls, f: list[Any]) -> BlockTxn:
+        _arity(f, 2, "BLOCK_TXN")
+        return cls(_bin(f[0], "block_id", ID_LEN),
+                   _items(f[1], "BLOCK_TXN", MAX_COMPACT_TXS, min_len=1))
+
+
 Message = (
     Hello | HelloAck | Ping | Pong | Inv | GetData | Txs | Blocks | Votes | GetBlocks
     | GetHeads | Heads | PeersReq | Peers | Bye | NotFound | BlockRange
+    | CmpctBlock | GetBlockTxn | BlockTxn
 )
 
 _TYPES: dict[int, Any] = {
     cls.TYPE: cls
     for cls in (Hello, HelloAck, Ping, Pong, Inv, GetData, Txs, Blocks, Votes, GetBlocks,
-                GetHeads, Heads, PeersReq, Peers, Bye, NotFound, BlockRange)
+                GetHeads, Heads, PeersReq, Peers, Bye, NotFound, BlockRange,
+                CmpctBlock, GetBlockTxn, BlockTxn)
 }
 
 

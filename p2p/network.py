@@ -36,6 +36,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from consensus.crypto import PrivateKey
+from p2p.compact import CompactRelay
 from p2p.frames import MAX_FRAME, FrameError, encode_frame
 from p2p.handshake import sign_ack, verify_ack
 from p2p.messages import (
@@ -45,8 +46,11 @@ from p2p.messages import (
     NONCE_LEN,
     BlockRange,
     Blocks,
+    BlockTxn,
     Bye,
+    CmpctBlock,
     GetBlocks,
+    GetBlockTxn,
     GetData,
     GetHeads,
     Heads,
@@ -203,6 +207,9 @@ class P2PConfig:
     max_dial_failures: int = 8  # a learned (not seed) address is forgotten after this many
     peers_interval: float = 60.0  # ask for addresses this often while short of outbound peers
     tick: float = 1.0  # housekeeping period
+    compact_blocks: bool = True  # push new blocks as CMPCT_BLOCK (docs/p2p.md)
+    compact_timeout: float = 1.0  # missing txs not answered by then: fetch the full block
+    compact_rate: float = 4.0  # compact-block rebuilds per second per peer (burst 2x)
 
 
 @dataclass
@@ -298,6 +305,7 @@ class Network:
         self._wakeup = trio.Event()
         self._last_peers_req = -float("inf")
         self._nursery: trio.Nursery | None = None
+        self.compact = CompactRelay(self)
         for host, port in self.config.seeds:
             self._book[(host, port)] = _AddrInfo(host, port, seed=True)
 
@@ -379,6 +387,11 @@ class Network:
             for chunk in fit_items(new):
                 if self._enqueue(peer, cls(chunk), must=False, urgent=True):
                     self.counters["items_pushed"] += len(chunk)
+
+    def push_block(self, block_id: bytes, raw: bytes, tx_ids: list[bytes]) -> None:
+        """A new block to every peer that lacks it, compactly (p2p/compact.py): its txs
+        as short ids the peers rebuild from their mempools. ``tx_ids`` in block order."""
+        self.compact.push(block_id, raw, tx_ids)
 
     def broadcast_txs(self, tx_ids: Iterable[bytes]) -> None:
         self.announce(Kind.TX, tx_ids)
@@ -802,7 +815,9 @@ class Network:
                 await trio.sleep(wait)
         msg = decode_message(body)
         self.counters["frames_in"] += 1
-        self.counters["msg_in_" + type(msg).__name__.lower()] += 1
+        name = type(msg).__name__.lower()
+        self.counters["msg_in_" + name] += 1
+        self.counters["bytes_in_" + name] += len(body)
         peer.last_recv = trio.current_time()
         return msg
 
@@ -990,6 +1005,8 @@ class Network:
                 self.counters["unsolicited_peers"] += 1
         elif isinstance(msg, Bye):
             raise _Closed(f"peer said bye: {msg.reason}")
+        elif isinstance(msg, CmpctBlock | GetBlockTxn | BlockTxn):
+            await self.compact.on_message(peer, msg)
         else:  # HELLO / HELLO_ACK after the handshake
             self._penalize(peer, "unexpected_message", detail=type(msg).__name__)
 
