@@ -21,6 +21,10 @@
     [history]
     enabled = true                  # the account-history index (get_history); --no-history
 
+    [sync]
+    verify_all_signatures = false   # re-check tx signatures in final blocks synced;
+                                    # --verify-all-signatures
+
     [limits]
     mempool_txs = 10000
     mempool_bytes = 67108864
@@ -71,6 +75,7 @@ class NodeConfig:
     verify_threads: int = 2
     block_txs: int = 10_000
     history: bool = True
+    verify_all_signatures: bool = False
 
 
 _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
@@ -82,6 +87,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "witness": {"key_file": ("witness_key_file", str)},
     "log": {"format": ("log_format", str), "level": ("log_level", str)},
     "history": {"enabled": ("history", bool)},
+    "sync": {"verify_all_signatures": ("verify_all_signatures", bool)},
     "limits": {"mempool_txs": ("mempool_txs", int), "mempool_bytes": ("mempool_bytes", int),
                "verify_threads": ("verify_threads", int),
                "block_txs": ("block_txs", int)},

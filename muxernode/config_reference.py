@@ -51,6 +51,12 @@ HELP: dict[str, str] = {
                  '`"info,p2p=debug,rpc=warning"`. Flag `--log-level`.',
     "history.enabled": "Keep the account-history index that `get_history` reads; off, that "
                        "method answers -32002. Flag `--no-history`.",
+    "sync.verify_all_signatures": "Check every tx signature of the blocks synced from "
+                                  "peers. Off (the default), the signatures inside blocks "
+                                  "that the synced range's own finality votes make final "
+                                  "are not checked again, as Bitcoin Core's assumevalid "
+                                  "skips script checks (docs/security.md, Sync from final "
+                                  "blocks). Flag `--verify-all-signatures`.",
     "limits.mempool_txs": "Most txs the mempool holds.",
     "limits.mempool_bytes": "Most bytes the mempool holds.",
     "limits.verify_threads": "Threads checking signatures (one per core; libsodium releases "

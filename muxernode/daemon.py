@@ -201,13 +201,16 @@ def config_check(path: str) -> None:
                    '(overrides the config; docs/rpc.md, Logs).')
 @click.option("--no-history", is_flag=True, default=False,
               help="No account-history index (get_history answers -32002).")
+@click.option("--verify-all-signatures", is_flag=True, default=False,
+              help="Check every tx signature of synced blocks, also in those the synced "
+                   "range's finality votes make final (docs/security.md).")
 @click.option("--clock-offset", type=float, default=0.0, hidden=True,
               help="Seconds added to the node's clock (tests and devnet research: a "
                    "witness with a skewed clock).")
 def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
         p2p_listen: str | None, peers: tuple[str, ...], witness_key: str | None,
         log_format: str | None, clock_offset: float, log_level: str | None,
-        no_history: bool) -> None:
+        no_history: bool, verify_all_signatures: bool) -> None:
     """Run a node until SIGINT or SIGTERM."""
     try:
         cfg = load_config(config_path)
@@ -226,6 +229,8 @@ def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
             cfg.log_level = log_level
         if no_history:
             cfg.history = False
+        if verify_all_signatures:
+            cfg.verify_all_signatures = True
         try:
             setup_logging(cfg.log_format, cfg.log_level)
         except LogLevelError as exc:

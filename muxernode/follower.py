@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -96,9 +97,15 @@ class ChainFollower:
 
     # --- blocks from peers ------------------------------------------------------------------
 
-    async def accept_blocks(self, raws: list[bytes]) -> list[bool]:
-        """Blocks from a peer (gossip or sync): False iff a block is invalid."""
-        verdicts: list[bool] = []
+    async def accept_blocks(
+        self, raws: list[bytes],
+        trusted: Callable[[list[Block]], set[bytes]] | None = None,
+    ) -> list[bool]:
+        """Blocks from a peer (gossip or sync): False iff a block is invalid.
+
+        ``trusted`` (a sync range, muxernode/sync.py): given the decoded blocks, the ids
+        of those whose tx signatures need no check (final by the range's own votes)."""
+        verdicts: list[bool | Block] = []
         for raw in raws:
             seen = peek_block_id(raw)
             if seen is not None and seen in self.bad_blocks:
@@ -114,10 +121,22 @@ class ChainFollower:
                 log.info("block_rejected", extra={"kv": {"why": str(exc)}})
                 verdicts.append(False)
                 continue
-            verdicts.append(await self.node.accept_block(block))
-        return verdicts
+            if trusted is None:
+                verdicts.append(await self.node.accept_block(block))
+            else:
+                verdicts.append(block)  # judged below, once the range's votes are counted
+        if trusted is None:
+            return [v is True for v in verdicts]
+        skip = trusted([v for v in verdicts if isinstance(v, Block)])
+        out: list[bool] = []
+        for v in verdicts:
+            if isinstance(v, Block):
+                out.append(await self.accept_block(v, check_tx_signatures=v.id not in skip))
+            else:
+                out.append(v)
+        return out
 
-    async def accept_block(self, block: Block) -> bool:
+    async def accept_block(self, block: Block, *, check_tx_signatures: bool = True) -> bool:
         node = self.node
         if block.id in self.bad_blocks:
             return False
@@ -136,7 +155,7 @@ class ChainFollower:
             # parent known: the chain's own check, the sender is at fault; parent unknown:
             # our witness keys may be older than the block's, so it is dropped unjudged
             return block.previous_id not in node.consensus.tree
-        if not await self.verify_block_txs(block):
+        if check_tx_signatures and not await self.verify_block_txs(block):
             return False  # wrong on any chain: a tx signature covers nothing but its tx
         if self.have_block(block.id):
             return True  # taken meanwhile, from another peer

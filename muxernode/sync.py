@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from consensus.block import Block
+from consensus.finality import Checkpoint, FinalityTracker
 from p2p import MAX_FRAME, Kind, PeerUnavailable
 
 if TYPE_CHECKING:
@@ -28,6 +30,74 @@ class BlockSync:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.wakeup = trio.Event()  # a peer is ahead, an orphan came, the store recovered
+        # sync from final blocks: txs of synced blocks whose signatures were not checked
+        # again (final by the range's votes) and txs whose signatures were
+        self.txs_trusted = 0
+        self.txs_checked = 0
+
+    async def accept_range(self, raws: list[bytes]) -> list[bool]:
+        """A range of blocks from sync (BLOCK_RANGE): like gossip, except that the tx
+        signatures of the blocks the range's own votes make final are not checked again,
+        unless the node is told to verify all signatures (docs/security.md)."""
+        follower = self.node.follower
+        if self.node.config.verify_all_signatures:
+            return await follower.accept_blocks(raws, self._count_checked)
+        return await follower.accept_blocks(raws, self.final_by_votes)
+
+    def _count_checked(self, blocks: list[Block]) -> set[bytes]:
+        self.txs_checked += sum(len(b.txs) for b in blocks)
+        return set()
+
+    def final_by_votes(self, blocks: list[Block]) -> set[bytes]:
+        """The ids of the blocks of a sync range that the votes included in the range (and
+        in our chain above our final block) make final, counted by the finality rules
+        (protocol section 7) with our chain's voter sets and signing keys, every vote's
+        signature checked. Only a range that continues our main chain above our final
+        block is considered; of it, the run of blocks each the parent of the next."""
+        node = self.node
+        chain = node.chain
+        final = chain.final
+        heights: dict[bytes, int] = {}
+        slots: dict[bytes, int] = {}
+        run: list[Block] = []
+        if blocks:
+            first = blocks[0]
+            parent_h = first.height - 1
+            if parent_h >= final.height and chain.block_id_at(parent_h) == first.previous_id:
+                run.append(first)
+                for b in blocks[1:]:
+                    if b.previous_id != run[-1].id or b.height != run[-1].height + 1:
+                        break
+                    run.append(b)
+        if not run:
+            self.txs_checked += sum(len(b.txs) for b in blocks)
+            return set()
+        ours: list[Block] = []  # our main chain from above final to the range's parent
+        for h in range(final.height + 1, run[0].height):
+            bid = chain.block_id_at(h)
+            mine = chain.get_block(bid) if bid is not None else None
+            if mine is None:
+                self.txs_checked += sum(len(b.txs) for b in blocks)
+                return set()
+            ours.append(mine)
+        heights[final.id], slots[final.id] = final.height, final.slot
+        for b in ours + run:
+            heights[b.id], slots[b.id] = b.height, chain.slot_of(b.timestamp)
+
+        def is_ancestor(a: bytes, b: bytes) -> bool:  # one line of blocks: by height
+            return a in heights and b in heights and heights[a] <= heights[b]
+
+        tracker = FinalityTracker(node.chain_id, Checkpoint(final.id, final.slot),
+                                  node.consensus.voters_for_slot, is_ancestor, slots.get)
+        for b in ours + run:
+            for v in b.votes:
+                tracker.add_vote(v, max_target_slot=slots[b.id])  # signature checked
+        top = heights.get(tracker.final.block_id, final.height)
+        trusted = {b.id for b in run if b.height <= top}
+        n = sum(len(b.txs) for b in blocks if b.id in trusted)
+        self.txs_trusted += n
+        self.txs_checked += sum(len(b.txs) for b in blocks) - n
+        return trusted
 
     async def loop(self) -> None:
         """Catch up from peers that are ahead: ranges of blocks, from several peers."""
@@ -136,6 +206,9 @@ class P2PAdapter:
 
     async def on_blocks(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
         return await self.node.accept_blocks(raws)
+
+    async def on_block_range(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
+        return await self.node.block_sync.accept_range(raws)
 
     async def on_votes(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:
         return await self.node.accept_votes(raws)
