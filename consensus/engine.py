@@ -581,6 +581,16 @@ class Consensus:
         a, b = self.node_view.final, self.chain_view.final
         return a if a.slot >= b.slot else b
 
+    def final_votes(self, block_id: bytes) -> list[bytes]:
+        """The encoded votes that made ``block_id`` final, from whichever view saw it
+        (Chain.set_final persists them: a snapshot's proof of finality); [] if unknown."""
+        for view in (self.node_view, self.chain_view):
+            if view.final.block_id == block_id:
+                votes = view.final_votes()
+                if votes:
+                    return [v.encode() for v in votes]
+        return []
+
     def make_vote(self, key: PrivateKey, guard: VoterGuard, slot: int) -> Vote | None:
         """The honest vote for ``slot`` on the current head, if this key may cast it."""
         if slot < 1:  # slot 0 is genesis: no voters (a node started in its first half)

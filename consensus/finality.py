@@ -205,6 +205,9 @@ class FinalityTracker:
         self._waiting: dict[bytes, dict[bytes, None]] = {}  # missing block id -> vote hashes
         self.evidence: list[Evidence] = []
         self.max_evidence = 1024
+        # the link (final, its child slot's checkpoint) that made ``final`` final: its
+        # votes are the proof a snapshot of the final state carries (final_votes)
+        self._final_link: tuple[Checkpoint, Checkpoint] | None = None
 
     # --- queries --------------------------------------------------------------------------
 
@@ -212,6 +215,18 @@ class FinalityTracker:
     def final(self) -> Checkpoint:
         """The highest final checkpoint."""
         return self._final
+
+    def final_votes(self) -> list[Vote]:
+        """The votes of the supermajority link that made the final checkpoint final, in
+        witness order; [] when this tracker did not see it happen (genesis, a restart)."""
+        if self._final_link is None or self._final_link[0] != self._final:
+            return []
+        s, t = self._final_link
+        out = [v for w in sorted(self._by_witness)
+               for v in self._by_witness[w].get(t.slot, ())
+               if v.source_id == s.block_id and v.source_slot == s.slot
+               and v.target_id == t.block_id]
+        return out
 
     @property
     def justified(self) -> tuple[Checkpoint, ...]:
@@ -388,6 +403,7 @@ class FinalityTracker:
                 and self._is_ancestor(self._final.block_id, s.block_id)
             ):
                 self._final = s
+                self._final_link = (s, t)
                 outcome.finalized.append(s)
                 finalized = True
         if finalized:

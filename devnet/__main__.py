@@ -3,6 +3,7 @@
     up [--nodes 4] [--witnesses N] [--block-interval 1] [--accounts 10] [--detach]
        [--topology FILE] [--loss PCT] [--netns]
     down [--clean]          status [--json] [--watch]          logs NODE [-n N] [--follow]
+    add NAME [--state-sync] (a non-witness node joins the running devnet)
     load --tps R --duration S [--mix transfer,pledge,vote,give,claim]
     kill NODE [--signal KILL|TERM]    start NODE    restart NODE      (NODE: n1, n1,n2, all)
     pause NODE    resume NODE    disconnect NODE    connect NODE    clock NODE --offset S
@@ -330,6 +331,26 @@ def load(tps: float, duration: float, mix: str, node_spec: str, drain: float, na
 
 
 # --- faults -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("name")
+@click.option("--state-sync", is_flag=True,
+              help="Join by the latest final snapshot from the peers (muxernode run "
+                   "--state-sync) instead of replaying from genesis.")
+@click.option("--timeout", default=120.0, show_default=True,
+              help="Seconds to wait for the node to serve RPC (after its state sync).")
+@dir_option
+def add(name: str, state_sync: bool, timeout: float, directory: Path | None) -> None:
+    """Add a non-witness node NAME to the running devnet (`down` stops it too)."""
+    m = _manifest(directory)
+    m.reload_pids()
+    e = cluster.add_node(m, name, state_sync=state_sync, timeout=timeout,
+                         log=lambda s: console.print(f"[dim]{s}[/dim]"))
+    info = cluster.node_status(e)
+    console.print(f"{e.name}: pid {e.pid}, head {info.get('head_height')}, final "
+                  f"{info.get('final_height')}\nrpc: {e.rpc_url}\nweb app: "
+                  f"{e.rpc_url.removesuffix('rpc')}\nlog: {e.log}")
 
 
 @main.command()

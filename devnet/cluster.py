@@ -27,6 +27,7 @@ from devnet.rpc import NodeRpc, NodeUnreachable, RpcError
 
 __all__ = [
     "HOST",
+    "add_node",
     "collect_status",
     "create",
     "free_ports",
@@ -252,6 +253,38 @@ def create(directory: Path, *, nodes: int, witnesses: int, block_interval: int,
     )
     m.save()
     return m
+
+
+def add_node(m: Manifest, name: str, *, state_sync: bool, timeout: float = 120.0,
+             log: Callable[[str], None] = lambda s: None) -> NodeEntry:
+    """A non-witness node joining the running devnet: ``muxernode init`` from the devnet's
+    genesis, a config whose peers are the other nodes' own p2p addresses (not the link
+    proxy's: its routes are fixed when it starts), recorded in the manifest (so `down`
+    stops it too), started and waited for until it serves RPC (after its state sync)."""
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise DevnetError(f"node name {name!r}: letters, digits, - and _ only")
+    if any(e.name == name for e in m.nodes):
+        raise DevnetError(f"the devnet has a node {name!r} already")
+    if m.extra.get("netns"):
+        raise DevnetError("devnet add does not support --netns devnets yet")
+    if not any(procs.node_alive(e) for e in m.nodes):
+        raise DevnetError("no node of the devnet is running: start it first (devnet up)")
+    ndir = m.dir / "nodes" / name
+    if ndir.exists():
+        raise DevnetError(f"{ndir} exists; remove it or choose another name")
+    rpc_port, p2p_port = free_ports(2)
+    entry = NodeEntry(
+        name=name, rpc_url=f"http://{HOST}:{rpc_port}/rpc", p2p=f"{HOST}:{p2p_port}",
+        data_dir=str(ndir), pid=None, witness=None, config=str(ndir / "config.toml"),
+        log=str(ndir / "node.log"), peers=[e.p2p for e in m.nodes],
+        rpc_listen=f"{HOST}:{rpc_port}", region="", state_sync=state_sync)
+    log(f"init: {ndir}" + (" (joins by state sync)" if state_sync else " (syncs from genesis)"))
+    procs.run_cli(["init", "--genesis", m.genesis, "--data-dir", entry.data_dir])
+    _write_config(entry)
+    m.nodes.append(entry)
+    m.save()
+    start_nodes(m, [entry], timeout=timeout)
+    return entry
 
 
 def _copy_secret(src: Path, dst: Path) -> None:

@@ -83,13 +83,15 @@ class NodeEntry:
     region: str = ""  # the topology region the node sits in
     netns: str = ""  # the network namespace it runs in (--netns), else ""
     clock_offset_s: float = 0.0  # added to the node's clock (daemon --clock-offset)
+    state_sync: bool = False  # started with --state-sync (``devnet add --state-sync``)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "rpc_url": self.rpc_url, "p2p": self.p2p,
                 "data_dir": self.data_dir, "pid": self.pid, "witness": self.witness,
                 "config": self.config, "log": self.log, "witness_key": self.witness_key,
                 "peers": self.peers, "rpc_listen": self.rpc_listen, "region": self.region,
-                "netns": self.netns, "clock_offset_s": self.clock_offset_s}
+                "netns": self.netns, "clock_offset_s": self.clock_offset_s,
+                "state_sync": self.state_sync}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> NodeEntry:
@@ -98,7 +100,8 @@ class NodeEntry:
                    log=d.get("log", ""), witness_key=d.get("witness_key"),
                    peers=list(d.get("peers", [])), rpc_listen=d.get("rpc_listen", ""),
                    region=d.get("region", ""), netns=d.get("netns", ""),
-                   clock_offset_s=float(d.get("clock_offset_s", 0.0)))
+                   clock_offset_s=float(d.get("clock_offset_s", 0.0)),
+                   state_sync=bool(d.get("state_sync", False)))
 
 
 @dataclass

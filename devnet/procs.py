@@ -153,6 +153,8 @@ def node_command(entry: NodeEntry) -> list[str]:
            "--config", entry.config]
     if entry.clock_offset_s:
         cmd += ["--clock-offset", repr(float(entry.clock_offset_s))]
+    if entry.state_sync:  # joins by a snapshot on first start; a no-op once it has blocks
+        cmd.append("--state-sync")
     if entry.netns:
         cmd = ["ip", "netns", "exec", entry.netns, *cmd]
     return cmd

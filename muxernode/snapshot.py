@@ -67,10 +67,15 @@ __all__ = [
     "MAX_CHUNK",
     "Manifest",
     "SnapshotError",
+    "check_state_digest",
     "export_snapshot",
+    "export_view",
     "import_snapshot",
+    "manifest_bytes",
+    "parse_manifest",
     "read_manifest",
     "replayed_state",
+    "verify_chunk",
 ]
 
 MAGIC = b"MUXSNAP1"
@@ -127,7 +132,23 @@ def export_snapshot(data_dir: str | Path, out: str | Path, height: int | None = 
         store.close()
 
 
-def _ref(store: LevelDBStore, key: bytes) -> list[Any]:
+def export_view(view: KVReader, genesis: Genesis, out: Path, *,
+                max_chunk: int = MAX_CHUNK) -> Manifest:
+    """The snapshot of the final height of a consistent view of a running node's store (a
+    LevelDB snapshot: blocks applied meanwhile do not tear it), from the proof kept with
+    the final pointer and the undo records above it; never a replay (refused instead)."""
+    final_h, final_id = _ref(view, schema.META_FINAL)[:2]
+    head_h = _ref(view, schema.META_HEAD)[0]
+    if final_h == 0:
+        raise SnapshotError("nothing is final beyond genesis yet: no snapshot to offer")
+    proof = _stored_final_votes(view, genesis, final_id)
+    if proof is None:
+        raise SnapshotError(f"the votes that made block {final_h} final are not kept yet "
+                            "(the next final block's are)")
+    return _export_final(view, genesis, out, final_h, head_h, proof, max_chunk)
+
+
+def _ref(store: KVReader, key: bytes) -> list[Any]:
     raw = store.get(key)
     if raw is None:
         raise SnapshotError(f"the store has no {key.decode()} record")
@@ -135,14 +156,14 @@ def _ref(store: LevelDBStore, key: bytes) -> list[Any]:
     return ref
 
 
-def _id_at(store: LevelDBStore, h: int) -> bytes:
+def _id_at(store: KVReader, h: int) -> bytes:
     bid = store.get(schema.height_key(h))
     if bid is None:
         raise SnapshotError(f"the store has no main-chain block at height {h}")
     return bid
 
 
-def _votes_in(store: LevelDBStore, block_id: bytes) -> list[Vote]:
+def _votes_in(store: KVReader, block_id: bytes) -> list[Vote]:
     raw = store.get(schema.block_key(block_id))
     try:
         return [decode_vote(v) for v in msgpack.unpackb(raw)[3]]
@@ -150,7 +171,7 @@ def _votes_in(store: LevelDBStore, block_id: bytes) -> list[Vote]:
         raise SnapshotError(f"the stored block {block_id.hex()} is damaged") from None
 
 
-def _block_at(store: LevelDBStore, genesis: Genesis, h: int) -> Block:
+def _block_at(store: KVReader, genesis: Genesis, h: int) -> Block:
     raw = store.get(schema.block_key(_id_at(store, h)))
     if raw is None:
         raise SnapshotError(f"the store has no main-chain block at height {h}")
@@ -160,7 +181,7 @@ def _block_at(store: LevelDBStore, genesis: Genesis, h: int) -> Block:
         raise SnapshotError(f"the stored block at height {h} is damaged ({exc})") from None
 
 
-def _export(store: LevelDBStore, genesis: Genesis, out: Path, height: int | None,
+def _export(store: KVReader, genesis: Genesis, out: Path, height: int | None,
             max_chunk: int) -> Manifest:
     final_h, final_id = _ref(store, schema.META_FINAL)[:2]
     head_h = _ref(store, schema.META_HEAD)[0]
@@ -173,6 +194,10 @@ def _export(store: LevelDBStore, genesis: Genesis, out: Path, height: int | None
     # node counts gossiped votes too, so its final block's link is usually not in its
     # blocks yet (they come one or two blocks later): the highest provable height is often
     # just below the final one. Search the last PROOF_SEARCH heights.
+    if height in (None, final_h):
+        stored = _stored_final_votes(store, genesis, final_id)
+        if stored is not None:  # the root case: the proof was kept with the final pointer
+            return _export_final(store, genesis, out, final_h, head_h, stored, max_chunk)
     lowest = max(1, final_h - PROOF_SEARCH) if height is None else height
     if height is not None and height < final_h - PROOF_SEARCH:
         raise SnapshotError(
@@ -213,6 +238,42 @@ def _export(store: LevelDBStore, genesis: Genesis, out: Path, height: int | None
                   max_chunk, headers)
 
 
+def _stored_final_votes(store: KVReader, genesis: Genesis, final_id: bytes
+                        ) -> tuple[Block, list[Vote]] | None:
+    """The final block and the votes Chain.set_final kept with the pointer, checked as an
+    importer checks them; None when there are none for this final block."""
+    raw = store.get(schema.META_FINAL_VOTES)
+    if raw is None:
+        return None
+    try:
+        bid, vote_raws = msgpack.unpackb(raw)
+        votes = [decode_vote(v) for v in vote_raws]
+    except (TypeError, ValueError, VoteError, CodecError, msgpack.UnpackException):
+        return None
+    if bid != final_id:
+        return None
+    raw_block = store.get(schema.block_key(final_id))
+    if raw_block is None:
+        return None
+    try:
+        block = decode_block(raw_block, genesis.params.max_block_bytes)
+        return block, _final_votes(genesis, block, votes)
+    except (BlockError, SnapshotError):
+        return None
+
+
+def _export_final(store: KVReader, genesis: Genesis, out: Path, final_h: int, head_h: int,
+                  proof: tuple[Block, list[Vote]], max_chunk: int) -> Manifest:
+    """The final height from the current state and the undo records above it (kept: the
+    blocks above the final one are not final), no replay."""
+    block, votes = proof
+    ids = {h: _id_at(store, h) for h in range(final_h + 1, head_h + 1)}
+    state = _state_at(store, _undo_overlay(store, ids, final_h, head_h))
+    headers = [_header_at(store, h) for h in range(_window_start(genesis, final_h), final_h)]
+    return _write(out, genesis, block, votes, store.get(schema.META_SCHEDULE), state,
+                  max_chunk, headers)
+
+
 def _window_start(genesis: Genesis, height: int) -> int:
     """The lowest height a tx in a block above ``height`` can refer to by TaPoS (the tx
     lifetime in blocks, within the 16-bit reference); height 0 is genesis, known."""
@@ -220,7 +281,7 @@ def _window_start(genesis: Genesis, height: int) -> int:
     return max(1, height - min(lifetime, 0xFFFF))
 
 
-def _header_at(store: LevelDBStore, h: int) -> list[Any]:
+def _header_at(store: KVReader, h: int) -> list[Any]:
     raw = store.get(schema.block_key(_id_at(store, h)))
     try:
         header: list[Any] = msgpack.unpackb(raw)[0]
@@ -229,7 +290,7 @@ def _header_at(store: LevelDBStore, h: int) -> list[Any]:
     return header
 
 
-def _undo_overlay(store: LevelDBStore, ids: dict[int, bytes], final_h: int,
+def _undo_overlay(store: KVReader, ids: dict[int, bytes], final_h: int,
                   head_h: int) -> dict[bytes, bytes | None]:
     """The state at the final height over the head's: the undo records of the blocks
     above, applied from the head down (a lower block's old value wins)."""
@@ -255,7 +316,7 @@ class _StateOnlyKV(MemoryKV):
         super().write({k: v for k, v in changes.items() if not k.startswith(self._DROP)})
 
 
-def replayed_state(store: LevelDBStore, genesis: Genesis, height: int
+def replayed_state(store: KVReader, genesis: Genesis, height: int
                     ) -> Iterator[tuple[bytes, bytes]]:
     from consensus.chain import Chain, ChainError
     from muxernode.ledger import Ledger
@@ -412,8 +473,26 @@ def read_manifest(f: IO[bytes], genesis: Genesis) -> Manifest:
     if trailer[16:] != MAGIC or length > MAX_MANIFEST or offset + length != size - _TRAILER:
         raise SnapshotError("the snapshot is truncated or damaged (bad trailer)")
     f.seek(offset)
+    return parse_manifest(f.read(length), genesis, data_end=offset)
+
+
+def manifest_bytes(f: IO[bytes]) -> bytes:
+    """The raw manifest of a snapshot file this node wrote (state sync serves it as is)."""
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(size - _TRAILER)
+    trailer = f.read(_TRAILER)
+    offset, length = int.from_bytes(trailer[:8], "big"), int.from_bytes(trailer[8:16], "big")
+    f.seek(offset)
+    return f.read(length)
+
+
+def parse_manifest(raw: bytes, genesis: Genesis, *, data_end: int | None = None,
+                   max_chunk: int = MAX_CHUNK) -> Manifest:
+    """A manifest, its block and votes checked against the genesis (not the state); its
+    chunks must follow each other from the magic on (up to ``data_end`` when known)."""
     try:
-        doc = msgpack.unpackb(f.read(length))
+        doc = msgpack.unpackb(raw)
         fmt, chain_id, block_raw, vote_objs, schedule, entries, chunks, headers = doc
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise SnapshotError(f"the snapshot's manifest is malformed ({exc})") from None
@@ -443,10 +522,10 @@ def read_manifest(f: IO[bytes], genesis: Genesis) -> Manifest:
         raise SnapshotError(f"the snapshot's chunk table is malformed ({exc})") from None
     end = len(MAGIC)
     for i, (o, n, h) in enumerate(table):
-        if o != end or not 0 < n <= MAX_CHUNK or len(h) != 32:
-            raise SnapshotError(f"chunk {i} is out of place or over {MAX_CHUNK} bytes")
+        if o != end or not 0 < n <= max_chunk or len(h) != 32:
+            raise SnapshotError(f"chunk {i} is out of place or over {max_chunk} bytes")
         end = o + n
-    if end != offset:
+    if data_end is not None and end != data_end:
         raise SnapshotError("the chunks do not fill the snapshot up to its manifest")
     if not isinstance(entries, int) or entries < 0:
         raise SnapshotError("the snapshot's entry count is malformed")
@@ -544,27 +623,31 @@ def import_snapshot(genesis_path: str | Path, data_dir: str | Path,
     return manifest
 
 
-def _import_state(f: IO[bytes], manifest: Manifest, store: LevelDBStore) -> None:
+def verify_chunk(data: bytes, index: int, digest: bytes, *, after: bytes | None = None
+                 ) -> tuple[list[tuple[bytes, bytes]], MuHash3072]:
+    """Chunk ``index`` checked against its hash in the manifest, decoded, its keys strictly
+    increasing (and above ``after``, the previous chunk's last key, when known), with the
+    MuHash3072 of its entries: the whole state's digest is the product over the chunks."""
+    if sha256(data) != digest:
+        raise SnapshotError(f"chunk {index} does not match its hash: the snapshot is corrupt "
+                            "or forged")
     acc = MuHash3072()
-    last = b""
-    count = 0
-    for i, (offset, length, digest) in enumerate(manifest.chunks):
-        f.seek(offset)
-        data = f.read(length)
-        if sha256(data) != digest:
-            raise SnapshotError(f"chunk {i} does not match its hash: the snapshot is corrupt "
-                                "or forged")
-        batch: dict[bytes, bytes | None] = {}
-        for k, v in _chunk_entries(data, i):
-            if k <= last and count:
-                raise SnapshotError(f"chunk {i}: keys out of order or repeated")
-            if k == DIGEST_KEY:
-                raise SnapshotError(f"chunk {i} holds the digest record as an entry")
-            last = k
-            count += 1
-            acc.insert_element(element(entry_bytes(k, v)))
-            batch[STATE_PREFIX + k] = v
-        store.write(batch)
+    entries = _chunk_entries(data, index)
+    last = after
+    for k, _v in entries:
+        if last is not None and k <= last:
+            raise SnapshotError(f"chunk {index}: keys out of order or repeated")
+        if k == DIGEST_KEY:
+            raise SnapshotError(f"chunk {index} holds the digest record as an entry")
+        last = k
+    for k, v in entries:
+        acc.insert_element(element(entry_bytes(k, v)))
+    return entries, acc
+
+
+def check_state_digest(manifest: Manifest, acc: MuHash3072, count: int) -> bytes:
+    """The stored digest record of a state whose entries hashed to ``acc``, after checking
+    it against the manifest's count and the final block's digest."""
     if count != manifest.entries:
         raise SnapshotError(f"the snapshot holds {count} entries, its manifest says "
                             f"{manifest.entries}")
@@ -573,7 +656,22 @@ def _import_state(f: IO[bytes], manifest: Manifest, store: LevelDBStore) -> None
         raise SnapshotError(
             f"the state does not match the digest of block {manifest.block.height} "
             "(entries changed: a forged or corrupt snapshot)")
-    store.write({STATE_PREFIX + DIGEST_KEY: encode_acc(value)})
+    return encode_acc(value)
+
+
+def _import_state(f: IO[bytes], manifest: Manifest, store: LevelDBStore) -> None:
+    acc = MuHash3072()
+    last: bytes | None = None
+    count = 0
+    for i, (offset, length, digest) in enumerate(manifest.chunks):
+        f.seek(offset)
+        entries, chunk_acc = verify_chunk(f.read(length), i, digest, after=last)
+        if entries:
+            last = entries[-1][0]
+        count += len(entries)
+        acc.insert_element(chunk_acc.value())
+        store.write({STATE_PREFIX + k: v for k, v in entries})
+    store.write({STATE_PREFIX + DIGEST_KEY: check_state_digest(manifest, acc, count)})
 
 
 def _write_pointers(store: LevelDBStore, manifest: Manifest) -> None:
@@ -593,4 +691,6 @@ def _write_pointers(store: LevelDBStore, manifest: Manifest) -> None:
     }
     if manifest.schedule is not None:
         batch[schema.META_SCHEDULE] = manifest.schedule
+    # the proof travels on: this node can serve the same height by state sync at once
+    batch[schema.META_FINAL_VOTES] = _pack([b.id, [v.encode() for v in manifest.votes]])
     store.write(batch, sync=True)

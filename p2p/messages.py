@@ -31,19 +31,26 @@ __all__ = [
     "MAX_INV_IDS",
     "MAX_ITEMS",
     "MAX_PEER_ENTRIES",
+    "MAX_SNAPSHOT_CHUNK",
+    "MAX_SNAPSHOT_CHUNKS",
+    "MAX_SNAPSHOT_MANIFEST",
     "NONCE_LEN",
     "PUBKEY_LEN",
     "SHORT_ID_LEN",
     "SIGNATURE_LEN",
+    "STATE_SYNC_TYPES",
     "BlockRange",
     "BlockTxn",
     "Blocks",
     "Bye",
+    "Chunk",
     "CmpctBlock",
     "GetBlockTxn",
     "GetBlocks",
+    "GetChunk",
     "GetData",
     "GetHeads",
+    "GetSnapshot",
     "Heads",
     "Hello",
     "HelloAck",
@@ -56,10 +63,12 @@ __all__ = [
     "PeersReq",
     "Ping",
     "Pong",
+    "SnapshotOffer",
     "Txs",
     "Votes",
     "decode_message",
     "encode_message",
+    "serves_from",
 ]
 
 ID_LEN = 32  # tx_id, block_id and vote hash are all SHA-256 digests
@@ -169,16 +178,23 @@ class Hello:
     listen_port: int  # 0 = not listening; the peer learns our host from the socket
     head_height: int
     head_id: bytes
+    # which blocks the sender serves (GET_BLOCKS): every one from lowest_block up, and
+    # with keep_blocks > 0 (a pruning node) only the last keep_blocks below its head as it
+    # grows; (1, 0) serves all. Optional on the wire: a 7-field HELLO means (1, 0).
+    lowest_block: int = 1
+    keep_blocks: int = 0
 
     def fields(self) -> list[Any]:
         return [self.version, self.chain_id, self.node_pubkey, self.nonce, self.listen_port,
-                self.head_height, self.head_id]
+                self.head_height, self.head_id, self.lowest_block, self.keep_blocks]
 
     @classmethod
     def parse(cls, f: list[Any]) -> Hello:
         # Extra trailing fields are allowed so that a later version's longer HELLO still
         # decodes far enough to be refused for its version, not as a "malformed" message.
         _arity(f, 7, "HELLO", at_least=True)
+        if len(f) == 8:
+            raise MessageError("HELLO: lowest_block without keep_blocks")
         return cls(
             _int(f[0], "version", 0, 2**32 - 1),
             _bin(f[1], "chain_id", 32),
@@ -187,7 +203,17 @@ class Hello:
             _int(f[4], "listen_port", 0, 65535),
             _int(f[5], "head_height", 0, MAX_HEIGHT),
             _bin(f[6], "head_id", ID_LEN),
+            _int(f[7], "lowest_block", 1, MAX_HEIGHT) if len(f) > 7 else 1,
+            _int(f[8], "keep_blocks", 0, MAX_HEIGHT) if len(f) > 8 else 0,
         )
+
+
+def serves_from(lowest_block: int, keep_blocks: int, head_height: int) -> int:
+    """The lowest height whose block a peer that said (lowest_block, keep_blocks) in its
+    HELLO surely serves once its head is at head_height."""
+    if keep_blocks:
+        return max(lowest_block, head_height - keep_blocks + 1)
+    return lowest_block
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,6 +471,96 @@ class BlockRange:
                    _items(f[1], "BLOCK_RANGE", MAX_GET_BLOCKS, min_len=0))
 
 
+# --- state sync (types 20-29; muxernode/statesync.py owns their meaning) --------------------
+# The manifest and the chunks stay opaque bytes here, as blocks do: whether they prove
+# anything is the node's business. A chunk is at most MAX_SNAPSHOT_CHUNK so that it and its
+# header fit one frame; a manifest is at most one frame.
+
+MAX_SNAPSHOT_CHUNK = 1024 * 1024
+MAX_SNAPSHOT_MANIFEST = 4 * 1024 * 1024 - 1024
+MAX_SNAPSHOT_CHUNKS = 1 << 20  # chunk indices: 1 TiB of state at MAX_SNAPSHOT_CHUNK
+
+
+@dataclass(frozen=True, slots=True)
+class GetSnapshot:
+    """State sync: offer me your latest final snapshot (answered by SNAPSHOT)."""
+
+    TYPE: ClassVar[int] = 20
+
+    def fields(self) -> list[Any]:
+        return []
+
+    @classmethod
+    def parse(cls, f: list[Any]) -> GetSnapshot:
+        _arity(f, 0, "GET_SNAPSHOT")
+        return cls()
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotOffer:
+    """The answer to GET_SNAPSHOT: the final height and the manifest of its snapshot;
+    height 0 with an empty manifest when the sender has none to offer (yet)."""
+
+    TYPE: ClassVar[int] = 21
+    height: int
+    manifest: bytes
+
+    def fields(self) -> list[Any]:
+        return [self.height, self.manifest]
+
+    @classmethod
+    def parse(cls, f: list[Any]) -> SnapshotOffer:
+        _arity(f, 2, "SNAPSHOT")
+        height = _int(f[0], "height", 0, MAX_HEIGHT)
+        manifest = _bin(f[1], "manifest")
+        if len(manifest) > MAX_SNAPSHOT_MANIFEST or (height == 0) != (not manifest):
+            raise MessageError("SNAPSHOT: a manifest (at most "
+                               f"{MAX_SNAPSHOT_MANIFEST} bytes) iff height > 0")
+        return cls(height, manifest)
+
+
+@dataclass(frozen=True, slots=True)
+class GetChunk:
+    """State sync: chunk ``index`` of your snapshot at ``height`` (answered by CHUNK)."""
+
+    TYPE: ClassVar[int] = 22
+    height: int
+    index: int
+
+    def fields(self) -> list[Any]:
+        return [self.height, self.index]
+
+    @classmethod
+    def parse(cls, f: list[Any]) -> GetChunk:
+        _arity(f, 2, "GET_CHUNK")
+        return cls(_int(f[0], "height", 1, MAX_HEIGHT),
+                   _int(f[1], "index", 0, MAX_SNAPSHOT_CHUNKS - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """The answer to GET_CHUNK; empty data when the sender no longer has that snapshot."""
+
+    TYPE: ClassVar[int] = 23
+    height: int
+    index: int
+    data: bytes
+
+    def fields(self) -> list[Any]:
+        return [self.height, self.index, self.data]
+
+    @classmethod
+    def parse(cls, f: list[Any]) -> Chunk:
+        _arity(f, 3, "CHUNK")
+        data = _bin(f[2], "chunk data")
+        if len(data) > MAX_SNAPSHOT_CHUNK:
+            raise MessageError(f"CHUNK data over {MAX_SNAPSHOT_CHUNK} bytes")
+        return cls(_int(f[0], "height", 1, MAX_HEIGHT),
+                   _int(f[1], "index", 0, MAX_SNAPSHOT_CHUNKS - 1), data)
+
+
+STATE_SYNC_TYPES = (GetSnapshot, SnapshotOffer, GetChunk, Chunk)
+
 # --- compact blocks (types 30-39; p2p/compact.py builds and rebuilds them) ------------------
 
 
@@ -534,6 +650,7 @@ class BlockTxn:
 Message = (
     Hello | HelloAck | Ping | Pong | Inv | GetData | Txs | Blocks | Votes | GetBlocks
     | GetHeads | Heads | PeersReq | Peers | Bye | NotFound | BlockRange
+    | GetSnapshot | SnapshotOffer | GetChunk | Chunk
     | CmpctBlock | GetBlockTxn | BlockTxn
 )
 
@@ -541,6 +658,7 @@ _TYPES: dict[int, Any] = {
     cls.TYPE: cls
     for cls in (Hello, HelloAck, Ping, Pong, Inv, GetData, Txs, Blocks, Votes, GetBlocks,
                 GetHeads, Heads, PeersReq, Peers, Bye, NotFound, BlockRange,
+                GetSnapshot, SnapshotOffer, GetChunk, Chunk,
                 CmpctBlock, GetBlockTxn, BlockTxn)
 }
 
