@@ -31,10 +31,11 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+import msgpack
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from gmpy2 import invert, mpz
 
-from consensus.codec import decode_trusted, encode
+from consensus.codec import decode_trusted
 from storage.kv import KVReader, StorageError
 
 __all__ = [
@@ -229,7 +230,7 @@ def decode_acc(raw: bytes | None) -> Num:
 
 
 class State:
-    __slots__ = ("_acc", "_cache", "_kv", "_prefix", "_undo")
+    __slots__ = ("_acc", "_cache", "_kv", "_pack", "_prefix", "_undo")
 
     def __init__(self, kv: KVReader, prefix: bytes = STATE_PREFIX) -> None:
         self._kv = kv
@@ -242,6 +243,10 @@ class State:
         # keys touched since the block began -> committed encoding before the block
         self._undo: dict[bytes, bytes | None] = {}
         self._acc = _load_acc(kv, prefix)
+        # the canonical encoding (consensus.codec.encode's packb options) by one Packer
+        # kept per State, which one thread uses: packb builds a Packer per call, 0.6 us of
+        # its 1.0 us for an account, paid for every record a block changes
+        self._pack = msgpack.Packer(use_bin_type=True).pack
 
     # --- reads --------------------------------------------------------------------------
 
@@ -303,10 +308,11 @@ class State:
         denominator = _ONE
         prefix = self._prefix
         cache = self._cache
+        pack = self._pack
         for key, old in self._undo.items():
             entry = cache[key]
             value = entry[0]
-            new = None if value is None else encode(value)
+            new = None if value is None else pack(value)
             if new == old:
                 continue
             if old is not None:
@@ -320,8 +326,9 @@ class State:
                 numerator = _mulmod(numerator, new_element)
             entry[1] = new
             entry[2] = new_element
-            changes[prefix + key] = new
-            undo[prefix + key] = old
+            skey = prefix + key
+            changes[skey] = new
+            undo[skey] = old
         self._undo = {}
         acc = _normalize(numerator, denominator)
         dkey = prefix + DIGEST_KEY

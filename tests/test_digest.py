@@ -167,6 +167,26 @@ def test_incremental_equals_from_scratch(seq: list[dict[bytes, Any]]) -> None:
         assert State(kv).digest() == digest
 
 
+records = st.recursive(
+    st.one_of(st.integers(-(2**63), 2**64 - 1), st.binary(max_size=40), st.text(max_size=40),
+              st.booleans()),
+    lambda inner: st.lists(inner, max_size=5), max_leaves=12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.dictionaries(st.sampled_from(KEYS), records, min_size=1, max_size=6))
+def test_commit_writes_the_canonical_encoding(block: dict[bytes, Any]) -> None:
+    """State.commit encodes with a Packer of its own: the bytes must be codec.encode's."""
+    from consensus.codec import encode
+
+    state = State(MemoryKV())
+    for k, v in block.items():
+        state.put(k, v)
+    _, changes, _ = state.commit()
+    for k, v in block.items():
+        assert changes[STATE_PREFIX + k] == encode(v)
+
+
 @settings(max_examples=30, deadline=None)
 @given(blocks, st.randoms(use_true_random=False))
 def test_order_independent(seq: list[dict[bytes, Any]], rnd: random.Random) -> None:
