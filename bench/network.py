@@ -28,6 +28,8 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -270,11 +272,24 @@ def work(c: Cluster) -> dict[str, float]:
     return out
 
 
+def start_profile(c: Cluster, path: str, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy (the venv's, else PATH's) sampling node 1 from outside for ``seconds``,
+    written as raw collapsed stacks (one line per stack, its sample count last)."""
+    proc = c.daemons[0].proc
+    assert proc is not None
+    exe = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen([str(exe) if exe.exists() else "py-spy", "record", "--pid",
+                             str(proc.pid), "-d", str(int(seconds)), "-o", path,
+                             "--format", "raw", "--nolineno"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def run_step(c: Cluster, chain_id: bytes, tps: float, seconds: float, offset: int,
-             latencies: list[tuple[float, float, int]] | None = None
+             latencies: list[tuple[float, float, int]] | None = None, profile: str = ""
              ) -> tuple[float, list[tuple[str, float]], dict[str, float]]:
     """(sustained tx/s to finality, the admitted (tx id, time) pairs, the nodes' work
-    (``work``) per final tx of the window, summed over the nodes)."""
+    (``work``) per final tx of the window, summed over the nodes). With ``profile``, node
+    1 is sampled by py-spy over the offered window, into that file."""
     n = int(tps * seconds)
     txs = sign_all(chain_id, load_items(c.accounts[offset % 7:] + c.accounts, n),
                    int(time.time()) + 3000)
@@ -284,7 +299,10 @@ def run_step(c: Cluster, chain_id: bytes, tps: float, seconds: float, offset: in
     submitted: list[tuple[str, float]] = []
     work0 = work(c)
     t0 = time.time()
+    spy = start_profile(c, profile, seconds) if profile else None
     trio.run(offer, c.urls, txs, tps, seconds, submitted, latencies)
+    if spy is not None:
+        spy.wait(60)
     # Sustained rate to finality: txs in final blocks whose timestamps fall in the
     # offered window (block time is UNIX seconds), over the window. Blocks after it that
     # carry a backlog left by an overloaded step do not count.
@@ -317,6 +335,8 @@ def main() -> None:
     ap.add_argument("--sync-txs", type=int, default=200_000)
     ap.add_argument("--keep", action="store_true",
                     help="keep the nodes' data and logs (the path is printed)")
+    ap.add_argument("--profile", default="", metavar="PREFIX",
+                    help="py-spy raw profile of node 1 at each step, to PREFIX.<tps>.txt")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="muxer-net-"))
     vrate = verify_rate(2.0)
@@ -332,7 +352,9 @@ def main() -> None:
             best = 0.0
             for tps in [float(x) for x in args.steps.split(",")]:
                 offset += 1
-                rate, _, per_tx = run_step(c, chain_id, tps, args.step_seconds, offset)
+                rate, _, per_tx = run_step(
+                    c, chain_id, tps, args.step_seconds, offset,
+                    profile=f"{args.profile}.{tps:.0f}.txt" if args.profile else "")
                 best = max(best, rate)
                 nodes = len(c.daemons)
                 print(f"offered {tps:>7,.0f} tx/s -> final {rate:>7,.0f} tx/s  "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import json
 import pstats
 import tempfile
@@ -39,6 +40,7 @@ from bench.node import RULES, SOCIETY, _cli, load_items
 from consensus.crypto import PrivateKey
 from consensus.tx import build_tx, decode_tx
 from muxernode.config import NodeConfig
+from muxernode.daemon import GC_THRESHOLDS
 from muxernode.node import Node, init_data_dir, verify_batch
 
 GENESIS_TIME = 1_700_000_000
@@ -178,6 +180,11 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, list[float]]:
     sums: dict[str, list[float]] = {k: [] for k in STAGES}
     try:
         await pair.setup()
+        # the daemon's collector settings: a stage's figure must not depend on which
+        # stage a collection happens to fall in
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         timed = Timer(args.profile)
         for r in range(args.rounds):
             for k, v in (await one_round(pair, timed, r, args.txs)).items():

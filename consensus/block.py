@@ -17,7 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from consensus.codec import CodecError, check_canonical, encode, unpacker
+from consensus.codec import (
+    CodecError,
+    array_header,
+    check_canonical,
+    decode_trusted,
+    encode,
+    unpacker,
+)
 from consensus.crypto import TAG_BLOCK, PrivateKey, sha256, verify
 from consensus.errors import Rejected
 from consensus.merkle import merkle_root
@@ -69,10 +76,13 @@ class Block:
         self.signature = signature
         self.txs = txs
         self.votes = votes
-        self.id = sha256(encode(header))
-        self.raw = raw if raw is not None else encode(
-            [header, signature, [t.obj() for t in txs], [v.obj() for v in votes]]
-        )
+        header_raw = encode(header)
+        self.id = sha256(header_raw)
+        # A built block's bytes are assembled from its parts' canonical bytes (an array's
+        # canonical encoding is its header and its items' encodings): no tx is encoded again.
+        self.raw = raw if raw is not None else b"".join((
+            array_header(4), header_raw, encode(signature), array_header(len(txs)),
+            *(t.raw for t in txs), array_header(len(votes)), *(v.raw for v in votes)))
 
     def header(self) -> list[Any]:
         return [BLOCK_VERSION, self.height, self.previous_id, self.timestamp, self.witness,
@@ -131,34 +141,59 @@ def peek_block_id(raw: bytes) -> bytes | None:
     return sha256(raw[start:end])
 
 
+def _part(up: Any, raw: bytes) -> Any:
+    """The next object of ``up`` (over ``raw``), checked to be canonically encoded."""
+    start = up.tell()
+    obj = up.unpack()
+    check_canonical(obj, raw[start:up.tell()])
+    return obj
+
+
 def decode_block(raw: bytes, max_block_bytes: int,
                  known_tx: Callable[[bytes], SignedTx | None] | None = None) -> Block:
     """Decode and check a block on its own; raises BlockError.
 
     ``known_tx(tx_id)`` may return an already decoded tx (the mempool's): when its bytes
-    equal the block's bytes for that tx, that object is reused rather than decoded again.
+    equal the block's bytes for that tx, that object is reused and those bytes are not
+    decoded again (they were checked canonical when that tx was decoded).
     """
     if len(raw) > max_block_bytes:
         raise BlockError("too_large", f"block is {len(raw)} bytes, max {max_block_bytes}")
-    # One streaming pass: the byte range of each tx comes from the decoder's position,
-    # and the whole block's canonical form is checked once at the end.
-    tx_parts: list[tuple[Any, bytes]] = []
+    # One streaming pass over the parts, each checked canonical on its own (an array's
+    # canonical encoding is its canonical header and its items' encodings, so this checks
+    # the whole block): a tx part whose bytes are a known tx's is skipped, not decoded,
+    # which on a follower is nearly every tx of a block.
+    slots: list[SignedTx | None] = []  # the block's txs, None where one must be decoded
+    unknown: list[tuple[int, bytes]] = []  # (position, bytes) of the txs to decode
     try:
         up = unpacker(raw)
         if up.read_array_header() != 4:
             raise BlockError("bad_encoding", "a block is [header, signature, txs, votes]")
-        header = up.unpack()
-        signature = up.unpack()
+        if up.tell() != 1:
+            raise CodecError("non-canonical encoding")
+        header = _part(up, raw)
+        signature = _part(up, raw)
+        start = up.tell()
         n_txs = up.read_array_header()
-        for _ in range(n_txs):
+        if raw[start:up.tell()] != array_header(n_txs):
+            raise CodecError("non-canonical encoding")
+        for i in range(n_txs):
             start = up.tell()
-            t = up.unpack()
-            tx_parts.append((t, raw[start:up.tell()]))
-        vote_objs = up.unpack()
+            up.skip()
+            t_raw = raw[start:up.tell()]
+            known = known_tx(tx_id_of(t_raw)) if known_tx is not None else None
+            if known is not None and known.raw == t_raw:
+                slots.append(known)
+            else:
+                slots.append(None)
+                unknown.append((i, t_raw))
+        vote_objs = _part(up, raw)
         if up.tell() != len(raw):
             raise BlockError("bad_encoding", "trailing bytes after the block")
-        tx_objs = [t for t, _ in tx_parts]
-        check_canonical([header, signature, tx_objs, vote_objs], raw)
+        # the txs to decode: one canonical check for all (see array_header)
+        tx_objs = [decode_trusted(t_raw) for _, t_raw in unknown]
+        check_canonical(tx_objs, b"".join((array_header(len(unknown)),
+                                           *(t_raw for _, t_raw in unknown))))
     except BlockError:
         raise
     except CodecError as exc:
@@ -182,18 +217,12 @@ def decode_block(raw: bytes, max_block_bytes: int,
         raise BlockError("bad_encoding", "signature must be 64 bytes")
     if type(vote_objs) is not list:
         raise BlockError("bad_encoding", "txs and votes are arrays")
-    txs: list[SignedTx] = []
-    for t, t_raw in tx_parts:
-        # The whole block is canonical, so each part's bytes are its canonical encoding.
-        if known_tx is not None:
-            known = known_tx(tx_id_of(t_raw))
-            if known is not None and known.raw == t_raw:
-                txs.append(known)
-                continue
+    for (i, t_raw), t in zip(unknown, tx_objs, strict=True):
         try:
-            txs.append(tx_from_obj(t, t_raw))
+            slots[i] = tx_from_obj(t, t_raw)
         except Rejected as exc:
-            raise BlockError("bad_tx", f"tx {len(txs)}: {exc}") from None
+            raise BlockError("bad_tx", f"tx {i}: {exc}") from None
+    txs = [t for t in slots if t is not None]
     votes: list[Vote] = []
     for v in vote_objs:
         try:

@@ -14,7 +14,8 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["CodecError", "check_canonical", "decode", "decode_trusted", "encode", "unpacker"]
+__all__ = ["CodecError", "array_header", "check_canonical", "decode", "decode_trusted", "encode",
+           "unpacker"]
 
 
 class CodecError(ValueError):
@@ -24,6 +25,16 @@ class CodecError(ValueError):
 def encode(obj: Any) -> bytes:
     """The canonical encoding: msgpack ``packb(obj, use_bin_type=True)``."""
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+_HEADERS = msgpack.Packer()
+
+
+def array_header(n: int) -> bytes:
+    """The canonical header of an n-item array: an array's canonical encoding is this
+    followed by its items' canonical encodings, so a decoder that checks the parts of an
+    array one by one (``unpacker``) checks the whole."""
+    return _HEADERS.pack_array_header(n)  # type: ignore[no-any-return]
 
 
 def _no_maps(_pairs: Any) -> Any:

@@ -441,3 +441,61 @@ def test_decode_block_refuses_trailing_bytes_and_non_canonical_parts() -> None:
     with pytest.raises(BlockError) as info:
         decode_block(bad, MAX)
     assert info.value.reason == "bad_encoding"
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17])
+def test_built_block_bytes_are_the_canonical_encoding_of_its_parts(n: int) -> None:
+    # a built block's bytes are assembled from its txs' own bytes; around 16 items the
+    # array header changes form (fixarray -> array16)
+    txs = [make_tx(ALICE, 1 + i) for i in range(n)]
+    votes = [make_vote(1 + i) for i in range(n)]
+    block = sample_block(txs, votes)
+    assert block.encode() == packb(parts(block))
+    assert decode_block(block.encode(), MAX).id == block.id
+
+
+def _array16(n: int) -> bytes:
+    return b"\xdc" + n.to_bytes(2, "big")
+
+
+@pytest.mark.parametrize("known", [False, True])
+def test_non_canonical_array_headers_are_refused_with_or_without_known_txs(
+        known: bool) -> None:
+    # with the mempool's txs known the tx parts are skipped, not decoded: the framing
+    # around them must still be canonical
+    block = sample_block()
+    raw = block.encode()
+    lookup = {t.tx_id: t for t in TXS}.get if known else None
+    assert raw[0] == 0x94
+    with pytest.raises(BlockError) as info:
+        decode_block(_array16(4) + raw[1:], MAX, lookup)
+    assert info.value.reason == "bad_encoding"
+    head = packb([block.header(), block.signature])[1:]  # the parts before the txs
+    assert raw[1:1 + len(head)] == head and raw[1 + len(head)] == 0x90 + len(TXS)
+    pos = 1 + len(head)
+    with pytest.raises(BlockError) as info:
+        decode_block(raw[:pos] + _array16(len(TXS)) + raw[pos + 1:], MAX, lookup)
+    assert info.value.reason == "bad_encoding"
+
+
+def test_known_and_unknown_txs_keep_their_order_and_unknown_ones_are_checked() -> None:
+    txs = [make_tx(ALICE, 1 + i) for i in range(6)]
+    block = sample_block(txs)
+    known = {t.tx_id: t for t in txs[::2]}  # every other tx is in the mempool
+    back = decode_block(block.encode(), MAX, known.get)
+    assert [t.tx_id for t in back.txs] == [t.tx_id for t in txs]
+    assert all(back.txs[i] is txs[i] for i in range(0, 6, 2))
+    assert all(back.txs[i] is not txs[i] and back.txs[i].raw == txs[i].raw
+               for i in range(1, 6, 2))
+    # an unknown tx whose fee is a non-minimal int (0xcc 0x0a for 10): the block's bytes
+    # are no canonical encoding, whatever the other txs are
+    raw = block.encode()
+    t = txs[3].raw
+    fee = packb(10) + packb(txs[3].op)
+    assert t.count(fee) == 1
+    # (array headers count items, not bytes: the block still parses; without the check
+    # it would fail later, on its tx_root, as another tx)
+    bad = raw.replace(t, t.replace(fee, b"\xcc" + fee))
+    with pytest.raises(BlockError) as info:
+        decode_block(bad, MAX, known.get)
+    assert info.value.reason == "bad_encoding"
