@@ -12,6 +12,15 @@ Rules (protocol section 6, and architecture "Storage"):
 - switch_to pops to the common ancestor and applies the other branch; if any block of
   the new branch fails, the old branch is re-applied, so a failed switch changes nothing.
 - Undo records below the final block are pruned: nothing final is ever popped.
+- With ``--keep-blocks N`` whole blocks are pruned too (``prune``): a batch at a time, the
+  oldest first, each batch deleting the blocks' bodies, tx and vote index entries and
+  history keys and raising ``lowest_block`` in the same write, so a kill at any instant
+  leaves a store the node restarts from. Never pruned: the last N blocks, the final block
+  and everything above it (fork choice, undo records, the final state's snapshot), the
+  chain view's stored final checkpoint and the blocks above it (the engine replays their
+  votes at start), the blocks of the tx lifetime below the final one (a snapshot for state
+  sync carries their headers), and the height index of the last 2**16 heights (TaPoS
+  names any of them: ref_block_num is 16 bits).
 - A write that fails (a full disk) changes nothing in memory: head and final move only
   after their batch is written, and the app's cache is dropped. A switch stops where the
   failing batch left it. Once the store is reopened, ``reconcile`` undoes or redoes the one
@@ -37,10 +46,11 @@ from consensus.tx import SignedTx
 from storage import schema
 from storage.kv import KVStore
 
-__all__ = ["BlockIndexer", "BlockRef", "Chain", "ChainError"]
+__all__ = ["TAPOS_WINDOW", "BlockIndexer", "BlockRef", "Chain", "ChainError"]
 
 DECODED_BLOCKS = 16  # recently read blocks kept decoded
 RECENT_IDS = 8192  # main-chain height -> id kept in memory (TaPoS, RPC); older: one read
+TAPOS_WINDOW = 1 << 16  # heights a tx's ref_block_num can name below its block's parent
 
 log = logging.getLogger("muxer.chain")
 
@@ -81,6 +91,10 @@ class BlockIndexer(Protocol):
         """Keys to delete once the block is final (its undo record, if any)."""
         ...
 
+    def drop_keys(self, block: Block) -> Iterable[bytes]:
+        """Keys to delete when the (final) block itself is pruned (``Chain.prune``)."""
+        ...
+
 
 def _pack(obj: Any) -> bytes:
     # Local records (not consensus objects) may hold None: plain msgpack is right here.
@@ -113,6 +127,9 @@ class Chain:
         self.head = BlockRef(*_unpack(raw))
         raw_final = store.get(schema.META_FINAL)
         self.final = BlockRef(*_unpack(raw_final)) if raw_final else self.genesis_ref
+        raw_low = store.get(schema.META_PRUNED)
+        # the lowest height whose block the store holds: 1 until ``prune`` raises it
+        self.lowest_block = 1 if raw_low is None else schema.from_u64(raw_low)
         # recent height -> id on the main chain, for TaPoS without a store read per tx
         self._ids: dict[int, bytes] = {}
         self.on_commit: list[Callable[[Block, BlockRef], None]] = []
@@ -128,6 +145,9 @@ class Chain:
         self.check_votes: Callable[[Block], str | None] | None = None
         # fsync every block commit; only bulk set-up (benchmarks) turns this off
         self.sync = True
+        # the encoded votes that made a block final (the engine's), stored by set_final
+        # with the final pointer so that a snapshot of the final state carries its proof
+        self.final_votes: Callable[[bytes], list[bytes]] | None = None
 
     # --- set-up -----------------------------------------------------------------------
 
@@ -512,6 +532,9 @@ class Chain:
         batch: dict[bytes, bytes | None] = {
             schema.META_FINAL: _pack([ref.height, ref.id, ref.timestamp, ref.slot])
         }
+        votes = self.final_votes(block_id) if self.final_votes is not None else []
+        # [block id, votes] or nothing: a record of an older final block is never left
+        batch[schema.META_FINAL_VOTES] = _pack([block_id, votes]) if votes else None
         for h in range(old.height + 1, ref.height + 1):
             bid = self.block_id_at(h)
             if bid is not None:
@@ -519,5 +542,63 @@ class Chain:
                 for indexer in self.indexers:
                     for k in indexer.prune_keys(bid):
                         batch[k] = None
-        self.store.write(batch, sync=True)
+        self.store.write(batch, sync=self.sync)
         self.final = ref
+
+    # --- pruning ----------------------------------------------------------------------------
+
+    def prune_floor(self, keep: int) -> int:
+        """The lowest height ``prune`` with ``keep`` blocks must leave (see the module doc):
+        the last ``keep`` blocks, the final block and the chain view's stored checkpoint."""
+        # a snapshot of the final state (state sync) carries the headers of the blocks a
+        # tx's TaPoS reference reaches within the tx lifetime (muxernode/snapshot.py)
+        lifetime = self.params.max_tx_lifetime_s // self.params.block_interval_s + 2
+        floor = min(self.head.height - keep + 1,
+                    self.final.height - min(lifetime, TAPOS_WINDOW - 1))
+        raw = self.store.get(schema.META_CHAIN_FINAL)
+        if raw is not None:
+            floor = min(floor, int(_unpack(raw)[2]))
+        return max(floor, self.lowest_block)
+
+    def prune(self, keep: int, max_blocks: int) -> int:
+        """Delete the oldest stored main-chain blocks below ``prune_floor(keep)``, at most
+        ``max_blocks`` of them, in one batch; the number pruned. Each block goes with its
+        tx and vote index entries, its undo record (if any was left) and its indexers'
+        keys, and the height index entry TAPOS_WINDOW below it; ``lowest_block`` moves in
+        the same batch. Not synced: a batch lost in a crash is lost whole (LevelDB batches
+        are atomic), and the next call does it again."""
+        start = self.lowest_block
+        stop = min(self.prune_floor(keep), start + max_blocks)
+        if stop <= start:
+            return 0
+        batch: dict[bytes, bytes | None] = {}
+        gone: list[bytes] = []
+        for h in range(start, stop):
+            bid = self.block_id_at(h)
+            raw = None if bid is None else self.store.get(schema.block_key(bid))
+            if bid is not None and raw is not None:
+                # decoded without the cache: these blocks are never read again
+                block = decode_block(raw, self.params.max_block_bytes)
+                gone.append(bid)
+                batch[schema.block_key(bid)] = None
+                batch[schema.undo_key(bid)] = None
+                for tx in block.txs:
+                    batch[schema.tx_index_key(tx.tx_id)] = None
+                for vote in block.votes:
+                    batch[schema.vote_index_key(vote.hash)] = None
+                for indexer in self.indexers:
+                    for k in indexer.drop_keys(block):
+                        batch[k] = None
+            if h > TAPOS_WINDOW:
+                batch[schema.height_key(h - TAPOS_WINDOW)] = None
+        batch[schema.META_PRUNED] = schema.u64(stop)
+        self.store.write(batch, sync=False)
+        self.lowest_block = stop
+        for bid in gone:
+            self._decoded.pop(bid, None)
+            self._refs.pop(bid, None)
+        return stop - start
+
+    def is_pruned(self, height: int) -> bool:
+        """True iff the main chain's block at ``height`` was pruned from this store."""
+        return 0 < height < self.lowest_block

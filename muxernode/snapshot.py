@@ -101,6 +101,7 @@ class Manifest:
     chunks: list[tuple[int, int, bytes]]  # offset, length, H(chunk)
     slot: int = 0  # the final block's own slot
     recent: list[tuple[int, bytes]] = field(default_factory=list)  # (height, id) below it
+    headers: list[Any] = field(default_factory=list)  # their headers, lowest first
 
 
 def _pack(obj: Any) -> bytes:
@@ -232,8 +233,7 @@ def _export(store: KVReader, genesis: Genesis, out: Path, height: int | None,
         # the undo records below the final block are pruned: rebuild that state by
         # replaying the chain from genesis (every block's digest is checked on the way)
         state = replayed_state(store, genesis, block.height)
-    headers = [_header_at(store, h) for h in range(_window_start(genesis, block.height),
-                                                     block.height)]
+    headers = _headers(store, _window_start(genesis, block.height), block.height)
     return _write(out, genesis, block, votes, store.get(schema.META_SCHEDULE), state,
                   max_chunk, headers)
 
@@ -269,7 +269,7 @@ def _export_final(store: KVReader, genesis: Genesis, out: Path, final_h: int, he
     block, votes = proof
     ids = {h: _id_at(store, h) for h in range(final_h + 1, head_h + 1)}
     state = _state_at(store, _undo_overlay(store, ids, final_h, head_h))
-    headers = [_header_at(store, h) for h in range(_window_start(genesis, final_h), final_h)]
+    headers = _headers(store, _window_start(genesis, final_h), final_h)
     return _write(out, genesis, block, votes, store.get(schema.META_SCHEDULE), state,
                   max_chunk, headers)
 
@@ -279,6 +279,23 @@ def _window_start(genesis: Genesis, height: int) -> int:
     lifetime in blocks, within the 16-bit reference); height 0 is genesis, known."""
     lifetime = genesis.params.max_tx_lifetime_s // genesis.params.block_interval_s + 2
     return max(1, height - min(lifetime, 0xFFFF))
+
+
+def _headers(store: KVReader, start: int, end: int) -> list[list[Any]]:
+    """The headers of heights start .. end - 1: from the blocks, or, for a node made from a
+    snapshot (it holds no blocks below it), from the headers that snapshot carried."""
+    kept: dict[int, list[Any]] = {}
+    raw = store.get(schema.META_SNAPSHOT_HEADERS)
+    if raw is not None:
+        kept = {int(hd[1]): hd for hd in msgpack.unpackb(raw)}
+    out = []
+    for h in range(start, end):
+        bid = store.get(schema.height_key(h))
+        if h in kept and (bid is None or store.get(schema.block_key(bid)) is None):
+            out.append(kept[h])
+        else:
+            out.append(_header_at(store, h))
+    return out
 
 
 def _header_at(store: KVReader, h: int) -> list[Any]:
@@ -379,7 +396,8 @@ def _write(out: Path, genesis: Genesis, block: Block, votes: list[Vote],
         raise
     slot = slot_at(genesis.genesis_time, genesis.params.block_interval_s, block.timestamp)
     recent = [(int(hd[1]), sha256(_pack(hd))) for hd in headers]
-    return Manifest(genesis.chain_id, block, votes, schedule, entries, chunks, slot, recent)
+    return Manifest(genesis.chain_id, block, votes, schedule, entries, chunks, slot, recent,
+                    headers)
 
 
 def _write_chunk(f: IO[bytes], batch: list[list[bytes]]) -> tuple[int, int, bytes]:
@@ -532,7 +550,7 @@ def parse_manifest(raw: bytes, genesis: Genesis, *, data_end: int | None = None,
     if schedule is not None:
         _check_schedule(schedule, genesis)
     return Manifest(chain_id, block, votes, schedule, entries, table, slot,
-                    _check_headers(headers, block, genesis))
+                    _check_headers(headers, block, genesis), list(headers))
 
 
 def _check_headers(headers: Any, block: Block, genesis: Genesis) -> list[tuple[int, bytes]]:
@@ -691,6 +709,8 @@ def _write_pointers(store: LevelDBStore, manifest: Manifest) -> None:
     }
     if manifest.schedule is not None:
         batch[schema.META_SCHEDULE] = manifest.schedule
-    # the proof travels on: this node can serve the same height by state sync at once
+    # the proof travels on: this node can serve the same height by state sync at once,
+    # and the headers below it, which it holds no blocks of, for its own later snapshots
     batch[schema.META_FINAL_VOTES] = _pack([b.id, [v.encode() for v in manifest.votes]])
+    batch[schema.META_SNAPSHOT_HEADERS] = _pack(manifest.headers)
     store.write(batch, sync=True)

@@ -4,11 +4,13 @@ Every key starts with a one-byte kind, so each kind is a contiguous, prefix-iter
 and kinds never collide:
 
     S...               application state (owned by the ledger; see muxernode/ledger.py)
-    B + block_id       block bytes (every block ever accepted, main chain or not)
+    B + block_id       block bytes (every block ever accepted, main chain or not; a
+                       pruned node deletes main-chain ones below Mpruned)
     U + block_id       undo record of a main-chain block above the final one
-    H + height(8)      main-chain block id at that height
-    T + tx_id          height(8) of the main-chain block that holds the tx
-    V + vote_hash      height(8) of the main-chain block that includes the vote
+    H + height(8)      main-chain block id at that height (a pruned node keeps the last
+                       2**16 for TaPoS, see consensus/chain.py)
+    T + tx_id          height(8) of the main-chain block that holds the tx (pruned with it)
+    V + vote_hash      height(8) of the main-chain block that includes the vote (likewise)
     E + seq(8)         equivocation evidence found by this node, oldest first (the last
                        1024 are kept; see consensus/engine.py)
     I...               the account-history index (owned by muxernode/history.py; not
@@ -27,12 +29,15 @@ __all__ = [
     "META_CHAIN_FINAL",
     "META_CHAIN_ID",
     "META_FINAL",
+    "META_FINAL_VOTES",
     "META_HEAD",
     "META_HISTORY",
     "META_LAST_SLOT",
     "META_LAST_VOTE",
+    "META_PRUNED",
     "META_SCHEDULE",
     "META_SCHEMA",
+    "META_SNAPSHOT_HEADERS",
     "PREFIX_BLOCK",
     "PREFIX_EVIDENCE",
     "PREFIX_HEIGHT",
@@ -69,10 +74,13 @@ META_SCHEMA = b"Mschema"
 META_CHAIN_ID = b"Mchain_id"
 META_HEAD = b"Mhead"
 META_FINAL = b"Mfinal"
+META_FINAL_VOTES = b"Mfinal_votes"  # [final block id, [encoded votes that made it final]]
+META_SNAPSHOT_HEADERS = b"Msnapshot_headers"  # a node made from a snapshot: the headers below
 META_LAST_SLOT = b"Mlast_slot"  # last slot this node produced for: never sign two blocks
 META_LAST_VOTE = b"Mlast_vote"  # the voter guard's record: never two votes for one slot
 META_SCHEDULE = b"Mschedule"  # witness schedule epochs decided by this chain
 META_CHAIN_FINAL = b"Mchain_final"  # the chain view's final checkpoint [id, slot, height]
+META_PRUNED = b"Mpruned"  # u64: the lowest height whose block is stored (absent: 1)
 META_HISTORY = b"Mhistory"  # the history index: [complete from height, built below height]
 
 

@@ -18,7 +18,7 @@ from consensus.crypto import PrivateKey
 from consensus.genesis import Genesis, load_genesis
 from devnet.cluster import free_ports
 from muxernode.node import init_data_dir
-from muxernode.snapshot import _write, read_manifest
+from muxernode.snapshot import _write, export_snapshot, read_manifest
 from muxernode.state import STATE_PREFIX, recompute_digest
 from muxernode.statesync import (
     STAGING_DIR,
@@ -290,5 +290,17 @@ def test_devnet_add_joins_a_running_devnet_by_state_sync(tmp_path: Path) -> None
         devnet("down", "--dir", str(d), timeout=60)
         from devnet import procs
         assert not procs.pid_alive(pid, procs.node_marks(n3))  # down stops the added node
+        # the root of the export fix: the final height itself, from the votes kept with the
+        # final pointer, not a lower one rebuilt by replay (bounded: no replay is possible
+        # here, the undo records below the final block are gone)
+        for name in ("n1", "n3"):
+            ndir = Path(m.node(name).data_dir)
+            store = LevelDBStore(str(ndir / "db"), create=False)
+            try:
+                final_h = msgpack.unpackb(store.get(b"Mfinal"))[0]
+            finally:
+                store.close()
+            exported = export_snapshot(ndir, tmp_path / f"{name}.snap")
+            assert exported.block.height == final_h, name
     finally:
         stop_everything(d)
