@@ -1,15 +1,19 @@
 """RPC intake adapts to how late peers' blocks arrive (muxernode/intake.py
 ``TxIntake.adapt``): late blocks cut the share of the mempool's room open to new RPC txs
 (multiplicatively, to a floor), blocks in time give it back (additively); the refused txs
-get ``mempool_full`` before any signature check. Two real nodes over LevelDB in tmp dirs
-sharing a clock: A produces, B follows and takes the RPC txs."""
+get ``mempool_full`` before any signature check. And the gossip path's batching: the
+batches queued meanwhile are checked together, every tx once. Two real nodes over
+LevelDB in tmp dirs sharing a clock: A produces, B follows and takes the RPC txs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import trio
+
+from consensus.tx import decode_tx
 from muxernode.config import NodeConfig
-from muxernode.node import INTAKE_CUT, INTAKE_MIN, INTAKE_STEP, LATE_S, ON_TIME_S
+from muxernode.node import INTAKE_CUT, INTAKE_MIN, INTAKE_STEP, LATE_S, ON_TIME_S, Node
 from tests.pair_helpers import open_pair, transfer
 
 
@@ -59,5 +63,49 @@ async def test_late_blocks_cut_the_rpc_intake_and_blocks_in_time_restore_it(
         assert b.intake == 1.0
         results = await b.submit_txs(raws[10:], relay=False)
         assert all("tx_id" in r for r in results)
+    finally:
+        pair.close()
+
+
+def _checks(node: Node) -> float:
+    return float(node.metrics.signature_checks.labels("tx")._value.get())
+
+
+async def test_a_tx_twice_in_one_call_is_checked_once_and_answered_at_both_places(
+        tmp_path: Path) -> None:
+    pair = open_pair(tmp_path)
+    b, payer = pair.b, pair.payers[0]
+    try:
+        fee = b.params.base_fee
+        one, two = (transfer(payer, b.chain_id, fee, memo=m) for m in ("x", "y"))
+        checks = _checks(b)
+        results = await b.submit_txs([one, two, one], relay=False, gossip=True)
+        assert results[0] == results[2] and "tx_id" in results[0] and "tx_id" in results[1]
+        assert _checks(b) == checks + 2 and len(b.mempool) == 2
+    finally:
+        pair.close()
+
+
+async def test_queued_gossip_batches_are_admitted_together_with_their_own_verdicts(
+        tmp_path: Path) -> None:
+    # three peers' batches queued before the gossip loop runs: it takes them as one call
+    # (overlapping txs checked once), and what each peer sent gets its own verdict
+    pair = open_pair(tmp_path)
+    b, payer = pair.b, pair.payers[0]
+    try:
+        fee = b.params.base_fee
+        txs = [transfer(payer, b.chain_id, fee, memo=f"g{i}") for i in range(7)]
+        forged = bytearray(transfer(payer, b.chain_id, fee, memo="forged"))
+        forged[-1] ^= 1
+        b.tx_intake.queue_gossip(b"p1", txs[:5])
+        b.tx_intake.queue_gossip(b"p2", [*txs[3:], bytes(forged)])
+        b.tx_intake.queue_gossip(b"p3", txs[:1])
+        b.tx_intake.close_gossip()
+        checks = _checks(b)
+        with trio.fail_after(10):
+            await b.tx_intake.gossip_loop()
+        ids = {decode_tx(t, 10_000).tx_id for t in txs}
+        assert {tx.tx_id for tx in b.mempool.pending()} == ids
+        assert _checks(b) == checks + 8  # 7 distinct txs and the forged one, once each
     finally:
         pair.close()
