@@ -326,6 +326,10 @@ class State:
                 numerator = _mulmod(numerator, new_element)
             entry[1] = new
             entry[2] = new_element
+            # to the end of the cache's order, which trim_cache drops from the front: a
+            # record changed in most blocks stays cached with its element
+            del cache[key]
+            cache[key] = entry
             skey = prefix + key
             changes[skey] = new
             undo[skey] = old
@@ -392,8 +396,9 @@ class State:
         cache = self._cache
         if len(cache) <= max_entries or self._undo:
             return
-        # oldest-loaded first (dict order): hot records are re-read from the store cheaply,
-        # and trimming to 80 % keeps this from running on every block
+        # least recently changed first (commit moves each changed record to the end of the
+        # dict's order; one only read stays where it was loaded), and trimming to 80 %
+        # keeps this from running on every block
         drop = len(cache) - max_entries * 4 // 5
         for key in list(itertools.islice(cache, drop)):
             del cache[key]
