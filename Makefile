@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ledger
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m bench.node
 	$(BIN)/python -m bench.network
+	$(BIN)/python -m bench.relay
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.subscriptions
 	$(BIN)/python -m bench.web

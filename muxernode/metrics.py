@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -83,6 +83,21 @@ class _AppCollector(Collector):
             yield kind(name, text, value=f.get(key, 0))
 
 
+class _P2PCollector(Collector):
+    """The p2p layer's counters (``Network.counters``, docs/p2p.md: bytes and messages in
+    by type, compact-block rebuilds, fetches, bans, ...), read when scraped."""
+
+    def __init__(self, counters: Callable[[], Mapping[str, int]]) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("muxer_p2p", "The p2p layer's counters, by name",
+                                     labels=["counter"])
+        for name, value in sorted(self.counters().items()):
+            family.add_metric([name], value)
+        yield family
+
+
 class NodeMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
@@ -139,6 +154,9 @@ class NodeMetrics:
         # set by the node: its application side's figures (muxernode/service.py)
         self.app_figures: Callable[[], dict[str, float]] = dict
         r.register(_AppCollector(lambda: self.app_figures()))
+        # set by the node once its network exists
+        self.p2p_counters: Callable[[], Mapping[str, int]] = dict
+        r.register(_P2PCollector(lambda: self.p2p_counters()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -404,6 +404,7 @@ class Node:
             config=P2PConfig(listen_host=cfg.p2p_host, listen_port=cfg.p2p_port, seeds=seeds),
             transport=self.transport, rng=self.rng,
         )
+        self.metrics.p2p_counters = self.network.counters.copy  # muxer_p2p_total{counter}
         self.p2p_port = await nursery.start(self.network.run)
         log.info("p2p", extra={"kv": {"listen": f"{cfg.p2p_host}:{self.p2p_port}",
                                       "seeds": len(seeds),

@@ -35,6 +35,7 @@ from p2p.messages import (
     Inv,
     Kind,
     NotFound,
+    SendCmpct,
 )
 from p2p.peer import Peer, TokenBucket, inv_key
 
@@ -208,6 +209,7 @@ class CompactRelay:
         self.net = net
         self.recent = RecentBlocks()
         self.pending: dict[bytes, tuple[Peer, PendingBlock]] = {}  # by block id
+        self.wants: set[bytes] = set()  # peers that sent SEND_CMPCT (the others: BLOCKS)
         # rebuilds per peer: each costs a short id per mempool tx, and a peer could push
         # bogus compact blocks as fast as the message rate lets it (over the budget a
         # compact block is taken as an INV of its id: the full block is fetched)
@@ -223,12 +225,19 @@ class CompactRelay:
         peers = [p for p in net._peers.values() if key not in p.known]
         if not peers:
             return
-        if not net.config.compact_blocks:
+        compact = ([p for p in peers if p.node_id in self.wants]
+                   if net.config.compact_blocks else [])
+        if len(compact) < len(peers):
+            # in full to the peers that did not ask for compact blocks (net.push skips the
+            # others, marked known first)
+            for peer in compact:
+                peer.known.add(key)
             net.push(Kind.BLOCK, [(block_id, raw)])
+        if not compact:
             return
         msg, txs = make_compact(raw, tx_ids, net.rng.getrandbits(64))
         self.recent.add(block_id, txs)
-        for peer in peers:
+        for peer in compact:
             peer.known.add(key)
             if net._enqueue(peer, msg, must=False, urgent=True):
                 net.counters["compact_pushed"] += 1
@@ -253,9 +262,19 @@ class CompactRelay:
 
     # --- receiving ----------------------------------------------------------------------
 
-    async def on_message(self, peer: Peer, msg: CmpctBlock | GetBlockTxn | BlockTxn
-                         ) -> None:
-        if isinstance(msg, CmpctBlock):
+    def hello(self, peer: Peer) -> None:
+        """A new peer: ask it for compact blocks (unless we take them in full)."""
+        self.wants.discard(peer.node_id)  # until this connection asks
+        if self.net.config.compact_blocks:
+            self.net._enqueue(peer, SendCmpct(), must=True)
+
+    async def on_message(self, peer: Peer,
+                         msg: CmpctBlock | GetBlockTxn | BlockTxn | SendCmpct) -> None:
+        if isinstance(msg, SendCmpct):
+            if len(self.wants) > 2 * len(self.net._peers) + 64:  # forget departed peers
+                self.wants &= set(self.net._peers)
+            self.wants.add(peer.node_id)
+        elif isinstance(msg, CmpctBlock):
             await self._on_compact(peer, msg)
         elif isinstance(msg, GetBlockTxn):
             self._on_get_txn(peer, msg)
@@ -336,6 +355,7 @@ class CompactRelay:
             self._full(rebuild.block_id, [peer.node_id, *rebuild.others])
             return
         net.counters["compact_rebuilt"] += 1
+        net.counters["compact_body_bytes"] += len(raw)  # what the full block would weigh
         verdicts = await net.handler.on_blocks(peer.node_id, [raw])
         net._judge(peer, Kind.BLOCK, verdicts)
 

@@ -63,6 +63,7 @@ __all__ = [
     "PeersReq",
     "Ping",
     "Pong",
+    "SendCmpct",
     "SnapshotOffer",
     "Txs",
     "Votes",
@@ -647,11 +648,27 @@ class BlockTxn:
                    _items(f[1], "BLOCK_TXN", MAX_COMPACT_TXS, min_len=1))
 
 
+@dataclass(frozen=True, slots=True)
+class SendCmpct:
+    """Push me new blocks as CMPCT_BLOCK (BIP 152's sendcmpct); sent once after the
+    handshake. A peer that never sends it gets new blocks in full (BLOCKS)."""
+
+    TYPE: ClassVar[int] = 33
+
+    def fields(self) -> list[Any]:
+        return []
+
+    @classmethod
+    def parse(cls, f: list[Any]) -> SendCmpct:
+        _arity(f, 0, "SEND_CMPCT")
+        return cls()
+
+
 Message = (
     Hello | HelloAck | Ping | Pong | Inv | GetData | Txs | Blocks | Votes | GetBlocks
     | GetHeads | Heads | PeersReq | Peers | Bye | NotFound | BlockRange
     | GetSnapshot | SnapshotOffer | GetChunk | Chunk
-    | CmpctBlock | GetBlockTxn | BlockTxn
+    | CmpctBlock | GetBlockTxn | BlockTxn | SendCmpct
 )
 
 _TYPES: dict[int, Any] = {
@@ -659,7 +676,7 @@ _TYPES: dict[int, Any] = {
     for cls in (Hello, HelloAck, Ping, Pong, Inv, GetData, Txs, Blocks, Votes, GetBlocks,
                 GetHeads, Heads, PeersReq, Peers, Bye, NotFound, BlockRange,
                 GetSnapshot, SnapshotOffer, GetChunk, Chunk,
-                CmpctBlock, GetBlockTxn, BlockTxn)
+                CmpctBlock, GetBlockTxn, BlockTxn, SendCmpct)
 }
 
 

@@ -65,6 +65,7 @@ from p2p.messages import (
     PeersReq,
     Ping,
     Pong,
+    SendCmpct,
     Txs,
     Votes,
     decode_message,
@@ -789,6 +790,7 @@ class Network:
             self._enqueue(peer, Heads(*self.handler.head()), must=True)
             if self.config.peer_exchange:
                 self._request_peers(peer)
+            self.compact.hello(peer)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._keepalive, peer)
                 nursery.start_soon(self._inv_batcher, peer)
@@ -1005,7 +1007,7 @@ class Network:
                 self.counters["unsolicited_peers"] += 1
         elif isinstance(msg, Bye):
             raise _Closed(f"peer said bye: {msg.reason}")
-        elif isinstance(msg, CmpctBlock | GetBlockTxn | BlockTxn):
+        elif isinstance(msg, CmpctBlock | GetBlockTxn | BlockTxn | SendCmpct):
             await self.compact.on_message(peer, msg)
         else:  # HELLO / HELLO_ACK after the handshake
             self._penalize(peer, "unexpected_message", detail=type(msg).__name__)

@@ -31,14 +31,15 @@ from p2p.compact import (
 )
 from p2p.messages import (
     SHORT_ID_LEN,
-    BlockTxn,
     Blocks,
+    BlockTxn,
     Bye,
     CmpctBlock,
     GetBlockTxn,
     GetData,
     Kind,
     MessageError,
+    SendCmpct,
     decode_message,
     encode_message,
 )
@@ -240,7 +241,7 @@ async def test_peers_rebuild_from_their_pools(autojump_clock: trio.testing.MockC
 async def test_compact_blocks_off_pushes_full_blocks(
         autojump_clock: trio.testing.MockClock) -> None:
     mem = MemoryNetwork()
-    a, ha = pool_node(mem, 1, compact_blocks=False)
+    a, _ = pool_node(mem, 1, compact_blocks=False)
     b, hb = pool_node(mem, 2, seeds=[("n1", PORT)])
     body = txs(10)
     block = block_of(body)
@@ -269,6 +270,27 @@ async def next_of(raw: RawPeer, cls: type[Any]) -> Any:
         assert msg is not None, f"closed before a {cls.__name__}"
         if isinstance(msg, cls):
             return msg
+
+
+async def test_only_peers_that_ask_get_compact_blocks(
+        autojump_clock: trio.testing.MockClock) -> None:
+    mem = MemoryNetwork()
+    net, _ = pool_node(mem, 1)
+    body = txs(5)
+    blocks = [block_of(body, h) for h in (20, 21)]
+    with trio.fail_after(60):
+        async with running(net):
+            raw = await _victim_and_raw(mem, net)
+            async with raw.stream:
+                assert isinstance(await next_of(raw, SendCmpct), SendCmpct)
+                net.push_block(blocks[0].id, blocks[0].raw, [t.tx_id for t in body])
+                assert (await next_of(raw, Blocks)).raws == [blocks[0].raw]
+                await raw.send(SendCmpct())
+                await until(lambda: net.counters["msg_in_sendcmpct"] == 1)
+                net.push_block(blocks[1].id, blocks[1].raw, [t.tx_id for t in body])
+                got = await next_of(raw, CmpctBlock)
+                assert sha256(got.header) == blocks[1].id
+                assert got.body_hash == sha256(blocks[1].raw)
 
 
 async def test_a_malformed_compact_block_bans(autojump_clock: trio.testing.MockClock) -> None:
