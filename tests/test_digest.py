@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consensus.codec import encode
 from muxernode import state as state_module
 from muxernode.state import (
     DIGEST_KEY,
@@ -177,14 +178,25 @@ records = st.recursive(
 @given(st.dictionaries(st.sampled_from(KEYS), records, min_size=1, max_size=6))
 def test_commit_writes_the_canonical_encoding(block: dict[bytes, Any]) -> None:
     """State.commit encodes with a Packer of its own: the bytes must be codec.encode's."""
-    from consensus.codec import encode
-
     state = State(MemoryKV())
     for k, v in block.items():
         state.put(k, v)
     _, changes, _ = state.commit()
     for k, v in block.items():
         assert changes[STATE_PREFIX + k] == encode(v)
+
+
+def test_trim_keeps_the_recently_changed_records_and_their_elements() -> None:
+    kv = MemoryKV()
+    state = State(kv)
+    _apply(state, kv, {b"a\x00": [1], b"a\x01": [2], b"a\x02": [3], b"a\x03": [4]})
+    _apply(state, kv, {b"a\x00": [5]})  # the first loaded, changed again: now the newest
+    assert state.get(b"a\x04") is None  # read only: stays where it was loaded (last)
+    state.trim_cache(4)  # five cached: trimmed to 80 % of 4, the two least recent go
+    assert set(state._cache) == {b"a\x03", b"a\x00", b"a\x04"}
+    assert state._cache[b"a\x00"][2] == element(entry_bytes(b"a\x00", encode([5])))
+    # the element kept is the one the next change removes: the digest stays exact
+    assert _apply(state, kv, {b"a\x00": [6], b"a\x01": None}) == recompute_digest(kv)
 
 
 @settings(max_examples=30, deadline=None)
