@@ -108,6 +108,10 @@ class Consensus:
         self._signing_key_of = signing_key_of
         self.schedule = self._load_schedule()
         self.tree: dict[bytes, BlockInfo] = {}
+        # the slot and included votes of each block in the tree: a pop recounts the chain
+        # view over the main chain, which must not decode every block's txs again (under
+        # load each pop of a fork switch did, a fifth of the switch's CPU)
+        self._votes_of: dict[bytes, tuple[int, list[Vote]]] = {}
         self.vote_pool: dict[bytes, Vote] = {}  # known votes, by hash, not yet on the chain
         self.evidence: list[Evidence] = []
         # every kind of equivocation evidence in the order found (the RPC's list_evidence)
@@ -253,9 +257,9 @@ class Consensus:
             if height <= chain.final.height and chain.block_id_at(height) == bid:
                 if height == 0:
                     return chain.genesis_ref
-                block = chain.get_block(bid)
-                if block is not None:
-                    return BlockRef(height, bid, block.timestamp, slot)
+                ref = chain.ref_at(height)  # a recent one without decoding the block
+                if ref is not None and ref.id == bid:
+                    return BlockRef(height, bid, ref.timestamp, slot)
         return chain.final
 
     def _save_cv_final(self) -> None:
@@ -275,6 +279,7 @@ class Consensus:
         final = chain.final
         base = self._cv_base()
         self.tree = {base.id: BlockInfo(b"", base.height, base.slot)}
+        self._votes_of = {}
         self.node_view = self._new_tracker(final)
         self.chain_view = self._new_tracker(base)
         self._saved_cv_final = self.chain_view.final
@@ -292,8 +297,9 @@ class Consensus:
                 self.vote_pool.pop(v.hash, None)
 
     def _add_to_tree(self, block: Block) -> None:
-        self.tree[block.id] = BlockInfo(block.previous_id, block.height,
-                                        self.chain.slot_of(block.timestamp))
+        slot = self.chain.slot_of(block.timestamp)
+        self.tree[block.id] = BlockInfo(block.previous_id, block.height, slot)
+        self._votes_of[block.id] = (slot, block.votes)
 
     def _count_included(self, block: Block) -> None:
         slot = self.chain.slot_of(block.timestamp)
@@ -452,6 +458,7 @@ class Consensus:
             doomed |= more
         for b in doomed:
             self.tree.pop(b, None)
+            self._votes_of.pop(b, None)
 
     def prune_tree(self) -> None:
         """Forget blocks that do not descend from the final block (they can never win).
@@ -473,6 +480,7 @@ class Consensus:
                 keep.add(bid)
         self.tree = {bid: self.tree[bid] for bid in keep}
         self.tree[root_id] = BlockInfo(b"", root.height, root.slot)
+        self._votes_of = {bid: v for bid, v in self._votes_of.items() if bid in keep}
 
     def switch(self, branch: list[Block]) -> list[Block]:
         """Make ``branch`` the main chain (``Chain.switch_to``) with the schedule and the
@@ -521,11 +529,17 @@ class Consensus:
         self.chain_view = self._new_tracker(base)
         for h in range(base.height + 1, self.chain.head.height + 1):
             bid = self.chain.block_id_at(h)
-            stored = self.chain.get_block(bid) if bid else None
-            if stored is not None:
-                slot = self.chain.slot_of(stored.timestamp)
-                for v in stored.votes:
-                    self.chain_view.add_vote(v, max_target_slot=slot, signature_checked=True)
+            if bid is None:
+                continue
+            known = self._votes_of.get(bid)
+            if known is None:  # not in the tree (below its root): read from the store
+                stored = self.chain.get_block(bid)
+                if stored is None:
+                    continue
+                known = (self.chain.slot_of(stored.timestamp), stored.votes)
+            slot, votes = known
+            for v in votes:
+                self.chain_view.add_vote(v, max_target_slot=slot, signature_checked=True)
 
     def on_switch(self, popped: list[Block], applied: list[Block]) -> None:
         """After ``switch``: popped blocks left the main chain (their votes are unincluded
