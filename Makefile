@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.web
 	$(BIN)/python -m bench.snapshot
 	$(BIN)/python -m bench.statesync
+	$(BIN)/python -m bench.prune
 	$(BIN)/python -m bench.fuzz
 	$(BIN)/python -m bench.soak
 	$(BIN)/python -m bench.sim

@@ -21,6 +21,9 @@
     [history]
     enabled = true                  # the account-history index (get_history); --no-history
 
+    [storage]
+    keep_blocks = 0                 # 0: every block; N >= 16: prune all but the last N
+
     [sync]
     verify_all_signatures = false   # re-check tx signatures in final blocks synced;
                                     # --verify-all-signatures
@@ -41,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "NodeConfig", "env_var", "load_config", "parse_hostport",
-           "read_config_file", "set_key"]
+__all__ = ["MIN_KEEP_BLOCKS", "ConfigError", "NodeConfig", "check_keep_blocks", "env_var",
+           "load_config", "parse_hostport", "read_config_file", "set_key"]
 
 
 class ConfigError(ValueError):
@@ -54,6 +57,18 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{what} must be host:port, got {text!r}")
     return host, int(port)
+
+
+# the fewest blocks a pruning node keeps: a fork switch, a peer catching up and a peer's
+# state sync (the undo records above the final block) all read the last blocks
+MIN_KEEP_BLOCKS = 16
+
+
+def check_keep_blocks(n: int, what: str) -> int:
+    if n != 0 and n < MIN_KEEP_BLOCKS:
+        raise ConfigError(f"{what} must be 0 (keep every block) or at least "
+                          f"{MIN_KEEP_BLOCKS}, got {n}")
+    return n
 
 
 @dataclass
@@ -76,6 +91,7 @@ class NodeConfig:
     block_txs: int = 10_000
     history: bool = True
     verify_all_signatures: bool = False
+    keep_blocks: int = 0
 
 
 _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
@@ -88,6 +104,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "log": {"format": ("log_format", str), "level": ("log_level", str)},
     "history": {"enabled": ("history", bool)},
     "sync": {"verify_all_signatures": ("verify_all_signatures", bool)},
+    "storage": {"keep_blocks": ("keep_blocks", int)},
     "limits": {"mempool_txs": ("mempool_txs", int), "mempool_bytes": ("mempool_bytes", int),
                "verify_threads": ("verify_threads", int),
                "block_txs": ("block_txs", int)},
@@ -136,6 +153,8 @@ def set_key(cfg: NodeConfig, section: str, key: str, value: Any) -> None:
     else:
         if typ is int and value < 0:
             raise ConfigError(f"{section}.{key} must not be negative")
+        if attr == "keep_blocks":
+            check_keep_blocks(value, f"{section}.{key}")
         if typ is list:
             for item in value:
                 if not isinstance(item, str):

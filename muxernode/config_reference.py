@@ -57,6 +57,12 @@ HELP: dict[str, str] = {
                                   "are not checked again, as Bitcoin Core's assumevalid "
                                   "skips script checks (docs/security.md, Sync from final "
                                   "blocks). Flag `--verify-all-signatures`.",
+    "storage.keep_blocks": "0 keeps every block (an archive node). N (at least 16) prunes "
+                           "the blocks below the last N, their index entries and history, "
+                           "and compacts the database so its size stays flat; state, the "
+                           "final block and what finality needs stay. Older heights answer "
+                           "-32006 and peers are told the lowest height served "
+                           "(docs/operator.md, Pruning). Flag `--keep-blocks`.",
     "limits.mempool_txs": "Most txs the mempool holds.",
     "limits.mempool_bytes": "Most bytes the mempool holds.",
     "limits.verify_threads": "Threads checking signatures (one per core; libsodium releases "

@@ -24,7 +24,13 @@ the block:
 ``~n`` is the bitwise complement, so ascending key order is newest first: later blocks
 first, and within a block later txs first (``pos`` is 2**16 + the tx's index; a standing
 pledge's execution is its execution order, below every tx: they run before the txs).
-The undo record of a block goes when the block becomes final, as the chain's own does.
+The undo record of a block goes when the block becomes final, as the chain's own does;
+on a pruning node (``--keep-blocks``, ``pruning`` set) it stays until the block itself is
+pruned, and then ``drop_keys`` deletes exactly the keys it lists with it. A pruned node's
+history so holds the items of the blocks it holds, no older ones: get_history lists them
+and ends there, and a cursor into pruned blocks is answered -32006 (muxernode/rpc.py). A
+block that became final before pruning was on has no undo record left: its keys are
+derived again from its txs (the few standing-pledge executions among them stay behind).
 
 A node that turns history on over a data directory without it (a first start with this
 version, or after ``--no-history``) indexes the blocks from ``from_height`` on as they
@@ -211,6 +217,7 @@ class HistoryIndex:
         self.from_height: int | None = meta[0]
         self.built_below: int = meta[1]
         self.last_touches: tuple[bytes, list[Touch]] = (b"", [])  # the last block's items
+        self.pruning = False  # blocks are pruned: keep the undo records until then
 
     @property
     def ready(self) -> bool:
@@ -267,7 +274,13 @@ class HistoryIndex:
         return out
 
     def prune_keys(self, block_id: bytes) -> list[bytes]:
-        return [_UNDO + block_id]
+        return [] if self.pruning else [_UNDO + block_id]
+
+    def drop_keys(self, block: Block) -> list[bytes]:
+        raw = self.store.get(_UNDO + block.id)
+        if raw is not None:
+            return [*_unpack(raw), _UNDO + block.id]
+        return list(self._keys(block, touches_of_block(block, self.claim_of)))
 
     # --- the background build --------------------------------------------------------------
 
@@ -300,6 +313,11 @@ class HistoryIndex:
 
     def cursor(self, address: bytes, position: bytes) -> str:
         return (position + self._mac(address, position)).hex()
+
+    @staticmethod
+    def cursor_height(position: bytes) -> int:
+        """The height of the item a cursor's position (``parse_cursor``) stands at."""
+        return (~int.from_bytes(position[:8], "big")) & (2**64 - 1)
 
     def parse_cursor(self, address: bytes, text: str) -> bytes:
         try:
@@ -335,7 +353,7 @@ class HistoryIndex:
                 continue
             if society is not None and soc != society:
                 continue
-            height = (~int.from_bytes(position[:8], "big")) & (2**64 - 1)
+            height = self.cursor_height(position)
             pos = (~int.from_bytes(position[8:12], "big")) & 0xFFFFFFFF
             out.append(Entry(height, pos, position[12], tx_id or None, kind, soc, amount))
         return out, None

@@ -71,6 +71,9 @@ class QueryService:
             ref: BlockRef | None = head
             while ref is not None and ref.height > 0 and ref.slot >= lo and filled < 128:
                 filled += 1
+                if self.node.chain.is_pruned(ref.height - 1):
+                    lo = max(lo, ref.slot)  # a pruned node: over the slots of its blocks
+                    break
                 ref = self.node.chain.ref_at(ref.height - 1)
             value = round(filled / (head.slot - lo + 1), 4)
         self._participation = (head.id, value)
@@ -83,7 +86,12 @@ class QueryService:
         if tx is None:
             height = self.node.chain.tx_height(tx_id)
             if height is None:
-                return {"tx_id": tx_id.hex(), "status": "unknown"}
+                # a pruned tx's index entry went with its block: a pruned node cannot tell
+                # it from a tx never included, and says from where it knows (docs/rpc.md)
+                out_unknown: dict[str, Any] = {"tx_id": tx_id.hex(), "status": "unknown"}
+                if self.node.chain.lowest_block > 1:
+                    out_unknown["lowest_block"] = self.node.chain.lowest_block
+                return out_unknown
             bid = self.node.chain.block_id_at(height)
             block = self.node.chain.get_block(bid) if bid else None
             tx = next((t for t in block.txs if t.tx_id == tx_id), None) if block else None
@@ -101,7 +109,16 @@ class QueryService:
             out["op"] = {"type": "unknown"}
         return out
 
+    def _check_not_pruned(self, height: int) -> None:
+        chain = self.node.chain
+        if chain.is_pruned(height) and height <= chain.head.height:
+            from muxernode.rpc import PRUNED, RpcError
+
+            raise RpcError(PRUNED, f"pruned: this node holds blocks from height "
+                           f"{chain.lowest_block}", {"lowest_block": chain.lowest_block})
+
     async def get_block(self, height: int) -> dict[str, Any] | None:
+        self._check_not_pruned(height)
         bid = self.node.chain.block_id_at(height)
         if bid is None:
             return None
@@ -201,6 +218,10 @@ class QueryService:
         from muxernode.rpc import HISTORY_NOT_READY, UNAVAILABLE, RpcError, invalid_params
 
         try:
+            index = self.node.app_service.history
+            if before is not None and index is not None and self.node.chain.lowest_block > 1:
+                # a cursor into pruned blocks: their history went with them
+                self._check_not_pruned(index.cursor_height(index.parse_cursor(address, before)))
             return self.node.app_service.get_history(address, types, society, before, limit)
         except CursorError as exc:
             raise invalid_params(str(exc)) from None

@@ -1817,10 +1817,12 @@ def _admin_read(method: str) -> Any:
 @admin.command("peers")
 @json_option
 def admin_peers() -> None:
-    """List the node's connected peers."""
+    """List the node's connected peers ("blocks from": the lowest height a peer serves;
+    above 1 it is pruned and cannot serve older blocks)."""
     _show_rows("peers", _admin_read("peers"),
                [Col("node_id", "node id", "id"), Col("address", "address", "whole"),
-                Col("direction", "dir"), Col("head_height", "head", "num")])
+                Col("direction", "dir"), Col("head_height", "head", "num"),
+                Col("lowest_block", "blocks from", "num")])
 
 
 @admin.command("evidence")

@@ -111,6 +111,8 @@ class Peer:
         self.head_height = 0
         self.head_id = b""
         self.final_height = 0
+        self.lowest_block = 1  # the blocks it serves (HELLO): see Hello.serves_from
+        self.keep_blocks = 0
         self.nonce = b""
         # gossip and sync state
         self.known = KnownSet(known_cap)

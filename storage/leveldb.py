@@ -19,11 +19,19 @@ failed write the store refuses writes (``failed`` says why) until ``recover()`` 
 that the disk has room again and reopened the database, which recovers the log up to the
 last whole record and starts a new one. A batch reported failed may still turn out durable
 after the reopen (the fsync failed after the record was whole): callers reread their state.
+
+LevelDB keeps deleted data on disk until a compaction rewrites the tables that hold it,
+and its own compactions are driven by writes, not deletes: a pruned node whose deletes are
+never compacted keeps its old blocks' bytes. ``compact_prefix`` compacts one key kind's
+range (a pruning node's own call, from a worker thread: plyvel releases the GIL while
+LevelDB compacts); a close or reopen waits for a compaction in progress, since LevelDB must
+not be closed under it.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -86,6 +94,7 @@ class LevelDBStore:
         self.cache_mb = cache_mb
         # why writes are refused (the first failed write's error), until recover()
         self.failed: str | None = None
+        self._compacting = threading.Lock()  # held by compact_prefix; close waits for it
         self._db = self._open(create)
 
     def _open(self, create: bool) -> Any:
@@ -151,7 +160,8 @@ class LevelDBStore:
         if self.failed is None:
             return
         self._probe_space(probe_bytes)
-        self._db.close()
+        with self._compacting:
+            self._db.close()
         error: StorageError | None = None
         for _ in range(REOPEN_TRIES):
             try:
@@ -190,6 +200,26 @@ class LevelDBStore:
     def snapshot(self) -> Snapshot:
         return Snapshot(self._db.snapshot())
 
+    def compact_prefix(self, prefix: bytes) -> None:
+        """Compact the range of keys that start with prefix (blocking: call it from a
+        worker thread). A no-op once closed."""
+        with self._compacting:
+            if self._db.closed:
+                return
+            try:
+                self._db.compact_range(start=prefix, stop=_after_prefix(prefix))
+            except plyvel.Error as exc:  # a failed compaction also fails later writes
+                raise StorageError(f"compaction of {self.path} failed: {_reason(exc)}") from None
+
+    def size_on_disk(self) -> int:
+        """Bytes of the database's files (tables, logs, manifest)."""
+        total = 0
+        with os.scandir(self.path) as it:
+            for entry in it:
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+        return total
+
     def memory_stats(self) -> tuple[int, int]:
         """(LevelDB's own estimate of its memory: memtables and block cache, in bytes;
         table files open or not), from its properties; (0, 0) once closed. Table files
@@ -207,8 +237,9 @@ class LevelDBStore:
         return bool(self._db.closed)
 
     def close(self) -> None:
-        if not self._db.closed:
-            self._db.close()
+        with self._compacting:
+            if not self._db.closed:
+                self._db.close()
 
     def __enter__(self) -> LevelDBStore:
         return self

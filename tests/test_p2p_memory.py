@@ -86,7 +86,7 @@ async def test_handshake_success(autojump_clock: trio.testing.MockClock) -> None
                 (info,) = net.peers_info()
                 assert info == {"node_id": key(50).public_key.hex(),
                                 "address": info["address"], "direction": "in",
-                                "head_height": 0}
+                                "head_height": 0, "lowest_block": 1, "pruned": False}
                 assert info["address"].startswith("raw50:")
                 assert net.counters["handshakes"] == 1
 
