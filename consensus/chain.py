@@ -409,14 +409,10 @@ class Chain:
         raw_undo = self.store.get(schema.undo_key(head.id))
         if block is None or raw_undo is None:
             raise ChainError("no_undo", f"no undo record for block {head.height}")
-        parent_raw = self.store.get(schema.block_key(block.previous_id))
-        if block.height == 1:
-            parent = self.genesis_ref
-        elif parent_raw is None:
+        # the parent's ref: a recent one is known without decoding the parent's txs
+        parent = self.ref_at(block.height - 1)
+        if parent is None or parent.id != block.previous_id:
             raise ChainError("no_parent", f"parent of block {head.height} is not stored")
-        else:
-            pb = decode_block(parent_raw, self.params.max_block_bytes)
-            parent = BlockRef(pb.height, pb.id, pb.timestamp, self.slot_of(pb.timestamp))
         batch: dict[bytes, bytes | None] = {k: v for k, v in _unpack(raw_undo)}
         batch[schema.height_key(head.height)] = None
         batch[schema.undo_key(head.id)] = None
