@@ -5,8 +5,11 @@
 
 Two runs of the same offered load on a fresh one-witness node each (1-s blocks, pre-signed
 transfers between --accounts accounts): without subscribers, then with --subscribers
-WebSocket connections (trio-websocket, in a process of their own), each subscribed to
-``heads`` and to the ``account`` of one sender. Prints:
+WebSocket connections, each subscribed to ``heads`` and to the ``account`` of one sender.
+The subscribers are spread over --client-procs processes of their own, each a single epoll
+loop over non-blocking sockets with wsproto's client side (no task per connection), that
+stamps each read as it returns and parses after the run: the client must not be what is
+measured (its CPU is printed too). Prints:
 
 - the notification delay after the block: the time from the block's commit on the node
   (its ``produced`` log line, JSON, same machine clock) to the notification's arrival at
@@ -24,7 +27,9 @@ import argparse
 import json
 import multiprocessing
 import os
+import selectors
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -32,8 +37,16 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState as WsState
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
 
 from bench.common import verify_note, verify_rate
 from bench.node import Daemon, included_between, make_chain, rpc, sign_all, submit_all
@@ -49,57 +62,115 @@ def load_items(accts: list[dict[str, str]], n: int) -> list[tuple[str, list[Any]
             for i in range(n)]
 
 
-def subscribers(ws_url: str, addresses: list[str], out: str, ready: Connection,
-                stop_after: float) -> None:
-    """The client process: one connection per address (heads + account), every
-    notification's (kind, height, arrival time) written to ``out`` at the end."""
-    seen: list[tuple[str, int, float]] = []
-    closed = 0
+class _Client:
+    """One subscriber connection: a non-blocking socket and wsproto's client side (the
+    framing is the library's; only the bookkeeping is ours)."""
 
-    async def one(address: str, started: trio.Event, done: trio.Event) -> None:
-        nonlocal closed
-        try:
-            async with open_websocket_url(ws_url, message_queue_size=64) as ws:
-                for i, (topic, flt) in enumerate((("heads", None), ("account", address))):
+    def __init__(self, sock: socket.socket, host: str, address: str) -> None:
+        self.sock = sock
+        self.address = address
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.accepted = False
+        self.answers = 0  # subscribe answers received (2 when both are in)
+        self.close_code: int | None = None
+        self.texts: list[tuple[float, str]] = []  # (arrival, text): parsed after the run
+        self._partial: list[str] = []
+        sock.sendall(self.ws.send(Request(host=host, target="/ws")))
+
+    def feed(self, data: bytes, now: float) -> None:
+        """Bytes read at ``now``: every message they complete arrived then."""
+        if not data:
+            self.ws.receive_data(None)
+        else:
+            self.ws.receive_data(data)
+        out = b""
+        for event in self.ws.events():
+            if isinstance(event, AcceptConnection):
+                self.accepted = True
+                for i, (topic, flt) in enumerate((("heads", None), ("account", self.address))):
                     params = [topic] if flt is None else [topic, flt]
-                    await ws.send_message(json.dumps({"jsonrpc": "2.0", "id": i,
-                                                      "method": "subscribe",
-                                                      "params": params}))
-                    for _ in range(1000):  # heads may come before the answer
-                        answer = json.loads(await ws.get_message())
-                        if answer.get("id") == i:
-                            break
-                    assert "result" in answer, answer
-                started.set()
-                with trio.move_on_after(stop_after):
-                    while not done.is_set():
-                        msg = json.loads(await ws.get_message())
-                        now = time.time()
-                        result = msg["params"]["result"]
-                        kind = "account" if "role" in result else "heads"
-                        seen.append((kind, result["height"], now))
-        except ConnectionClosed:
-            closed += 1
-            started.set()
+                    out += self.ws.send(TextMessage(data=json.dumps({
+                        "jsonrpc": "2.0", "id": i, "method": "subscribe", "params": params})))
+            elif isinstance(event, TextMessage):
+                self._partial.append(event.data)
+                if event.message_finished:
+                    text = "".join(self._partial)
+                    self._partial.clear()
+                    if text.startswith('{"jsonrpc":"2.0","method"'):
+                        self.texts.append((now, text))
+                    else:
+                        answer = json.loads(text)
+                        assert "result" in answer, answer
+                        self.answers += 1
+            elif isinstance(event, Ping):
+                out += self.ws.send(event.response())
+            elif isinstance(event, CloseConnection):
+                self.close_code = event.code
+                if self.ws.state is not WsState.CLOSED:
+                    out += self.ws.send(event.response())
+            elif isinstance(event, RejectConnection):
+                raise RuntimeError(f"the node refused the WebSocket: {event.status_code}")
+        if out:
+            self.sock.setblocking(True)  # a few small frames: the socket takes them at once
+            self.sock.sendall(out)
+            self.sock.setblocking(False)
 
-    async def run() -> None:
-        done = trio.Event()
-        async with trio.open_nursery() as nursery:
-            events = []
-            for address in addresses:
-                ev = trio.Event()
-                events.append(ev)
-                nursery.start_soon(one, address, ev, done)
-                await trio.sleep(0.002)  # a connection storm is not what is measured
-            with trio.fail_after(CONNECT_S):
-                for ev in events:
-                    await ev.wait()
-            ready.send("ready")
-            await trio.sleep(stop_after)
-            done.set()
-            nursery.cancel_scope.cancel()
 
-    trio.run(run)
+def subscribers(ws_url: str, addresses: list[str], out: str, ctl: Connection,
+                stop_after: float) -> None:
+    """One client process: a connection per address (heads + account) under one epoll
+    selector, no task per connection. Each read is timestamped as it returns, before any
+    parsing, so the figure is the node's delay plus the kernel's, not this process's
+    parsing; ``ready`` is sent once every subscription is answered, and the process
+    stops, writing what it saw, when told to."""
+    host_port = ws_url.removeprefix("ws://").split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+    sel = selectors.DefaultSelector()
+    clients: list[_Client] = []
+    for address in addresses:
+        sock = socket.create_connection((host, int(port)), timeout=CONNECT_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c = _Client(sock, host_port, address)
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ, c)
+        clients.append(c)
+    sel.register(ctl.fileno(), selectors.EVENT_READ, None)
+    deadline = time.monotonic() + CONNECT_S
+    hard_stop = time.monotonic() + stop_after  # should the parent never say stop
+    said_ready = False
+    open_ = len(clients)
+    stop = False
+    while not stop and open_ and time.monotonic() < hard_stop:
+        for key, _mask in sel.select(1.0):
+            c = key.data
+            if c is None:
+                ctl.recv()
+                stop = True
+                continue
+            now = time.time()
+            try:
+                data = c.sock.recv(1 << 18)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            c.feed(data, now)
+            if not data:
+                sel.unregister(c.sock)
+                open_ -= 1
+        if not said_ready:
+            if all(c.answers == 2 for c in clients):
+                ctl.send("ready")
+                said_ready = True
+            elif time.monotonic() > deadline:
+                raise TimeoutError("the subscriptions were not all answered in time")
+    seen: list[tuple[str, int, float]] = []
+    for c in clients:
+        for now, text in c.texts:
+            result = json.loads(text)["params"]["result"]
+            seen.append(("account" if "role" in result else "heads", result["height"], now))
+        c.sock.close()
+    closed = sum(1 for c in clients if c.close_code is not None)
     Path(out).write_text(json.dumps({"seen": seen, "closed": closed}))
 
 
@@ -129,23 +200,28 @@ def one_run(root: Path, args: argparse.Namespace, subs: int) -> dict[str, Any]:
     d.config_text += f"max_connections = {subs + 64}\n"
     d.extra = ["--log-format", "json"]
     d.start()
-    proc = None
+    procs: list[tuple[multiprocessing.Process, Connection, Path]] = []
     try:
         chain_id = bytes.fromhex(rpc(d.url, "chain_info")["chain_id"])
         n = int(args.offered * args.seconds)
         txs = sign_all(chain_id, load_items(c["accounts"], n), int(time.time()) + 3000)
-        out = root / f"{name}.json"
         if subs:
             ws_url = d.url.replace("http://", "ws://").replace("/rpc", "/ws")
             addresses = [c["accounts"][i % len(c["accounts"])]["address"] for i in range(subs)]
-            parent, child = multiprocessing.Pipe()
-            proc = multiprocessing.Process(target=subscribers, args=(
-                ws_url, addresses, str(out), child, CONNECT_S + args.seconds + 10))
-            proc.start()
-            if not parent.poll(CONNECT_S + 10):
-                raise TimeoutError("the subscribers did not connect in time")
-            parent.recv()
-            print(f"  {subs} subscribers connected", flush=True)
+            k = max(1, min(args.client_procs, subs))
+            for j in range(k):
+                parent, child = multiprocessing.Pipe()
+                out = root / f"{name}-{j}.json"
+                proc = multiprocessing.Process(target=subscribers, args=(
+                    ws_url, addresses[j::k], str(out), child,
+                    CONNECT_S + args.seconds + 60))
+                proc.start()
+                procs.append((proc, parent, out))
+            for _proc, parent, _out in procs:
+                if not parent.poll(CONNECT_S + 10):
+                    raise TimeoutError("the subscribers did not connect in time")
+                parent.recv()
+            print(f"  {subs} subscribers connected ({k} client processes)", flush=True)
         assert d.proc is not None
         spy = None
         if args.profile and subs:
@@ -153,11 +229,15 @@ def one_run(root: Path, args: argparse.Namespace, subs: int) -> dict[str, Any]:
                                     str(int(args.seconds)), "-o", args.profile,
                                     "--format", "raw"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu0 = cpu_s(d.proc.pid), (cpu_s(proc.pid) if proc is not None and proc.pid else 0.0)
+
+        def clients_cpu() -> float:
+            return sum(cpu_s(p.pid) for p, _c, _o in procs if p.pid is not None)
+
+        cpu0 = cpu_s(d.proc.pid), clients_cpu()
         t0 = time.time()
         admitted, rejected, took = submit_all(d.url, txs, args.seconds, rate=args.offered)
         t1 = time.time()
-        cpu1 = cpu_s(d.proc.pid), (cpu_s(proc.pid) if proc is not None and proc.pid else 0.0)
+        cpu1 = cpu_s(d.proc.pid), clients_cpu()
         if spy is not None:
             spy.wait(60)
         time.sleep(3)  # the last blocks and their notifications
@@ -167,18 +247,32 @@ def one_run(root: Path, args: argparse.Namespace, subs: int) -> dict[str, Any]:
                                   "rejected": rejected, "took": took, "t0": t0, "t1": t1,
                                   "node_cpu": (cpu1[0] - cpu0[0]) / (t1 - t0),
                                   "client_cpu": (cpu1[1] - cpu0[1]) / (t1 - t0)}
-        if proc is not None:
-            proc.join(CONNECT_S + args.seconds + 60)
-            data = json.loads(out.read_text())
+        if procs:
+            seen: list[list[Any]] = []
+            closed = 0
+            for _proc, parent, _out in procs:
+                parent.send("stop")
+            for proc, _parent, out in procs:
+                proc.join(60)
+                data = json.loads(out.read_text())
+                seen += data["seen"]
+                closed += data["closed"]
             commits = commit_times(log)
-            delays = sorted(at - commits[h] for _kind, h, at in data["seen"]
-                            if h in commits and t0 <= commits[h] <= t1 + 1)
-            result["delays"] = delays
-            result["closed"] = data["closed"]
+            kept = [(kind, h, at - commits[h]) for kind, h, at in seen
+                    if h in commits and t0 <= commits[h] <= t1 + 1]
+            result["delays"] = sorted(d for _k, _h, d in kept)
+            result["heads"] = sorted(d for k, _h, d in kept if k == "heads")
+            result["account"] = sorted(d for k, _h, d in kept if k == "account")
+            first: dict[int, float] = {}
+            for _k, h, delay in kept:
+                first[h] = min(delay, first.get(h, delay))
+            result["first"] = sorted(first.values())  # when a block's fan-out began
+            result["closed"] = closed
         return result
     finally:
-        if proc is not None and proc.is_alive():
-            proc.kill()
+        for proc, _parent, _out in procs:
+            if proc.is_alive():
+                proc.kill()
         d.stop()
 
 
@@ -193,6 +287,8 @@ def main() -> None:
     ap.add_argument("--offered", type=int, default=1000, help="pre-signed txs per second")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--accounts", type=int, default=1000)
+    ap.add_argument("--client-procs", type=int, default=2,
+                    help="processes the subscribers are spread over")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     ap.add_argument("--profile", default="", help="py-spy raw profile of the loaded node")
     ap.add_argument("--py-spy", default="py-spy", help="the py-spy program")
@@ -212,13 +308,18 @@ def main() -> None:
         print(f"delay after the block   p50 {pct(delays, 0.5) * 1000:.0f} ms, "
               f"p99 {pct(delays, 0.99) * 1000:.0f} ms, "
               f"max {pct(delays, 1.0) * 1000:.0f} ms  (target p99 <= 200 ms)")
+        for label, key in (("  heads", "heads"), ("  account", "account"),
+                           ("  a block's first", "first")):
+            v = loaded[key]
+            print(f"{label:<24}p50 {pct(v, 0.5) * 1000:.0f} ms, p99 {pct(v, 0.99) * 1000:.0f} ms"
+                  f" ({len(v)})")
         a, b = base["included_per_s"], loaded["included_per_s"]
         print(f"included/s              {a:,.0f} without subscribers, {b:,.0f} with "
               f"({(b / a - 1) * 100 if a else float('nan'):+.1f} %; target within 10 %)")
         print(f"refused at submission   {base['rejected']} without subscribers, "
               f"{loaded['rejected']} with (load shedding: the event loop ran late)")
         print(f"node CPU                {base['node_cpu']:.2f} cores without subscribers, "
-              f"{loaded['node_cpu']:.2f} with; the subscribers' process "
+              f"{loaded['node_cpu']:.2f} with; the subscribers' processes "
               f"{loaded['client_cpu']:.2f} (same machine: {os.cpu_count()} cores)")
         print(verify_note(vrate))
     finally:

@@ -30,6 +30,8 @@ JSON-RPC rules (https://www.jsonrpc.org/specification), with this server's readi
   kind of object and ``data.id`` repeats the key asked for. An unknown account is not an
   error (a zero account), nor is an unknown tx (``status: "unknown"``).
 - -32002: unavailable (an admin method while the p2p network is not running).
+- -32006: pruned: a block (or a history page) below the lowest height a pruned node holds
+  (``--keep-blocks``); ``data.lowest_block`` is that height.
 - -32003: unauthorized: an admin method (``ADMIN_METHODS``) without the right
   ``Authorization: Bearer <token>`` header (the token is ``<data_dir>/rpc.token``). Checked
   before the params, so an unauthorized caller learns nothing about them.
@@ -57,14 +59,25 @@ from typing import Any, Protocol, cast
 
 import trio
 from hypercorn.config import Config
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ASGIFramework, ConnectionState
 from hypercorn.utils import wrap_app
+from wsproto.connection import Connection as WsprotoConnection
+from wsproto.events import TextMessage
+from wsproto.utilities import LocalProtocolError
 
 from consensus.crypto import AddressError, address_from_text
 from consensus.errors import Rejected
-from muxernode.events import MAX_UNREAD, Hub, LimitExceeded, Subscriber
+from muxernode.events import (
+    MAX_UNREAD,
+    WRITE_CHARS,
+    WRITE_FRAMES,
+    Hub,
+    LimitExceeded,
+    Subscriber,
+)
 from muxernode.ops import SOCIETY_ID
 from muxernode.webapp import StaticFiles
 from muxernode.webapp import handles as web_handles
@@ -81,6 +94,7 @@ __all__ = [
     "METHOD_NOT_FOUND",
     "NOT_FOUND",
     "PARSE_ERROR",
+    "PRUNED",
     "REJECTED",
     "TOKEN_FILE",
     "UNAUTHORIZED",
@@ -107,6 +121,7 @@ UNAVAILABLE = -32002
 UNAUTHORIZED = -32003
 HISTORY_NOT_READY = -32004
 LIMIT_EXCEEDED = -32005
+PRUNED = -32006  # a pruned node's older blocks: data {"lowest_block": the first it holds}
 
 MAX_HEIGHT = 2**63 - 1
 MAX_BAN_S = 10 * 365 * 86_400
@@ -839,6 +854,10 @@ class JsonRpcApp:
         self.in_flight = 0
         self.open_connections = 0
         self.refused_connections = 0
+        self.ws_frames = 0  # WebSocket messages written, and the socket writes they took
+        self.ws_writes = 0
+        # serve_rpc's connections by peer address: a WebSocket's socket (ws_socket)
+        self.streams: dict[tuple[Any, ...], _TimedStream] = {}
         self.web = StaticFiles()  # the member web app: GET / and /static/ (webapp.py)
 
     # --- ASGI entry -------------------------------------------------------------------------
@@ -928,10 +947,12 @@ class JsonRpcApp:
         await send({"type": "websocket.accept"})
         authorized = self._authorized(_headers(scope))
         sub = Subscriber(max_unread=self.max_unread)
+        sock = self.ws_socket(scope, send)
+        sub.direct = sock
         hub.connections += 1
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._ws_writer, sub, send, nursery.cancel_scope)
+                nursery.start_soon(self._ws_writer, sub, send, nursery.cancel_scope, sock)
                 while not sub.closed:
                     message = await receive()
                     kind = message["type"]
@@ -954,12 +975,36 @@ class JsonRpcApp:
             hub.connections -= 1
             hub.drop(sub)
 
-    async def _ws_writer(self, sub: Subscriber, send: Send, scope: trio.CancelScope) -> None:
+    def ws_socket(self, scope: Scope, send: Send) -> _WsSocket | None:
+        """The connection's socket for batched writes (``_WsSocket``), when it is
+        hypercorn's WebSocket on a connection of our ``serve_rpc``; None otherwise."""
+        ws = getattr(send, "__self__", None)
+        client = scope.get("client")
+        stream = None if client is None else self.streams.get(tuple(client)[:2])
+        if (stream is not None and isinstance(ws, WSStream)
+                and isinstance(getattr(ws, "connection", None), WsprotoConnection)):
+            return _WsSocket(ws, stream, self)
+        return None
+
+    async def _ws_writer(self, sub: Subscriber, send: Send, scope: trio.CancelScope,
+                         sock: _WsSocket | None) -> None:
         while True:
             await sub.wakeup.wait()
             sub.wakeup = trio.Event()
-            while not sub.overflowed and (text := sub.pop()) is not None:
-                await send({"type": "websocket.send", "text": text})
+            try:
+                if sock is not None:
+                    await sock.drain()  # the rest of the hub's write goes first
+                while not sub.overflowed and (texts := sub.take(WRITE_FRAMES, WRITE_CHARS)):
+                    if sock is not None:
+                        await sock.send(texts)
+                        continue
+                    for text in texts:
+                        await send({"type": "websocket.send", "text": text})
+                    self.ws_frames += len(texts)
+                    self.ws_writes += len(texts)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                scope.cancel()  # the client is gone; the reader sees the disconnect
+                return
             if sub.overflowed:
                 log.info("ws_closed", extra={"kv": {"why": "unread notifications",
                                                     "unread": sub.unread}})
@@ -1193,6 +1238,62 @@ def load_or_create_token(data_dir: str | Path) -> str:
     return text
 
 
+# --- WebSocket writes -------------------------------------------------------------------
+
+
+def _ws_frames(ws: WSStream, texts: list[str]) -> bytes:
+    """``texts`` as text frames of the stream's wsproto connection, as hypercorn's own
+    ``app_send`` frames one message (same framing and extensions, in the same order)."""
+    parts = []
+    for text in texts:
+        try:
+            parts.append(ws.connection.send(TextMessage(data=text)))
+        except LocalProtocolError:
+            break  # the connection is closing: hypercorn drops such a message too
+    return b"".join(parts)
+
+
+class _WsSocket:
+    """One WebSocket connection's socket, written around hypercorn's per-message path.
+
+    An ASGI ``websocket.send`` carries one message, and hypercorn writes each to the
+    socket on its own (its send lock, a shielded scope, our write deadline, two trio
+    checkpoints), from one writer task per connection: under a block's fan-out to 1000
+    connections that was most of the node's time and the whole of the notification delay
+    (docs/rpc.md). Here a connection's queued messages are framed by hypercorn's own
+    wsproto connection for the stream (``send.__self__``: hypercorn's ``send`` is its
+    WSStream's ``app_send``) and written as one write to our ``_TimedStream``, whose
+    buffer keeps every write to the socket in order with hypercorn's own (pings, close).
+    The hub writes this way itself right after an event when the socket can take it
+    (``ready``/``write``, no wait, no task switch); the writer task does the rest
+    (``send``). hypercorn is pinned (<0.19); tests/test_ws_batch.py fails if the pinned one
+    no longer gets this path (``ws_socket`` returns None and each message goes by ASGI)."""
+
+    def __init__(self, ws: WSStream, stream: _TimedStream, app: JsonRpcApp) -> None:
+        self._ws, self._stream, self._app = ws, stream, app
+
+    def _open(self) -> bool:
+        return not self._ws.closed and self._ws.state is ASGIWebsocketState.CONNECTED
+
+    def ready(self) -> bool:
+        return self._open() and self._stream.idle()
+
+    def write(self, texts: list[str]) -> bool:
+        self._app.ws_frames += len(texts)
+        self._app.ws_writes += 1
+        return self._stream.write_nowait(_ws_frames(self._ws, texts))
+
+    async def send(self, texts: list[str]) -> None:
+        if not self._open():
+            return  # what hypercorn's app_send does with a message after the close
+        self._app.ws_frames += len(texts)
+        self._app.ws_writes += 1
+        await self._stream.send_all(_ws_frames(self._ws, texts))
+
+    async def drain(self) -> None:
+        await self._stream.send_all(b"")
+
+
 # --- serving ----------------------------------------------------------------------------
 
 # accept() failures that mean "out of resources right now": wait and go on, as
@@ -1215,6 +1316,14 @@ class _TimedStream:
       timeout): hypercorn then still waits for the connection's idle timer (the keep-alive
       timeout) before it lets the socket go, and the caller cuts that short.
 
+    Writes go out in the order they are made, whoever makes them (hypercorn under its
+    send lock, a WebSocket's ``_WsSocket`` from the event hub or its writer task): what
+    the socket does not take at once waits in ``_pending`` and one drain at a time writes
+    it, awaiting. A write that finds nothing pending and that the socket's buffer takes
+    whole is made at once, without trio's wait for writability and its scheduler round
+    trip (``write_nowait`` is only that, for callers that cannot wait). A closed socket
+    (fileno -1) takes the awaited path, which raises as trio does.
+
     No ``do_handshake`` attribute: that is how TCPServer tells plain TCP from TLS."""
 
     def __init__(self, stream: trio.SocketStream, send_timeout_s: float,
@@ -1223,15 +1332,49 @@ class _TimedStream:
         self.socket = stream.socket
         self._send_timeout_s = send_timeout_s
         self._gone = gone
+        self._pending = bytearray()  # written by us, not yet taken by the socket
+        self._draining = trio.Lock()
+
+    def idle(self) -> bool:
+        """Open, nothing pending and no write under way: ``write_nowait`` may be used."""
+        return not self._pending and not self._draining.locked() and self.socket.fileno() >= 0
+
+    def write_nowait(self, data: bytes) -> bool:
+        """Only when ``idle()``: write what the socket takes now; the rest waits for the
+        next ``send_all`` (False)."""
+        try:
+            sent = os.write(self.socket.fileno(), data)  # non-blocking: trio's sockets are
+        except OSError:
+            sent = 0  # full (EAGAIN) or broken: the awaited path waits or raises
+        if sent == len(data):
+            return True
+        self._pending += data[sent:]
+        return False
 
     async def send_all(self, data: bytes) -> None:
-        with trio.move_on_after(self._send_timeout_s):
-            await self._stream.send_all(data)
-            return
-        # closing also ends the reader waiting on this socket (ClosedResourceError)
-        self._gone()
-        await self._stream.aclose()
-        raise trio.BrokenResourceError("the client did not read its answer in time")
+        """Write ``data`` after everything pending (``b""``: only what is pending)."""
+        if data and self.idle():
+            if self.write_nowait(data):
+                return
+        else:  # the rest of a partial write_nowait is already pending
+            self._pending += data
+        # shielded, as hypercorn's own writes are: a write cut short would leave a
+        # partial frame on the socket; the deadline still holds
+        with trio.CancelScope(shield=True):
+            await self._drain()
+
+    async def _drain(self) -> None:
+        async with self._draining:
+            while self._pending:
+                chunk = bytes(self._pending)
+                self._pending.clear()
+                with trio.move_on_after(self._send_timeout_s):
+                    await self._stream.send_all(chunk)
+                    continue
+                # closing also ends the reader waiting on this socket (ClosedResourceError)
+                self._gone()
+                await self._stream.aclose()
+                raise trio.BrokenResourceError("the client did not read its answer in time")
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         try:
@@ -1317,13 +1460,22 @@ async def serve_rpc(
                 # its idle timer, which would hold the socket up to keep_alive_timeout_s
                 scope.deadline = min(scope.deadline, trio.current_time() + CLIENT_GONE_S)
 
+            timed = _TimedStream(stream, send_timeout_s, gone)
+            try:
+                peer: tuple[Any, ...] | None = tuple(stream.socket.getpeername())[:2]
+            except OSError:
+                peer = None  # already reset: hypercorn finds it so too
+            if peer is not None:
+                app.streams[peer] = timed
             try:
                 server = TCPServer(wrapped, config, context, ConnectionState({}),
-                                   cast(Any, _TimedStream(stream, send_timeout_s, gone)))
+                                   cast(Any, timed))
                 await server.run()
             except Exception:  # one broken connection must not end the server
                 log.exception("rpc connection failed")
             finally:
+                if peer is not None and app.streams.get(peer) is timed:
+                    del app.streams[peer]
                 app.open_connections -= 1
                 # hypercorn's own close is skipped when it is cancelled (its send_eof
                 # raises Cancelled before aclose): never leak the socket

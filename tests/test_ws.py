@@ -254,6 +254,17 @@ async def test_subscription_limits_and_bad_topics(net: Net) -> None:
         assert over["error"]["code"] == -32005 and over["error"]["message"] == "limit exceeded"
 
 
+async def close_code(conn: WebSocketConnection) -> int | None:
+    """Read on until the connection closes (what the kernel holds, then the close
+    frame): the close code."""
+    with trio.fail_after(TIMEOUT):
+        try:
+            while True:
+                await conn.get_message()
+        except ConnectionClosed as exc:
+            return None if exc.reason is None else exc.reason.code
+
+
 def _metric(net: Net, name: str) -> float:
     text = httpx.get(net.url.replace("/rpc", "/metrics"), timeout=TIMEOUT).text
     for line in text.splitlines():
@@ -314,14 +325,7 @@ async def test_slow_reader_is_dropped_fast_one_keeps_up(net: Net) -> None:
                     readers.cancel_scope.cancel()
             assert dropped(), "the slow client was not dropped"
             assert got == sent_blocks * per_block * 100
-            code = None
-            with trio.fail_after(TIMEOUT):
-                try:
-                    while True:
-                        await slow.get_message()  # what the kernel holds, then the close
-                except ConnectionClosed as exc:
-                    code = None if exc.reason is None else exc.reason.code
-            assert code == 1008
+            assert await close_code(slow) == 1008
             nursery.cancel_scope.cancel()
     finally:
         await stream.aclose()
