@@ -128,8 +128,10 @@ class Chain:
         raw_final = store.get(schema.META_FINAL)
         self.final = BlockRef(*_unpack(raw_final)) if raw_final else self.genesis_ref
         raw_low = store.get(schema.META_PRUNED)
-        # the lowest height whose block the store holds: 1 until ``prune`` raises it
-        self.lowest_block = 1 if raw_low is None else schema.from_u64(raw_low)
+        # the lowest height whose block the store holds: 1 until ``prune`` raises it (or
+        # higher in a store made from a snapshot, which holds no blocks below it)
+        self.lowest_block = (self._first_stored_block() if raw_low is None
+                             else schema.from_u64(raw_low))
         # recent height -> id on the main chain, for TaPoS without a store read per tx
         self._ids: dict[int, bytes] = {}
         self.on_commit: list[Callable[[Block, BlockRef], None]] = []
@@ -194,10 +196,15 @@ class Chain:
         if raw is None:
             return None
         block = decode_block(raw, self.params.max_block_bytes)
-        self._decoded[block_id] = block
+        self.keep_decoded(block)
+        return block
+
+    def keep_decoded(self, block: Block) -> None:
+        """Keep a stored block decoded for ``get_block`` (among the DECODED_BLOCKS last):
+        a side block the node just decoded is read again by the switch to its branch."""
+        self._decoded[block.id] = block
         if len(self._decoded) > DECODED_BLOCKS:
             del self._decoded[next(iter(self._decoded))]
-        return block
 
     def ref_at(self, height: int) -> BlockRef | None:
         """The main chain's block at height as a BlockRef, decoding it only if it is not
@@ -542,6 +549,16 @@ class Chain:
         self.final = ref
 
     # --- pruning ----------------------------------------------------------------------------
+
+    def _first_stored_block(self) -> int:
+        """The lowest main-chain height >= 1 whose block is stored (head + 1: none). One
+        read pair unless the store began at a snapshot: then the heights of the headers it
+        holds below the snapshot (their ids, not their blocks) are walked once."""
+        for key, bid in self.store.iterate(schema.PREFIX_HEIGHT):
+            h = schema.from_u64(key[1:])
+            if h >= 1 and self.store.get(schema.block_key(bid)) is not None:
+                return h
+        return self.head.height + 1
 
     def prune_floor(self, keep: int) -> int:
         """The lowest height ``prune`` with ``keep`` blocks must leave (see the module doc):

@@ -243,6 +243,7 @@ class ChainFollower:
         except StorageError as exc:
             node.recovery.failed(exc, "store side block")
             return True
+        chain.keep_decoded(block)  # a switch to its branch reads it back
         node.consensus.add_side_block(block)
         self.fork_choice()
         return block.id not in self.bad_blocks
