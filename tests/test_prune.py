@@ -321,3 +321,14 @@ async def test_peers_learn_the_lowest_block_and_an_unserved_range_is_empty() -> 
                 assert pruned.counters["block_ranges_unserved"] == 1
                 assert archive.counters["misbehaviour_points"] == 0
                 assert pruned.node_id in archive.peer_ids()
+
+
+def test_a_store_that_began_at_a_snapshot_holds_blocks_from_there(tmp_path: Path) -> None:
+    store, grower = grown(tmp_path, 40, history=False)
+    chain = grower.chain
+    assert chain.lowest_block == 1
+    # as `init --snapshot` leaves it: ids of the heights below the snapshot block, no blocks
+    store.write({schema.block_key(chain.block_id_at(h) or b""): None for h in range(1, 25)})
+    again = Chain(store, chain.app, chain.genesis, chain.witness_for_slot)
+    assert again.lowest_block == 25 and again.is_pruned(24) and not again.is_pruned(25)
+    store.close()
