@@ -27,7 +27,7 @@ import trio
 
 from consensus.crypto import PrivateKey, address_to_text
 from consensus.genesis import PARAM_NAMES, GenesisError, parse_genesis
-from muxernode.config import ConfigError, load_config, parse_hostport
+from muxernode.config import ConfigError, check_keep_blocks, load_config, parse_hostport
 from muxernode.logs import LogLevelError, setup_logging
 from muxernode.node import Node, NodeError, init_data_dir, load_witness_key
 from p2p.transport import ListenError
@@ -204,13 +204,21 @@ def config_check(path: str) -> None:
 @click.option("--verify-all-signatures", is_flag=True, default=False,
               help="Check every tx signature of synced blocks, also in those the synced "
                    "range's finality votes make final (docs/security.md).")
+@click.option("--state-sync", is_flag=True, default=False,
+              help="On a data directory that holds no blocks yet (init --genesis): join "
+                   "by the latest final snapshot from the peers, checked against the "
+                   "genesis, then follow the chain (docs/operator.md, State sync).")
+@click.option("--keep-blocks", type=int, default=None, metavar="N",
+              help="Prune all blocks but the last N (N >= 16; 0 keeps every block; "
+                   "overrides the config's storage.keep_blocks; docs/operator.md, Pruning).")
 @click.option("--clock-offset", type=float, default=0.0, hidden=True,
               help="Seconds added to the node's clock (tests and devnet research: a "
                    "witness with a skewed clock).")
 def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
         p2p_listen: str | None, peers: tuple[str, ...], witness_key: str | None,
         log_format: str | None, clock_offset: float, log_level: str | None,
-        no_history: bool, verify_all_signatures: bool) -> None:
+        no_history: bool, state_sync: bool, keep_blocks: int | None,
+        verify_all_signatures: bool) -> None:
     """Run a node until SIGINT or SIGTERM."""
     try:
         cfg = load_config(config_path)
@@ -231,12 +239,17 @@ def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
             cfg.history = False
         if verify_all_signatures:
             cfg.verify_all_signatures = True
+        if keep_blocks is not None:
+            if keep_blocks < 0:
+                raise ConfigError(f"--keep-blocks must not be negative, got {keep_blocks}")
+            cfg.keep_blocks = check_keep_blocks(keep_blocks, "--keep-blocks")
         try:
             setup_logging(cfg.log_format, cfg.log_level)
         except LogLevelError as exc:
             raise ConfigError(str(exc)) from None
         key = load_witness_key(cfg.witness_key_file) if cfg.witness_key_file else None
         now = time.time if not clock_offset else (lambda: time.time() + clock_offset)
+        _state_sync(Path(data_dir), cfg, state_sync)
         node = Node(data_dir, cfg, witness_key=key, now=now)
     except (ConfigError, NodeError, StorageError, GenesisError) as exc:
         click.echo(f"error: {exc}", err=True)
@@ -258,6 +271,37 @@ def run(data_dir: str, config_path: str | None, rpc_listen: str | None,
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         pass
     sys.exit(0)
+
+
+def _state_sync(data_dir: Path, cfg: Any, wanted: bool) -> None:
+    """Finish a verified state sync a crash interrupted; with --state-sync on a data
+    directory without blocks, join by a snapshot first (muxernode/statesync.py)."""
+    from consensus.genesis import load_genesis
+    from muxernode.node import GENESIS_FILE
+    from muxernode.statesync import (
+        StateSyncError,
+        finish_pending,
+        needs_state_sync,
+        state_sync,
+    )
+
+    if not (data_dir / GENESIS_FILE).exists():
+        return  # Node says what is wrong
+    finish_pending(data_dir)
+    if not wanted:
+        return
+    if not needs_state_sync(data_dir):
+        log.info("state_sync_skipped", extra={"kv": {
+            "why": "the data directory holds blocks already: following the chain from them"}})
+        return
+    seeds = [parse_hostport(p, "p2p.peers") for p in cfg.peers]
+    try:
+        trio.run(lambda: state_sync(data_dir, load_genesis(data_dir / GENESIS_FILE), seeds))
+    except StateSyncError as exc:
+        raise NodeError(f"state sync failed: {exc}") from None
+    except KeyboardInterrupt:
+        raise NodeError("state sync interrupted; the chunks fetched are kept: run again "
+                        "with --state-sync to resume") from None
 
 
 # The cycle collector's thresholds for a node process (CPython's defaults: 700, 10, 10).

@@ -54,9 +54,11 @@ from muxernode.intake import (  # re-exported: tests and benches import them fro
 from muxernode.ledger import Ledger
 from muxernode.metrics import NodeMetrics
 from muxernode.producer import Producer
+from muxernode.pruner import Pruner
 from muxernode.queries import QueryService
 from muxernode.recovery import StorageRecovery
 from muxernode.service import AppService
+from muxernode.statesync import SnapshotServer
 from muxernode.sync import BlockSync, P2PAdapter
 from p2p import Network, P2PConfig, Transport
 from storage import schema
@@ -175,6 +177,7 @@ class Node:
             self.consensus = Consensus(self.chain, self.ledger.elected_witnesses,
                                        self.ledger.witness_signing_key)
             self.chain.check_votes = self.consensus.check_votes
+            self.chain.final_votes = self.consensus.final_votes  # kept: a snapshot's proof
             raw_guard = self.store.get(schema.META_LAST_VOTE)
             self.guard = VoterGuard.load(raw_guard) if raw_guard else VoterGuard(keep=16)
         except BaseException:
@@ -201,6 +204,11 @@ class Node:
         # section 12: the history index (in each block's batch), the event hub, queries
         self.app_service = AppService(self.chain, self.ledger, self.mempool, self.store,
                                       history=config.history, secret=self.node_key.seed)
+        # --keep-blocks: old blocks pruned (muxernode/pruner.py); history keeps the keys
+        # of each block until the block goes, to delete them with it
+        self.pruner = Pruner(self.chain, config.keep_blocks) if config.keep_blocks else None
+        if self.pruner is not None and self.app_service.history is not None:
+            self.app_service.history.pruning = True
         self.rpc_token: str | None = None  # admin RPC methods need it (<data_dir>/rpc.token)
         if serve_rpc:
             from muxernode.rpc import TokenError, load_or_create_token
@@ -223,6 +231,7 @@ class Node:
         self.tx_intake = TxIntake(self)  # decode, verify once, admit
         self.producer = Producer(self)  # the witness: blocks and votes
         self.block_sync = BlockSync(self)  # catching up from peers
+        self.snapshot_server = SnapshotServer(self)  # state sync: serving the final state
         self.follower = ChainFollower(self)  # blocks and votes in, fork choice, finality
         self.started = False
         self.stopping = trio.Event()
@@ -339,6 +348,7 @@ class Node:
 
     def close(self) -> None:
         self.tx_intake.close()
+        self.snapshot_server.close()
         self.store.close()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -372,13 +382,17 @@ class Node:
                 nursery.start_soon(self.producer.vote_loop)
                 nursery.start_soon(self.tx_intake.lag_monitor)
                 nursery.start_soon(self.recovery.loop)
+                if self.pruner is not None:
+                    nursery.start_soon(self.pruner.loop, self)
                 if self.network is not None:
                     nursery.start_soon(self.block_sync.loop)
+                    nursery.start_soon(self.snapshot_server.loop)
                     nursery.start_soon(self.tx_intake.gossip_loop)
                 nursery.start_soon(self.follower.recheck_loop)
                 nursery.start_soon(self.app_service.run, self.stopping)
                 await self.stopping.wait()
                 self.block_sync.wakeup.set()
+                self.snapshot_server.wakeup.set()
                 self.follower.recheck_wakeup.set()
                 self.tx_intake.close_gossip()
                 if self.network is not None:
@@ -404,6 +418,7 @@ class Node:
             config=P2PConfig(listen_host=cfg.p2p_host, listen_port=cfg.p2p_port, seeds=seeds),
             transport=self.transport, rng=self.rng,
         )
+        self.network.state_sync = self.snapshot_server
         self.metrics.p2p_counters = self.network.counters.copy  # muxer_p2p_total{counter}
         self.p2p_port = await nursery.start(self.network.run)
         log.info("p2p", extra={"kv": {"listen": f"{cfg.p2p_host}:{self.p2p_port}",
