@@ -185,8 +185,8 @@ def _note(sid: str, result_json: str) -> str:
             + sid + '","result":' + result_json + "}}")
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+# one encoder for every notification: json.dumps with separators builds a new one a call
+_dumps: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Hub:
