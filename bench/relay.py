@@ -64,8 +64,11 @@ def relay_part(c: Cluster, chain_id: bytes, tps: float, seconds: float, vrate: f
               f"= {share:6.1%}  (short ids found in the mempool {hit:.1%}; rebuilt "
               f"{d.get('compact_rebuilt', 0):.0f}, fallbacks "
               f"{d.get('compact_fallbacks', 0):.0f}, timeouts "
-              f"{d.get('compact_timeouts', 0):.0f}; BLOCK_TXN "
-              f"{d.get('bytes_in_blocktxn', 0.0) / 1e6:.2f} MB)")
+              f"{d.get('compact_timeouts', 0):.0f}; CMPCT_BLOCK copies "
+              f"{d.get('msg_in_cmpctblock', 0):.0f}, "
+              f"{d.get('bytes_in_cmpctblock', 0.0) / 1e6:.2f} MB; BLOCK_TXN "
+              f"{d.get('bytes_in_blocktxn', 0.0) / 1e6:.2f} MB; prefilled by it "
+              f"{d.get('compact_prefilled', 0):.0f} txs)")
     print(f"block relay bytes       {worst:.1%} of full bodies on the worst node  "
           f"(target <= 15 %; at {rate / vrate:.2f} x the verify rate)")
 

@@ -9,13 +9,15 @@ nothing of the ledger.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import trio
 
 from consensus.block import Block
 from consensus.finality import Checkpoint, FinalityTracker
+from consensus.tx import tx_id_of
 from p2p import MAX_FRAME, Kind, PeerUnavailable
 
 if TYPE_CHECKING:
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["SYNC_BATCH", "BlockSync", "P2PAdapter"]
 
 SYNC_BATCH = 256
+RECENT_TXS = 8192  # gossiped txs remembered for compact-block rebuilds (~1.5 MB)
+MIN_TX_BYTES = 66  # tx_id_of cuts a 64-byte signature and its bin header off the end
 
 
 class BlockSync:
@@ -147,6 +151,11 @@ class P2PAdapter:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        # the last gossiped txs by id, verified or not: under load a tx waits in the
+        # intake's queue for a while before it reaches the mempool, and a compact block
+        # naming it is rebuilt from here instead of asking for it (the block path checks
+        # its signature like any tx not in the mempool, and the body hash its bytes)
+        self.recent_txs: OrderedDict[bytes, bytes] = OrderedDict()
 
     def head(self) -> tuple[int, bytes, int]:
         chain = self.node.chain
@@ -178,9 +187,15 @@ class P2PAdapter:
                 out.append(raw)
         return out
 
-    def pool_txs(self) -> Iterable[tuple[bytes, bytes]]:
-        """(tx id, bytes) of the mempool's txs: what compact blocks are rebuilt from."""
-        return ((tx.tx_id, tx.raw) for tx in self.node.mempool.pending())
+    def pool_txs(self) -> Iterator[tuple[bytes, bytes]]:
+        """(tx id, bytes) of the mempool's txs and of the txs gossiped lately that are not
+        in it (yet): what compact blocks are rebuilt from."""
+        pool = self.node.mempool
+        for tx in pool.pending():
+            yield tx.tx_id, tx.raw
+        for tx_id, raw in list(self.recent_txs.items()):
+            if tx_id not in pool:
+                yield tx_id, raw
 
     def get_blocks(self, from_height: int, count: int) -> list[bytes]:
         chain = self.node.chain
@@ -202,6 +217,12 @@ class P2PAdapter:
         # block or vote queued behind a batch of txs would arrive late and fork the next
         # producer. Invalid ones are reported to the network once checked.
         self.node.tx_intake.queue_gossip(peer_id, raws)
+        recent = self.recent_txs
+        for raw in raws:
+            if len(raw) > MIN_TX_BYTES:
+                recent[tx_id_of(raw)] = raw
+        while len(recent) > RECENT_TXS:
+            recent.popitem(last=False)
         return [True] * len(raws)
 
     async def on_blocks(self, peer_id: bytes, raws: list[bytes]) -> list[bool]:

@@ -16,6 +16,7 @@ splits and joins them without judging them; validity stays the node's business.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -31,6 +32,7 @@ from p2p.messages import (
     SHORT_ID_LEN,
     BlockTxn,
     CmpctBlock,
+    CmpctSeen,
     GetBlockTxn,
     Inv,
     Kind,
@@ -42,10 +44,21 @@ from p2p.peer import Peer, TokenBucket, inv_key
 if TYPE_CHECKING:
     from p2p.network import Network
 
-__all__ = ["MAX_PENDING", "RECENT_BLOCKS", "CompactError", "CompactRelay", "PendingBlock",
-           "RecentBlocks",
-           "assemble", "make_compact", "salt_key", "short_id", "split_block",
-           "start_rebuild"]
+__all__ = [
+    "MAX_PENDING",
+    "RECENT_BLOCKS",
+    "CompactError",
+    "CompactRelay",
+    "PendingBlock",
+    "RecentBlocks",
+    "assemble",
+    "make_compact",
+    "salt_key",
+    "short_id",
+    "split_block",
+    "start_rebuild",
+    "with_prefilled",
+]
 
 MAX_PENDING = 8  # compact blocks waiting for their missing txs, per peer
 MAX_OTHERS = 8  # other senders of a block being rebuilt, asked for it in full on failure
@@ -110,7 +123,8 @@ def assemble(header: bytes, signature: bytes, txs: list[bytes], votes: bytes) ->
                      *txs, votes])
 
 
-def make_compact(raw: bytes, tx_ids: list[bytes], nonce: int) -> tuple[CmpctBlock, list[bytes]]:
+def make_compact(raw: bytes, tx_ids: list[bytes], nonce: int
+                 ) -> tuple[CmpctBlock, list[bytes]]:
     """The compact form of a block (and its txs' bytes, to answer GET_BLOCK_TXN)."""
     header, signature, txs, votes = split_block(raw)
     if len(tx_ids) != len(txs):
@@ -118,6 +132,11 @@ def make_compact(raw: bytes, tx_ids: list[bytes], nonce: int) -> tuple[CmpctBloc
     key = salt_key(header, nonce)
     ids = b"".join(short_id(key, t) for t in tx_ids)
     return CmpctBlock(header, signature, nonce, ids, votes, sha256(raw)), txs
+
+
+def with_prefilled(msg: CmpctBlock, txs: list[bytes], indexes: list[int]) -> CmpctBlock:
+    """The same compact block carrying the txs at ``indexes`` (increasing) in full."""
+    return dataclasses.replace(msg, prefilled=tuple((i, txs[i]) for i in indexes))
 
 
 @dataclass
@@ -178,6 +197,8 @@ def start_rebuild(msg: CmpctBlock, pool: Iterable[tuple[bytes, bytes]]) -> Pendi
     for sid, match in found.items():
         if match is not None and sid not in twice:
             txs[wanted[sid]] = match
+    for i, raw in msg.prefilled:
+        txs[i] = raw
     return PendingBlock(msg, sha256(msg.header), txs)
 
 
@@ -239,8 +260,14 @@ class CompactRelay:
         self.recent.add(block_id, txs)
         for peer in compact:
             peer.known.add(key)
-            if net._enqueue(peer, msg, must=False, urgent=True):
+            # txs whose INV to this peer is still waiting in its batch cannot be in its
+            # mempool: sent in full, they save it a GET_BLOCK_TXN round trip
+            pending = set(peer.inv_pending)
+            fill = [i for i, t in enumerate(tx_ids) if t in pending] if pending else []
+            out = with_prefilled(msg, txs, fill) if fill else msg
+            if net._enqueue(peer, out, must=False, urgent=True):
                 net.counters["compact_pushed"] += 1
+                net.counters["compact_prefilled"] += len(fill)
 
     def _on_get_txn(self, peer: Peer, msg: GetBlockTxn) -> None:
         net = self.net
@@ -255,8 +282,10 @@ class CompactRelay:
         if txs is None or msg.indexes[-1] >= len(txs):
             net._enqueue(peer, NotFound(Kind.BLOCK, [msg.block_id]), must=True)
         else:
+            # the priority lane: a block waits for this answer, and behind a queue of tx
+            # gossip it came after the asker's timeout under load
             net._enqueue(peer, BlockTxn(msg.block_id, [txs[i] for i in msg.indexes]),
-                         must=True)
+                         must=True, urgent=True)
             net.counters["compact_txs_sent"] += len(msg.indexes)
         peer.answer_bytes += peer.queued_bytes - queued  # charged to the asker's byte rate
 
@@ -268,9 +297,11 @@ class CompactRelay:
         if self.net.config.compact_blocks:
             self.net._enqueue(peer, SendCmpct(), must=True)
 
-    async def on_message(self, peer: Peer,
-                         msg: CmpctBlock | GetBlockTxn | BlockTxn | SendCmpct) -> None:
-        if isinstance(msg, SendCmpct):
+    async def on_message(self, peer: Peer, msg: CmpctBlock | GetBlockTxn | BlockTxn
+                         | SendCmpct | CmpctSeen) -> None:
+        if isinstance(msg, CmpctSeen):
+            peer.known.add(inv_key(Kind.BLOCK, msg.block_id))
+        elif isinstance(msg, SendCmpct):
             if len(self.wants) > 2 * len(self.net._peers) + 64:  # forget departed peers
                 self.wants &= set(self.net._peers)
             self.wants.add(peer.node_id)
@@ -297,6 +328,14 @@ class CompactRelay:
         if key in net._inflight:  # being fetched in full: this peer is one more source
             net._on_inv(peer, Inv(Kind.BLOCK, [block_id]))
             return
+        # the first copy: tell the other compact peers at once, so that they do not push
+        # theirs once they have applied it (without this each node got a copy from every
+        # neighbour: three times the bytes on four nodes). Not marked known on our side:
+        # a peer that does not have it never says so, and gets our push.
+        seen = CmpctSeen(block_id)
+        for other in list(net._peers.values()):
+            if other is not peer and other.node_id in self.wants and key not in other.known:
+                net._enqueue(other, seen, must=False, urgent=True)
         if (sum(1 for p, _ in self.pending.values() if p is peer) >= MAX_PENDING
                 or self._budget(peer).debit(1) > 0):
             net.counters["compact_over_budget"] += 1
@@ -311,8 +350,11 @@ class CompactRelay:
         if not missing:
             await self._deliver(peer, rebuild)
             return
-        if net._nursery is None or not net._enqueue(peer, GetBlockTxn(block_id, missing),
-                                                    must=True):
+        if net._nursery is None:
+            return
+        if not net._enqueue(peer, GetBlockTxn(block_id, missing), must=True, urgent=True):
+            net.counters["compact_fallbacks"] += 1  # its queue is full: ask the others
+            self._full(block_id, [peer.node_id])
             return
         rebuild.deadline = trio.current_time() + net.config.compact_timeout
         self.pending[block_id] = (peer, rebuild)

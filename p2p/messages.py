@@ -45,6 +45,7 @@ __all__ = [
     "Bye",
     "Chunk",
     "CmpctBlock",
+    "CmpctSeen",
     "GetBlockTxn",
     "GetBlocks",
     "GetChunk",
@@ -585,10 +586,13 @@ class CmpctBlock:
     short_ids: bytes  # SHORT_ID_LEN bytes per tx, in block order
     votes: bytes  # the block's votes array, encoded
     body_hash: bytes
+    # (index, tx bytes) of the txs the sender expects the peer to lack (its INV of them
+    # has not even left yet), in increasing index order
+    prefilled: tuple[tuple[int, bytes], ...] = ()
 
     def fields(self) -> list[Any]:
         return [self.header, self.signature, self.nonce, self.short_ids, self.votes,
-                self.body_hash]
+                self.body_hash, [[i, raw] for i, raw in self.prefilled]]
 
     @property
     def tx_count(self) -> int:
@@ -596,7 +600,7 @@ class CmpctBlock:
 
     @classmethod
     def parse(cls, f: list[Any]) -> CmpctBlock:
-        _arity(f, 6, "CMPCT_BLOCK")
+        _arity(f, 7, "CMPCT_BLOCK")
         header = _bin(f[0], "header")
         if not 0 < len(header) <= MAX_HEADER_BYTES:
             raise MessageError(f"header must be 1..{MAX_HEADER_BYTES} bytes")
@@ -607,8 +611,14 @@ class CmpctBlock:
         votes = _bin(f[4], "votes")
         if not votes:
             raise MessageError("votes must be an encoded array")
+        n = len(short_ids) // SHORT_ID_LEN
+        entries = [_list(e, "prefilled entry", 2, min_len=2)
+                   for e in _list(f[6], "prefilled", n)]
+        index = _increasing([e[0] for e in entries], "prefilled", max(n, 1))
+        raws = _items([e[1] for e in entries], "prefilled", n, min_len=0)
         return cls(header, _bin(f[1], "signature", SIGNATURE_LEN), _int(f[2], "nonce"),
-                   short_ids, votes, _bin(f[5], "body_hash", ID_LEN))
+                   short_ids, votes, _bin(f[5], "body_hash", ID_LEN),
+                   tuple(zip(index, raws, strict=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -664,11 +674,29 @@ class SendCmpct:
         return cls()
 
 
+@dataclass(frozen=True, slots=True)
+class CmpctSeen:
+    """I have this block's compact form (and am taking it): do not push it to me. Sent to
+    the other compact peers on a block's first CMPCT_BLOCK, before the rebuild, so that
+    they, relaying the block once they have applied it, skip us."""
+
+    TYPE: ClassVar[int] = 34
+    block_id: bytes
+
+    def fields(self) -> list[Any]:
+        return [self.block_id]
+
+    @classmethod
+    def parse(cls, f: list[Any]) -> CmpctSeen:
+        _arity(f, 1, "CMPCT_SEEN")
+        return cls(_bin(f[0], "block_id", ID_LEN))
+
+
 Message = (
     Hello | HelloAck | Ping | Pong | Inv | GetData | Txs | Blocks | Votes | GetBlocks
     | GetHeads | Heads | PeersReq | Peers | Bye | NotFound | BlockRange
     | GetSnapshot | SnapshotOffer | GetChunk | Chunk
-    | CmpctBlock | GetBlockTxn | BlockTxn | SendCmpct
+    | CmpctBlock | GetBlockTxn | BlockTxn | SendCmpct | CmpctSeen
 )
 
 _TYPES: dict[int, Any] = {
@@ -676,7 +704,7 @@ _TYPES: dict[int, Any] = {
     for cls in (Hello, HelloAck, Ping, Pong, Inv, GetData, Txs, Blocks, Votes, GetBlocks,
                 GetHeads, Heads, PeersReq, Peers, Bye, NotFound, BlockRange,
                 GetSnapshot, SnapshotOffer, GetChunk, Chunk,
-                CmpctBlock, GetBlockTxn, BlockTxn, SendCmpct)
+                CmpctBlock, GetBlockTxn, BlockTxn, SendCmpct, CmpctSeen)
 }
 
 

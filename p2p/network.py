@@ -49,6 +49,7 @@ from p2p.messages import (
     BlockTxn,
     Bye,
     CmpctBlock,
+    CmpctSeen,
     GetBlocks,
     GetBlockTxn,
     GetData,
@@ -209,7 +210,7 @@ class P2PConfig:
     peers_interval: float = 60.0  # ask for addresses this often while short of outbound peers
     tick: float = 1.0  # housekeeping period
     compact_blocks: bool = True  # push new blocks as CMPCT_BLOCK (docs/p2p.md)
-    compact_timeout: float = 1.0  # missing txs not answered by then: fetch the full block
+    compact_timeout: float = 2.0  # missing txs not answered by then: fetch the full block
     compact_rate: float = 4.0  # compact-block rebuilds per second per peer (burst 2x)
 
 
@@ -1007,7 +1008,7 @@ class Network:
                 self.counters["unsolicited_peers"] += 1
         elif isinstance(msg, Bye):
             raise _Closed(f"peer said bye: {msg.reason}")
-        elif isinstance(msg, CmpctBlock | GetBlockTxn | BlockTxn | SendCmpct):
+        elif isinstance(msg, CmpctBlock | GetBlockTxn | BlockTxn | SendCmpct | CmpctSeen):
             await self.compact.on_message(peer, msg)
         else:  # HELLO / HELLO_ACK after the handshake
             self._penalize(peer, "unexpected_message", detail=type(msg).__name__)
