@@ -614,7 +614,11 @@ async def _sync_rounds(client: StateSyncClient, staging: LevelDBStore) -> Manife
             await trio.sleep(1.0)
             continue
         staged = staging.get(_MANIFEST_KEY)
-        best = max(offers, key=lambda o: o.manifest.block.height)
+        # the highest height; of equal ones, the manifest most peers offer (the most
+        # parallel fetch; a forged one among them is found by the digest and its
+        # offerers banned, then the next is taken)
+        offered = {o.raw: sum(1 for x in offers if x.raw == o.raw) for o in offers}
+        best = max(offers, key=lambda o: (o.manifest.block.height, offered[o.raw]))
         chosen = next((o for o in offers if staged is not None and o.raw == staged), best)
         if staged is not None and chosen.raw != staged:
             log.info("state_sync_restart", extra={"kv": {"why": "no peer offers the staged "

@@ -5,7 +5,10 @@ store in place and resumes from the chunks it kept."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from muxernode.statesync import (
     SnapshotFiles,
     StateSyncError,
     _Handler,
+    finish_pending,
     needs_state_sync,
     state_sync,
 )
@@ -304,3 +308,75 @@ def test_devnet_add_joins_a_running_devnet_by_state_sync(tmp_path: Path) -> None
             assert exported.block.height == final_h, name
     finally:
         stop_everything(d)
+
+
+def _forged_state_file(src: Path, out: Path) -> Path:
+    """Another file: an account's balance raised in the first chunk, that chunk's hash in
+    the table recomputed, the block and its votes kept (only the digest can tell)."""
+    data = src.read_bytes()
+    offset = int.from_bytes(data[-24:-16], "big")
+    length = int.from_bytes(data[-16:-8], "big")
+    manifest = msgpack.unpackb(data[offset:offset + length])
+    bodies = [data[o:o + n] for o, n, _ in manifest[6]]
+    entries = msgpack.unpackb(bodies[0])
+    i = next(j for j, (k, _v) in enumerate(entries) if k.startswith(b"a"))
+    acct = msgpack.unpackb(entries[i][1])
+    acct[0] += 10**9
+    entries[i][1] = msgpack.packb(acct, use_bin_type=True)
+    bodies[0] = msgpack.packb(entries, use_bin_type=True)
+    table, pos = [], 8
+    for body in bodies:
+        table.append([pos, len(body), hashlib.sha256(body).digest()])
+        pos += len(body)
+    man = msgpack.packb([*manifest[:6], table, *manifest[7:]], use_bin_type=True)
+    out.write_bytes(data[:8] + b"".join(bodies) + man + pos.to_bytes(8, "big")
+                    + len(man).to_bytes(8, "big") + data[:8])
+    return out
+
+
+def test_a_forged_chunk_table_is_found_by_the_digest_and_its_offerers_banned(
+        snap: dict[str, Any], tmp_path: Path) -> None:
+    forged_file = _forged_state_file(snap["file"], tmp_path / "forged.snap")
+    data = tmp_path / "d"
+    init_data_dir(snap["gpath"], data)
+    genesis = snap["genesis"]
+    servers = [SnapshotFiles(genesis) for _ in range(3)]
+
+    async def main() -> Any:
+        async with trio.open_nursery() as nursery:
+            ports = []
+            for files, path in ((servers[0], forged_file), (servers[1], forged_file),
+                                (servers[2], snap["file"])):  # the third is honest
+                files.add(path)
+                ports.append((await _serve(nursery, genesis, files))[1])
+            try:
+                return await state_sync(data, genesis, [("127.0.0.1", p) for p in ports],
+                                        timeout=60)
+            finally:
+                nursery.cancel_scope.cancel()
+                for files in servers:
+                    files.close()
+
+    res = trio.run(main)
+    # two peers offered the forged manifest: it was taken first, fetched, refused by the
+    # digest, both banned; then the honest one's
+    assert len(res.banned) == 2
+    assert _state_digest_ok(data) == res.manifest.block.state_digest
+
+
+def test_a_verified_swap_cut_by_a_crash_is_finished_at_the_next_start(
+        snap: dict[str, Any], tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    shutil.copytree(snap["synced"], data)
+    staging = data / STAGING_DIR
+    staging.mkdir()
+    # the crash came after the synced store moved to statesync/db, before db/ was
+    # replaced: the genesis store is still db/
+    os.rename(data / "db", staging / "db")
+    init_data_dir(snap["gpath"], tmp_path / "genesis-only")
+    shutil.copytree(tmp_path / "genesis-only" / "db", data / "db")
+    (staging / "VERIFIED").write_text("1\n")
+    assert needs_state_sync(data)
+    assert finish_pending(data)
+    assert not needs_state_sync(data) and not staging.exists()
+    assert not finish_pending(data)
