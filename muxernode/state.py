@@ -90,6 +90,10 @@ def _keystream_cryptography(key: bytes) -> bytes:
 
 _Buffer = ctypes.c_char * _SIZE
 _NONCE12 = bytes(12)
+# the arguments are passed as ready C values (no argtypes to convert through: 0.3 us less
+# a call): the output array, the length as the C unsigned long long it is declared, and
+# bytes objects as the const pointers the nonce and key are
+_LENGTH = ctypes.c_ulonglong(_SIZE)
 
 
 def _sodium_stream() -> Callable[..., int] | None:
@@ -114,11 +118,10 @@ def _sodium_stream() -> Callable[..., int] | None:
             fn = ctypes.CDLL(path).crypto_stream_chacha20_ietf
         except (OSError, AttributeError):  # pragma: no cover - a PyNaCl built without it
             continue
-        fn.argtypes = [ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p, ctypes.c_char_p]
         fn.restype = ctypes.c_int
         probe = hashlib.sha256(b"MUXER/state/v2 keystream probe").digest()
         buf = _Buffer()
-        if fn(buf, _SIZE, _NONCE12, probe) == 0 and buf.raw == _keystream_cryptography(probe):
+        if fn(buf, _LENGTH, _NONCE12, probe) == 0 and buf.raw == _keystream_cryptography(probe):
             return fn
     return None  # pragma: no cover - no usable libsodium: the cryptography path
 
@@ -135,7 +138,7 @@ def _element_sodium(data: bytes) -> Num:
     # a buffer per call (~0.1 us): the C call releases the GIL, so a shared one could be
     # overwritten by another thread's element between the call and the read
     buf = _Buffer()
-    _STREAM(buf, _SIZE, _NONCE12, _sha256(data).digest())  # type: ignore[misc]
+    _STREAM(buf, _LENGTH, _NONCE12, _sha256(data).digest())  # type: ignore[misc]
     return _from_bytes(buf, "little")
 
 
