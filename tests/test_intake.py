@@ -109,3 +109,32 @@ async def test_queued_gossip_batches_are_admitted_together_with_their_own_verdic
         assert _checks(b) == checks + 8  # 7 distinct txs and the forged one, once each
     finally:
         pair.close()
+
+
+async def test_a_gossiped_tx_a_recent_block_carries_is_refused_before_its_check(
+        tmp_path: Path) -> None:
+    # the recent blocks' tx ids are kept in memory (no store read per offered id); a pop
+    # takes its block's txs out again
+    pair = open_pair(tmp_path)
+    a, b, clock, payer = pair.a, pair.b, pair.clock, pair.payers[0]
+    try:
+        fee = b.params.base_fee
+        raw = transfer(payer, b.chain_id, fee, memo="carried")
+        tx_id = decode_tx(raw, 10_000).tx_id
+        assert "tx_id" in (await a.submit_txs([raw], relay=False))[0]
+        clock.t = a.slot_time(1)
+        block = a.produce(1)
+        assert [t.tx_id for t in block.txs] == [tx_id]
+        assert a.tx_intake.recently_included(tx_id)  # the producer's own block too
+        assert not b.tx_intake.recently_included(tx_id)
+        assert await b.accept_block(block)
+        assert b.tx_intake.recently_included(tx_id)
+        checks = _checks(b)
+        result = (await b.submit_txs([raw], relay=False, gossip=True))[0]
+        assert result["error"]["data"]["reason"] == "duplicate"
+        assert _checks(b) == checks and len(b.mempool) == 0
+        assert b.chain.final.height == 0  # no votes: the block can be popped
+        b.chain.pop_block()
+        assert not b.tx_intake.recently_included(tx_id)
+    finally:
+        pair.close()
