@@ -164,7 +164,9 @@ class P2PAdapter:
     def has(self, kind: Kind, item_id: bytes) -> bool:
         node = self.node
         if kind is Kind.TX:
-            return item_id in node.mempool or node.chain.tx_height(item_id) is not None
+            # the latest blocks' ids in memory, not the store's tx index: asked for every
+            # id a peer offers (TxIntake.recently_included)
+            return item_id in node.mempool or node.tx_intake.recently_included(item_id)
         if kind is Kind.BLOCK:
             return node.block_known(item_id)
         return (item_id in node.consensus.vote_pool
