@@ -99,12 +99,14 @@ class ChainFollower:
 
     async def accept_blocks(
         self, raws: list[bytes],
-        trusted: Callable[[list[Block]], set[bytes]] | None = None,
+        plan: Callable[[list[Block]], list[tuple[Block, bool]]] | None = None,
     ) -> list[bool]:
         """Blocks from a peer (gossip or sync): False iff a block is invalid.
 
-        ``trusted`` (a sync range, muxernode/sync.py): given the decoded blocks, the ids
-        of those whose tx signatures need no check (final by the range's own votes)."""
+        ``plan`` (a sync range, muxernode/sync.py): given the decoded blocks, the blocks
+        to take now, in order, each with whether its tx signatures need checking; it may
+        keep some back for the next range (their verdict here is True) and hand back
+        ones it kept before."""
         verdicts: list[bool | Block] = []
         for raw in raws:
             seen = peek_block_id(raw)
@@ -121,20 +123,16 @@ class ChainFollower:
                 log.info("block_rejected", extra={"kv": {"why": str(exc)}})
                 verdicts.append(False)
                 continue
-            if trusted is None:
+            if plan is None:
                 verdicts.append(await self.node.accept_block(block))
             else:
                 verdicts.append(block)  # judged below, once the range's votes are counted
-        if trusted is None:
+        if plan is None:
             return [v is True for v in verdicts]
-        skip = trusted([v for v in verdicts if isinstance(v, Block)])
-        out: list[bool] = []
-        for v in verdicts:
-            if isinstance(v, Block):
-                out.append(await self.accept_block(v, check_tx_signatures=v.id not in skip))
-            else:
-                out.append(v)
-        return out
+        taken: dict[bytes, bool] = {}
+        for block, check in plan([v for v in verdicts if isinstance(v, Block)]):
+            taken[block.id] = await self.accept_block(block, check_tx_signatures=check)
+        return [taken.get(v.id, True) if isinstance(v, Block) else v for v in verdicts]
 
     async def accept_block(self, block: Block, *, check_tx_signatures: bool = True) -> bool:
         node = self.node

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["SYNC_BATCH", "BlockSync", "P2PAdapter"]
 
 SYNC_BATCH = 256
+HOLD_BEHIND_S = 10  # a range ending this far behind now: its unfinal tail waits for more
+MAX_TAIL = 16  # blocks kept back at most
 RECENT_TXS = 8192  # gossiped txs remembered for compact-block rebuilds (~1.5 MB)
 MIN_TX_BYTES = 66  # tx_id_of cuts a 64-byte signature and its bin header off the end
 
@@ -38,6 +40,7 @@ class BlockSync:
         # again (final by the range's votes) and txs whose signatures were
         self.txs_trusted = 0
         self.txs_checked = 0
+        self.tail: list[Block] = []  # the unfinal end of the last range, kept (see plan)
 
     async def accept_range(self, raws: list[bytes]) -> list[bool]:
         """A range of blocks from sync (BLOCK_RANGE): like gossip, except that the tx
@@ -45,12 +48,40 @@ class BlockSync:
         unless the node is told to verify all signatures (docs/security.md)."""
         follower = self.node.follower
         if self.node.config.verify_all_signatures:
-            return await follower.accept_blocks(raws, self._count_checked)
-        return await follower.accept_blocks(raws, self.final_by_votes)
+            return await follower.accept_blocks(raws, self._check_all)
+        return await follower.accept_blocks(raws, self.plan)
 
-    def _count_checked(self, blocks: list[Block]) -> set[bytes]:
+    def _check_all(self, blocks: list[Block]) -> list[tuple[Block, bool]]:
         self.txs_checked += sum(len(b.txs) for b in blocks)
-        return set()
+        return [(b, True) for b in blocks]
+
+    def plan(self, blocks: list[Block]) -> list[tuple[Block, bool]]:
+        """What to take of a sync range, and how: the blocks final by the votes are taken
+        without their tx signatures checked. The last blocks of a range are never final
+        by its own votes (those come in the next blocks), so far behind the head they are
+        kept back (``tail``) and counted with the next range, which makes them final;
+        near the head, or when the next range does not continue them, they are taken
+        with every signature checked."""
+        held, self.tail = self.tail, []
+        out: list[tuple[Block, bool]] = []
+        if held and not (blocks and blocks[0].previous_id == held[-1].id
+                         and blocks[0].height == held[-1].height + 1):
+            out += [(b, True) for b in held]
+            self.txs_checked += sum(len(b.txs) for b in held)
+            held = []
+        run = held + blocks
+        trusted = self.final_by_votes(run)
+        keep = len(run)
+        ahead = max((h for h, _i, _f in self.node.peer_heads.values()), default=0)
+        if (blocks and blocks[-1].timestamp < self.node.now() - HOLD_BEHIND_S
+                and ahead > blocks[-1].height):  # more to come: a peer is beyond it
+            while keep > 0 and run[keep - 1].id not in trusted and len(run) - keep < MAX_TAIL:
+                keep -= 1
+        self.tail = run[keep:]
+        # final_by_votes counted the held blocks as checked; they come back next time
+        self.txs_checked -= sum(len(b.txs) for b in self.tail)
+        out += [(b, b.id not in trusted) for b in run[:keep]]
+        return out
 
     def final_by_votes(self, blocks: list[Block]) -> set[bytes]:
         """The ids of the blocks of a sync range that the votes included in the range (and
@@ -103,6 +134,10 @@ class BlockSync:
         self.txs_checked += sum(len(b.txs) for b in blocks) - n
         return trusted
 
+    def _reached(self) -> int:
+        """The height sync has reached: the head, or the last block kept back."""
+        return self.tail[-1].height if self.tail else self.node.chain.head.height
+
     async def loop(self) -> None:
         """Catch up from peers that are ahead: ranges of blocks, from several peers."""
         net = self.node.network
@@ -115,6 +150,12 @@ class BlockSync:
             self.wakeup = trio.Event()
             self.release_held()
             head = self.node.chain.head
+            before = self._reached()
+            if stuck < 2:  # past the blocks kept back from the last range (see plan)
+                start = self.tail[-1].height + 1 if self.tail else head.height + 1
+            else:
+                self.tail = []  # starting over: they come again
+                start = self.node.chain.final.height + 1
             ahead = [(h, pid) for pid, (h, _i, _f) in self.node.peer_heads.items()
                      if h > head.height and pid in net.peer_ids()]
             if not ahead and not self.node.follower.orphans:
@@ -125,12 +166,11 @@ class BlockSync:
             ahead.sort(reverse=True)
             # spread the load: the peers ahead take turns
             _h, pid = ahead[stuck % len(ahead)]
-            start = head.height + 1 if stuck < 2 else self.node.chain.final.height + 1
             try:
                 await net.request_blocks(pid, start, SYNC_BATCH)
             except PeerUnavailable:
                 self.node.peer_heads.pop(pid, None)
-            stuck = stuck + 1 if self.node.chain.head.height <= head.height else 0
+            stuck = stuck + 1 if self._reached() <= before else 0
             if stuck > 4:
                 stuck = 0
             else:
