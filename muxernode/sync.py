@@ -156,8 +156,11 @@ class BlockSync:
             else:
                 self.tail = []  # starting over: they come again
                 start = self.node.chain.final.height + 1
+            # only peers that serve the blocks from start on: a pruned peer (HELLO's
+            # lowest_block and keep_blocks) would answer an empty range
             ahead = [(h, pid) for pid, (h, _i, _f) in self.node.peer_heads.items()
-                     if h > head.height and pid in net.peer_ids()]
+                     if h > head.height and (low := net.serves_from(pid)) is not None
+                     and low <= start]
             if not ahead and not self.node.follower.orphans:
                 stuck = 0
                 continue
@@ -200,6 +203,12 @@ class P2PAdapter:
     def head(self) -> tuple[int, bytes, int]:
         chain = self.node.chain
         return chain.head.height, chain.head.id, chain.final.height
+
+    def served_blocks(self) -> tuple[int, int]:
+        """What HELLO says of the blocks we serve: the lowest one stored, and the blocks
+        kept below the head when pruning (0: all)."""
+        pruner = self.node.pruner
+        return self.node.chain.lowest_block, 0 if pruner is None else pruner.keep
 
     def has(self, kind: Kind, item_id: bytes) -> bool:
         node = self.node

@@ -44,16 +44,20 @@ from p2p.messages import (
     MAX_INV_IDS,
     MAX_ITEMS,
     NONCE_LEN,
+    STATE_SYNC_TYPES,
     BlockRange,
     Blocks,
     BlockTxn,
     Bye,
+    Chunk,
     CmpctBlock,
     CmpctSeen,
     GetBlocks,
     GetBlockTxn,
+    GetChunk,
     GetData,
     GetHeads,
+    GetSnapshot,
     Heads,
     Hello,
     HelloAck,
@@ -67,9 +71,11 @@ from p2p.messages import (
     Ping,
     Pong,
     SendCmpct,
+    SnapshotOffer,
     Txs,
     Votes,
     decode_message,
+    serves_from,
 )
 from p2p.peer import Peer, RangeRequest, inv_key
 from p2p.transport import TcpTransport, Transport
@@ -82,6 +88,7 @@ __all__ = [
     "P2PConfig",
     "P2PHandler",
     "PeerUnavailable",
+    "StateSyncHandler",
 ]
 
 log = logging.getLogger("p2p")
@@ -169,6 +176,24 @@ class P2PHandler(Protocol):
     async def on_head(self, peer_id: bytes, head_height: int, head_id: bytes,
                       final_height: int) -> None:
         """A peer told us its head (once after the handshake, then on every change)."""
+        ...
+
+    # Optional (a handler without it serves every block):
+    #   def served_blocks(self) -> tuple[int, int]:
+    #       """(lowest height whose block we serve, keep_blocks or 0), for HELLO."""
+
+
+class StateSyncHandler(Protocol):
+    """State sync's side of the network (muxernode/statesync.py): it answers GET_SNAPSHOT
+    and GET_CHUNK, and takes the answers to its own requests (Network.send). Both run in
+    the peer's reader task, so they must be quick (a cached manifest, one chunk read)."""
+
+    def answer(self, peer_id: bytes, msg: GetSnapshot | GetChunk
+               ) -> SnapshotOffer | Chunk:
+        ...
+
+    def on_answer(self, peer_id: bytes, msg: SnapshotOffer | Chunk) -> bool:
+        """False: we did not ask this peer for it (the peer is penalized)."""
         ...
 
 
@@ -307,6 +332,7 @@ class Network:
         self._wakeup = trio.Event()
         self._last_peers_req = -float("inf")
         self._nursery: trio.Nursery | None = None
+        self.state_sync: StateSyncHandler | None = None  # the node sets it; None: no snapshots
         self.compact = CompactRelay(self)
         for host, port in self.config.seeds:
             self._book[(host, port)] = _AddrInfo(host, port, seed=True)
@@ -457,6 +483,12 @@ class Network:
         if peer is not None:
             self._penalize(peer, reason, points)
 
+    def send(self, peer_id: bytes, msg: Message) -> bool:
+        """Queue a request for a peer (state sync's GET_SNAPSHOT / GET_CHUNK); False if the
+        peer is not connected or cannot take it (then it is disconnected)."""
+        peer = self._peers.get(peer_id)
+        return peer is not None and self._enqueue(peer, msg, must=True)
+
     def disconnect(self, peer_id: bytes, reason: str = "requested") -> None:
         peer = self._peers.get(peer_id)
         if peer is not None:
@@ -501,12 +533,22 @@ class Network:
     def peer_ids(self) -> list[bytes]:
         return sorted(self._peers)
 
+    def serves_from(self, peer_id: bytes) -> int | None:
+        """The lowest height whose block a connected peer serves (its HELLO, moved up with
+        its head if it prunes); None if not connected."""
+        p = self._peers.get(peer_id)
+        if p is None:
+            return None
+        return serves_from(p.lowest_block, p.keep_blocks, p.head_height)
+
     def peers_info(self) -> list[dict[str, Any]]:
-        """For the RPC ``peers`` method (protocol section 9)."""
+        """For the RPC ``peers`` method (protocol section 9); ``lowest_block`` and
+        ``pruned`` say which blocks the peer serves (docs/p2p.md, HELLO)."""
         return [
             {"node_id": p.node_id.hex(), "address": p.address, "direction": p.direction,
-             "head_height": p.head_height}
-            for _, p in sorted(self._peers.items())
+             "head_height": p.head_height, "lowest_block": self.serves_from(nid),
+             "pruned": p.keep_blocks > 0 or p.lowest_block > 1}
+            for nid, p in sorted(self._peers.items())
         ]
 
     def stats(self) -> dict[str, int]:
@@ -652,8 +694,10 @@ class Network:
         own_nonce = self.rng.randbytes(NONCE_LEN)
         height, head_id, _final = self.handler.head()
         port = self.listen_addr[1] if self.listen_addr else 0
+        served = getattr(self.handler, "served_blocks", None)
+        lowest, keep = (1, 0) if served is None else served()
         hello = Hello(self.version, self.chain_id, self.node_id, own_nonce, port, height,
-                      head_id)
+                      head_id, lowest, keep)
         if peer.direction == "out":
             await self._send_direct(peer, encode_frame(hello))
             theirs = await self._expect(peer, Hello)
@@ -677,6 +721,7 @@ class Network:
         peer.listen_port = theirs.listen_port
         peer.head_height = theirs.head_height
         peer.head_id = theirs.head_id
+        peer.lowest_block, peer.keep_blocks = theirs.lowest_block, theirs.keep_blocks
 
     async def _send_direct(self, peer: Peer, data: bytes) -> None:
         peer.writing = True  # if cancelled mid-write the stream is unusable: no BYE after
@@ -985,6 +1030,9 @@ class Network:
             self._release([inv_key(msg.kind, i) for i in msg.ids if i in mine], refetch=True)
         elif isinstance(msg, GetBlocks):
             raws = self.handler.get_blocks(msg.from_height, min(msg.count, MAX_GET_BLOCKS))
+            if not raws and msg.from_height <= self.handler.head()[0]:
+                # blocks we lack (a pruned node): an empty range, never a score
+                self.counters["block_ranges_unserved"] += 1
             fitting = next(fit_items(raws[: msg.count], MAX_GET_BLOCKS), [])
             queued = peer.queued_bytes
             self._enqueue(peer, BlockRange(msg.from_height, fitting), must=True)
@@ -1010,7 +1058,27 @@ class Network:
             raise _Closed(f"peer said bye: {msg.reason}")
         elif isinstance(msg, CmpctBlock | GetBlockTxn | BlockTxn | SendCmpct | CmpctSeen):
             await self.compact.on_message(peer, msg)
+        elif isinstance(msg, STATE_SYNC_TYPES):
+            self._on_state_sync(peer, msg)
         else:  # HELLO / HELLO_ACK after the handshake
+            self._penalize(peer, "unexpected_message", detail=type(msg).__name__)
+
+    def _on_state_sync(self, peer: Peer, msg: GetSnapshot | SnapshotOffer | GetChunk | Chunk
+                       ) -> None:
+        handler = self.state_sync
+        if isinstance(msg, GetSnapshot | GetChunk):
+            answer: SnapshotOffer | Chunk
+            if handler is not None:
+                answer = handler.answer(peer.node_id, msg)
+            elif isinstance(msg, GetSnapshot):
+                answer = SnapshotOffer(0, b"")
+            else:
+                answer = Chunk(msg.height, msg.index, b"")
+            queued = peer.queued_bytes
+            self._enqueue(peer, answer, must=True)
+            peer.answer_bytes += peer.queued_bytes - queued  # a 1 MiB chunk costs its bytes
+            self.counters["snapshot_answers_sent"] += 1
+        elif handler is None or not handler.on_answer(peer.node_id, msg):
             self._penalize(peer, "unexpected_message", detail=type(msg).__name__)
 
     def _on_inv(self, peer: Peer, msg: Inv) -> None:
