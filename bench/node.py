@@ -278,9 +278,10 @@ def part_tps(args: argparse.Namespace, root: Path, vrate: float) -> None:
         if args.profile:
             # py-spy samples the daemon from outside (the bench extra installs it)
             assert d.proc is not None
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(d.proc.pid), "-d",
-                                    str(int(args.seconds)), "-o", args.profile, "--format",
-                                    "raw", "--threads"],
+            exe = Path(sys.executable).with_name("py-spy")  # the venv's, else PATH's
+            spy = subprocess.Popen([str(exe) if exe.exists() else "py-spy", "record", "--pid",
+                                    str(d.proc.pid), "-d", str(int(args.seconds)), "-o",
+                                    args.profile, "--format", "raw", "--threads"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t0 = time.time()
         admitted, rejected, took = submit_all(d.url, txs, args.seconds, rate=args.offered)
