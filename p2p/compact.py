@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 MAX_PENDING = 8  # compact blocks waiting for their missing txs, per peer
+RELAY_DEFER_S = 0.002  # see CompactRelay.push
 MAX_OTHERS = 8  # other senders of a block being rebuilt, asked for it in full on failure
 RECENT_BLOCKS = 16  # blocks whose txs we keep to answer GET_BLOCK_TXN without a decode
 
@@ -231,6 +232,7 @@ class CompactRelay:
         self.recent = RecentBlocks()
         self.pending: dict[bytes, tuple[Peer, PendingBlock]] = {}  # by block id
         self.wants: set[bytes] = set()  # peers that sent SEND_CMPCT (the others: BLOCKS)
+        self.came_compact: OrderedDict[bytes, None] = OrderedDict()  # recent block ids
         # rebuilds per peer: each costs a short id per mempool tx, and a peer could push
         # bogus compact blocks as fast as the message rate lets it (over the budget a
         # compact block is taken as an INV of its id: the full block is fetched)
@@ -240,7 +242,21 @@ class CompactRelay:
 
     def push(self, block_id: bytes, raw: bytes, tx_ids: list[bytes]) -> None:
         """A new block to every peer not known to have it, as CMPCT_BLOCK (or in full with
-        ``compact_blocks`` off). One nonce per block: one encoding for every peer."""
+        ``compact_blocks`` off). One nonce per block: one encoding for every peer.
+
+        A block that came to us compactly is relayed a moment later (RELAY_DEFER_S): it
+        is applied in the same turn of the event loop as the read of its CMPCT_BLOCK, so
+        the CMPCT_SEEN our neighbours sent meanwhile would otherwise still be unread."""
+        if block_id in self.came_compact and self.net._nursery is not None:
+            self.net._nursery.start_soon(self._push_later, block_id, raw, tx_ids)
+            return
+        self._push_now(block_id, raw, tx_ids)
+
+    async def _push_later(self, block_id: bytes, raw: bytes, tx_ids: list[bytes]) -> None:
+        await trio.sleep(RELAY_DEFER_S)
+        self._push_now(block_id, raw, tx_ids)
+
+    def _push_now(self, block_id: bytes, raw: bytes, tx_ids: list[bytes]) -> None:
         net = self.net
         key = inv_key(Kind.BLOCK, block_id)
         peers = [p for p in net._peers.values() if key not in p.known]
@@ -332,6 +348,9 @@ class CompactRelay:
         # theirs once they have applied it (without this each node got a copy from every
         # neighbour: three times the bytes on four nodes). Not marked known on our side:
         # a peer that does not have it never says so, and gets our push.
+        self.came_compact[block_id] = None
+        while len(self.came_compact) > RECENT_BLOCKS:
+            self.came_compact.popitem(last=False)
         seen = CmpctSeen(block_id)
         for other in list(net._peers.values()):
             if other is not peer and other.node_id in self.wants and key not in other.known:
