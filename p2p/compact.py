@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 MAX_PENDING = 8  # compact blocks waiting for their missing txs, per peer
-RELAY_DEFER_S = 0.002  # see CompactRelay.push
+RELAY_DEFER_TURNS = 3  # see CompactRelay.push
 MAX_OTHERS = 8  # other senders of a block being rebuilt, asked for it in full on failure
 RECENT_BLOCKS = 16  # blocks whose txs we keep to answer GET_BLOCK_TXN without a decode
 
@@ -244,7 +244,7 @@ class CompactRelay:
         """A new block to every peer not known to have it, as CMPCT_BLOCK (or in full with
         ``compact_blocks`` off). One nonce per block: one encoding for every peer.
 
-        A block that came to us compactly is relayed a moment later (RELAY_DEFER_S): it
+        A block that came to us compactly is relayed a moment later (RELAY_DEFER_TURNS): it
         is applied in the same turn of the event loop as the read of its CMPCT_BLOCK, so
         the CMPCT_SEEN our neighbours sent meanwhile would otherwise still be unread."""
         if block_id in self.came_compact and self.net._nursery is not None:
@@ -253,7 +253,9 @@ class CompactRelay:
         self._push_now(block_id, raw, tx_ids)
 
     async def _push_later(self, block_id: bytes, raw: bytes, tx_ids: list[bytes]) -> None:
-        await trio.sleep(RELAY_DEFER_S)
+        # a few turns of the scheduler, no time: the readers with data read it first
+        for _ in range(RELAY_DEFER_TURNS):
+            await trio.lowlevel.checkpoint()
         self._push_now(block_id, raw, tx_ids)
 
     def _push_now(self, block_id: bytes, raw: bytes, tx_ids: list[bytes]) -> None:
