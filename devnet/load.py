@@ -25,8 +25,12 @@ Phases:
 3. drain: submission stops; ``get_tx`` is polled in batches until every accepted tx is final
    or the drain time is up.
 
-Latency is from the moment a tx was sent to the moment a ``get_tx`` poll (every 250 ms)
-first saw it final. Results go to ``<dir>/load/<name>-<time>.json``; ``report`` plots them.
+Latency is from the moment a tx was sent to the moment a poll (every 250 ms: each node's
+``chain_info``, then ``get_tx`` for the txs whose status can have changed) first saw it
+final. The submission loop only signs and queues: each node's own sender thread sends what
+is queued for it as one ``submit_txs``, so a slow node gets bigger batches, not the whole
+load held up; past one second of queued txs, what is due is skipped (counted).
+Results go to ``<dir>/load/<name>-<time>.json``; ``report`` plots them.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import random
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +119,15 @@ class _Sent:
     t: float  # time.monotonic() when sent
     node: str
     final_t: float | None = None
+    height: int | None = None  # where the node last said it is included
+    asked_at_head: int = -1  # the node's head height when it was last asked
+
+
+def _may_have_changed(s: _Sent, head: int, final: int) -> bool:
+    """Whether a sent tx's status can differ from what its node last said."""
+    if s.height is None:
+        return s.asked_at_head < head  # pending (or never asked): only a new block includes it
+    return s.height <= final  # included: final once its block is
 
 
 class Load:
@@ -158,6 +171,10 @@ class Load:
         self._tapos: Tapos | None = None
         self._tapos_at = 0.0
         self._rr = 0
+        # per node: txs signed for it and not yet sent, and whether its sender runs; the
+        # submission loop never waits for a node: a slow one gets bigger batches
+        self._outbox: dict[str, list[tuple[str, SignedTx]]] = {e.name: [] for e in self.entries}
+        self._sending: dict[str, bool] = {e.name: False for e in self.entries}
         self.society = f"ld-{self.rng.randbytes(3).hex()}"
         self.claim_society = self.society + "-c"
         self.own_claim_society = self.society + "-w"
@@ -225,12 +242,17 @@ class Load:
             self.done.set()
 
     def _run(self) -> None:
+        # one client per node and per thread that uses it, made once: a new NodeRpc each
+        # second per node (health, TaPoS) was most of the load process's CPU (an httpx
+        # client builds an SSL context), with 21 nodes more than its sending
         self._rpcs = {e.name: NodeRpc(e.rpc_url, timeout=5.0) for e in self.entries}
+        self._tapos_rpcs = {e.name: NodeRpc(e.rpc_url, timeout=2.0) for e in self.entries}
+        health = {e.name: NodeRpc(e.rpc_url, timeout=1.0) for e in self.entries}
         self._pools = {e.name: ThreadPoolExecutor(max_workers=1) for e in self.entries}
         poller = threading.Thread(target=self._poll_loop, name="load-poll", daemon=True)
         try:
             self.state = "setup"
-            self._refresh_health()
+            self._refresh_health(health)
             self._setup()
             self.state = "running"
             self.running.set()
@@ -245,7 +267,7 @@ class Load:
                 poller.join(5.0)
             for pool in self._pools.values():
                 pool.shutdown(wait=True)
-            for r in self._rpcs.values():
+            for r in [*self._rpcs.values(), *self._tapos_rpcs.values(), *health.values()]:
                 r.close()
             if self.state != "done":
                 self.state = "failed"
@@ -257,12 +279,12 @@ class Load:
     def _healthy_entries(self) -> list[NodeEntry]:
         return [e for e in self.entries if self.healthy.get(e.name)]
 
-    def _refresh_health(self) -> None:
+    def _refresh_health(self, clients: dict[str, NodeRpc]) -> None:
+        """``clients``: the calling thread's own, one per node (NodeRpc is not shared)."""
         for e in self.entries:
             ok = procs.node_alive(e)
             if ok:
-                with NodeRpc(e.rpc_url, timeout=1.0) as r:
-                    ok = r.health()
+                ok = clients[e.name].health()
             self.healthy[e.name] = ok
 
     def _tapos_now(self, force: bool = False) -> Tapos:
@@ -271,8 +293,7 @@ class Load:
             last: Exception | None = None
             for e in self._healthy_entries() or self.entries:
                 try:
-                    with NodeRpc(e.rpc_url, timeout=2.0) as r:
-                        self._tapos = fetch_tapos(r)
+                    self._tapos = fetch_tapos(self._tapos_rpcs[e.name])
                     self._tapos_at = now
                     break
                 except (NodeUnreachable, RpcError) as exc:
@@ -514,6 +535,16 @@ class Load:
                     self.planned += due - max_burst
                 due = max_burst
             healthy = self._healthy_entries()
+            backlog = self._backlog()
+            if due > 0 and backlog >= max_burst:
+                # the nodes take less than the rate: as many as are due wait unsigned,
+                # within one second of backlog, as above
+                due = 0
+            elif due > 0 and backlog + due > max_burst:
+                with self.lock:
+                    self.skipped += backlog + due - max_burst
+                    self.planned += backlog + due - max_burst
+                due = max_burst - backlog
             if due > 0 and not healthy:
                 with self.lock:
                     self.skipped += due
@@ -536,47 +567,64 @@ class Load:
                         e = healthy[self._rr % len(healthy)]
                         self._rr += 1
                         batches.setdefault(e.name, []).append((kind, tx))
-                    self._send(batches, healthy)
+                    for name, items in batches.items():
+                        self._enqueue(name, items)
             if self._progress is not None:
                 self._progress(self)
             if last:
                 break
             next_tick = now + TICK
             time.sleep(max(0.0, next_tick - time.monotonic()))
+        self._flush_outboxes(15.0)
         self.t_end = time.monotonic()
 
-    def _send(self, batches: dict[str, list[tuple[str, SignedTx]]],
-              healthy: list[NodeEntry]) -> None:
-        futures: dict[str, Future[list[Any]]] = {}
-        for name, items in batches.items():
-            raws = [tx.raw.hex() for _, tx in items]
-            futures[name] = self._pools[name].submit(self._rpcs[name].call, "submit_txs", raws)
-        retry: list[tuple[str, SignedTx]] = []
-        for name, fut in futures.items():
-            items = batches[name]
+    def _backlog(self) -> int:
+        with self.lock:
+            return sum(map(len, self._outbox.values()))
+
+    def _enqueue(self, name: str, items: list[tuple[str, SignedTx]]) -> None:
+        with self.lock:
+            self._outbox[name] += items
+            if self._sending[name]:
+                return  # its sender takes these with what it already holds
+            self._sending[name] = True
+        self._pools[name].submit(self._deliver, name)
+
+    def _deliver(self, name: str) -> None:
+        """The node's sender (its one pool thread): everything in its outbox as one
+        submit_txs, again until the outbox is empty. A node that does not answer is
+        marked unhealthy and what it held goes to the next healthy node."""
+        for _ in range(1_000_000):  # bounded; the outbox is empty long before
+            with self.lock:
+                items = self._outbox[name]
+                self._outbox[name] = []
+                if not items:
+                    self._sending[name] = False
+                    return
             sent_at = time.monotonic()
             try:
-                answers = fut.result(timeout=10.0)
-            except (NodeUnreachable, RpcError, TimeoutError):
+                answers = self._rpcs[name].call("submit_txs", [tx.raw.hex() for _, tx in items])
+            except (NodeUnreachable, RpcError):
                 self.healthy[name] = False
-                retry += items
+                others = [e.name for e in self._healthy_entries() if e.name != name]
+                if others and not self._stop.is_set():
+                    self._enqueue(others[0], items)
+                else:
+                    with self.lock:
+                        self.unreachable += len(items)
                 continue
             self._record(name, items, answers, sent_at)
-        if retry:
-            others = [e for e in healthy if self.healthy.get(e.name)]
-            if not others:
-                with self.lock:
-                    self.unreachable += len(retry)
-                return
-            e = others[0]
-            try:
-                answers = self._rpcs[e.name].call("submit_txs", [tx.raw.hex() for _, tx in retry])
-            except (NodeUnreachable, RpcError):
-                self.healthy[e.name] = False
-                with self.lock:
-                    self.unreachable += len(retry)
-                return
-            self._record(e.name, retry, answers, time.monotonic())
+        with self.lock:
+            self._sending[name] = False
+
+    def _flush_outboxes(self, timeout: float) -> None:
+        """Wait (bounded) until every signed tx has been sent."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not any(self._outbox.values()) and not any(self._sending.values()):
+                    return
+            time.sleep(0.02)
 
     def _record(self, node: str, items: list[tuple[str, SignedTx]], answers: Any,
                 sent_at: float) -> None:
@@ -599,13 +647,14 @@ class Load:
 
     def _poll_loop(self) -> None:
         rpcs = {e.name: NodeRpc(e.rpc_url, timeout=3.0) for e in self.entries}
+        health = {e.name: NodeRpc(e.rpc_url, timeout=1.0) for e in self.entries}
         last_health = 0.0
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now - last_health >= 1.0:
                     last_health = now
-                    self._refresh_health()
+                    self._refresh_health(health)
                     if self.sample_metrics:
                         try:
                             cluster.append_sample(self.m, cluster.collect_status(self.m), "load")
@@ -614,10 +663,15 @@ class Load:
                 self._poll_once(rpcs)
                 self._stop.wait(POLL)
         finally:
-            for r in rpcs.values():
+            for r in [*rpcs.values(), *health.values()]:
                 r.close()
 
     def _poll_once(self, rpcs: dict[str, NodeRpc]) -> int:
+        """One poll: each node's head and final height (chain_info), then ``get_tx`` only for
+        the txs whose status can have changed: not yet included and a block came since they
+        were last asked, or included at or below the final height. A tx costs the nodes
+        about three ``get_tx`` (each reads its block) instead of one every poll until it is
+        final; the seen-final time keeps the poll's resolution. Returns how many are left."""
         with self.lock:
             pending: dict[str, list[str]] = {}
             for tx_id, s in self.sent.items():
@@ -630,20 +684,38 @@ class Load:
             if ask is None:
                 left += len(ids)
                 continue
-            ids = ids[:4000]  # bounded work per poll
             try:
-                answers = rpcs[ask].batch([("get_tx", [t]) for t in ids])
-            except (NodeUnreachable, RpcError):
+                info = rpcs[ask].call("chain_info")
+                head, final = int(info["head_height"]), int(info["final_height"])
+            except (NodeUnreachable, RpcError, KeyError, TypeError, ValueError):
                 self.healthy[ask] = False
                 left += len(ids)
                 continue
+            with self.lock:
+                due = [t for t in ids if _may_have_changed(self.sent[t], head, final)]
+            left += len(ids) - len(due)
+            due = due[:4000]  # bounded work per poll
+            if not due:
+                continue
+            try:
+                answers = rpcs[ask].batch([("get_tx", [t]) for t in due])
+            except (NodeUnreachable, RpcError):
+                self.healthy[ask] = False
+                left += len(due)
+                continue
             seen = time.monotonic()
             with self.lock:
-                for t, a in zip(ids, answers, strict=True):
-                    if isinstance(a, dict) and a.get("status") == "final":
-                        self.sent[t].final_t = seen
-                    else:
-                        left += 1
+                for t, a in zip(due, answers, strict=True):
+                    s = self.sent[t]
+                    s.asked_at_head = head
+                    status = a.get("status") if isinstance(a, dict) else None
+                    if status == "final":
+                        s.final_t = seen
+                        continue
+                    left += 1
+                    h = a.get("height") if status == "included" else None
+                    s.height = h if isinstance(h, int) else None
+
         return left
 
     def _drain(self) -> None:
