@@ -144,6 +144,9 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="2,000 accounts, 20,000 txs")
     ap.add_argument("--client", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    from muxernode.logs import setup_logging
+
+    setup_logging("text", "warning")  # bans and failures, in words
     if args.client:
         client(Path(args.client[0]), Path(args.client[1]), [int(p) for p in args.client[2:]])
         return
