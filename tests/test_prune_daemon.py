@@ -27,10 +27,13 @@ PRUNED = -32006
 
 
 def pruned_error(url: str, height: int) -> dict[str, Any] | None:
-    """The -32006 error of get_block(height), or None if the block is served."""
+    """The -32006 error of get_block(height), or None if the block is served (or not
+    there yet: -32001 above the head, while a new witness makes its first blocks)."""
     try:
         rpc(url, "get_block", height)
     except RpcFailure as exc:
+        if exc.error["code"] == -32001:
+            return None
         assert exc.error["code"] == PRUNED, exc.error
         return exc.error
     return None
