@@ -9,8 +9,10 @@ that rate too, so both comparisons can be read.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -61,3 +63,12 @@ def verify_note(vrate: float) -> str:
     """The line every bench prints with its figures."""
     return (f"raw verify/s (1 thread) {vrate:,.0f}  (OpenSSL, the reference; the node's "
             f"libsodium verifier: {node_verify_rate():,.0f}/s)")
+
+
+def keep_or_remove(root: Path, keep: bool) -> None:
+    """End of a bench run: keep the data and logs under ``root`` for a look (``--keep``), or
+    remove them."""
+    if keep:
+        print(f"data and logs kept in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)

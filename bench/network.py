@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from typing import Any
 import httpx
 import trio
 
-from bench.common import verify_note, verify_rate
+from bench.common import keep_or_remove, verify_note, verify_rate
 from bench.node import Daemon, _cli, load_items, metrics, rpc, setup_society, sign_all
 from devnet.cluster import free_ports
 from muxernode.node import init_data_dir
@@ -426,10 +425,7 @@ def main() -> None:
             print(f"ratio to verify         {txs_total / took / vrate:.2f}")
     finally:
         c.stop()
-        if args.keep:
-            print(f"data and logs kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        keep_or_remove(root, args.keep)
 
 
 if __name__ == "__main__":

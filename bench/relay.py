@@ -26,12 +26,11 @@ Every figure is printed next to the single-thread verify rate measured in the sa
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import verify_note, verify_rate
+from bench.common import keep_or_remove, verify_note, verify_rate
 from bench.network import Cluster, final_height, run_step
 from bench.node import Daemon, metrics, rpc, setup_society
 from muxernode.node import init_data_dir
@@ -146,10 +145,7 @@ def main() -> None:
             sync_part(c, chain_id, root, args.sync_txs, vrate)
     finally:
         c.stop()
-        if args.keep:
-            print(f"data and logs kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        keep_or_remove(root, args.keep)
 
 
 if __name__ == "__main__":

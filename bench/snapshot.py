@@ -26,7 +26,7 @@ from pathlib import Path
 from bench.common import verify_note, verify_rate
 from consensus.chain import Chain
 from consensus.crypto import PrivateKey
-from consensus.genesis import parse_genesis
+from consensus.genesis import load_genesis, parse_genesis
 from consensus.schedule import Schedule, slot_at
 from consensus.tx import build_tx
 from consensus.vote import Vote
@@ -108,6 +108,20 @@ def build_chain(data: Path, accounts: int, txs: int, block_txs: int, seed: int) 
     return final
 
 
+
+def timed_replay(data_dir: Path, height: int) -> tuple[int, float]:
+    """Replay the chain of ``data_dir`` (its genesis.json and db/) to ``height``: the state
+    entries and the seconds taken, the CPU floor of a full sync (no network)."""
+    genesis = load_genesis(data_dir / "genesis.json")
+    store = LevelDBStore(str(data_dir / "db"), create=False)
+    try:
+        start = time.perf_counter()
+        entries = sum(1 for _ in replayed_state(store, genesis, height))
+        return entries, time.perf_counter() - start
+    finally:
+        store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--accounts", type=int, default=100_000)
@@ -141,16 +155,7 @@ def main() -> None:
         raise SystemExit(f"init --snapshot failed: {done.stdout}{done.stderr}")
     peak_kib = int(done.stderr.rsplit("VmHWM", 1)[1].split()[0])
 
-    from consensus.genesis import load_genesis
-
-    genesis = load_genesis(root / "node" / "genesis.json")
-    store = LevelDBStore(str(root / "node" / "db"), create=False)
-    try:
-        start = time.perf_counter()
-        entries = sum(1 for _ in replayed_state(store, genesis, m.block.height))
-        replay_s = time.perf_counter() - start
-    finally:
-        store.close()
+    entries, replay_s = timed_replay(root / "node", m.block.height)
 
     size = snap.stat().st_size
     print()

@@ -29,10 +29,10 @@ import msgpack
 import trio
 
 from bench.common import verify_note, verify_rate
-from bench.snapshot import build_chain
+from bench.snapshot import build_chain, timed_replay
 from consensus.crypto import PrivateKey
 from consensus.genesis import load_genesis
-from muxernode.snapshot import export_snapshot, replayed_state
+from muxernode.snapshot import export_snapshot
 from muxernode.statesync import SnapshotFiles, _Handler, state_sync
 from p2p import Network, P2PConfig
 from p2p.messages import MAX_SNAPSHOT_CHUNK
@@ -170,14 +170,7 @@ def main() -> None:
     if r["head"] != r["source_head"]:
         raise SystemExit(f"the joined node is at {r['head']}, the source at {r['source_head']}")
 
-    genesis = load_genesis(genesis_path)
-    store = LevelDBStore(str(src / "db"), create=False)
-    try:
-        start = time.perf_counter()
-        entries = sum(1 for _ in replayed_state(store, genesis, m.block.height))
-        replay_s = time.perf_counter() - start
-    finally:
-        store.close()
+    entries, replay_s = timed_replay(src, m.block.height)
     size = snap.stat().st_size
     total = r["total_s"]
     print()
