@@ -453,11 +453,17 @@ class Load:
 
     def _own_claim_tx(self, kind: str, tapos: Tapos) -> tuple[str, SignedTx] | None:
         names = [a.name for a in self.m.accounts]
+        # With both ops in the mix, the accounts are split between them: withdrawals (which
+        # take a claim away until its refiling is final) would otherwise leave amendments
+        # with no open claim for long stretches of a short run.
+        split = set(self.spec.mix) >= _OWN_CLAIM_OPS and len(names) > 1
         for _ in range(len(names)):
             sender = self._next_sender()
             state = self._own_claim.get(sender)
             if state is None:
                 continue  # setup filed none for it (not expected)
+            if split and (names.index(sender) % 2 == 0) != (kind == "amend_claim"):
+                continue  # the other op's account
             tx_id, what = state
             if what == "withdrawing" and self._is_final(tx_id):  # file the next claim
                 op = build_op("claim", self._own_claim_fields(sender), self.m)
