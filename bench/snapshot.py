@@ -129,6 +129,11 @@ def main() -> None:
     ap.add_argument("--block-txs", type=int, default=5_000)
     ap.add_argument("--dir", default=None, help="where to build (default: a temp dir)")
     args = ap.parse_args()
+    if args.block_txs < 1 or -(-args.txs // args.block_txs) < 3:
+        # a block is final once the next block carries the witness's vote for the link
+        # after it: two blocks leave only genesis final, and genesis is not exported
+        ap.error(f"--txs {args.txs} in blocks of --block-txs {args.block_txs} make fewer than "
+                 "3 blocks, and nothing beyond genesis becomes final: lower --block-txs")
     root = Path(args.dir or tempfile.mkdtemp(prefix="bench-snapshot-"))
     shutil.rmtree(root / "node", ignore_errors=True)
     shutil.rmtree(root / "fresh", ignore_errors=True)
