@@ -63,12 +63,14 @@ def finality(nodes: int, load_seconds: float, tps: float, use_netns: bool) -> bo
                                 seed=21), sample_metrics=False)
         cpu0 = _cpu(m)
         t_cpu = time.monotonic()
+        own0 = time.process_time()
         load.start()
         if not load.running.wait(load.spec.setup_timeout + 30):
             raise DevnetError(f"the load did not start: {load.error}")
         # the load runs on its own thread; sample final heights 4 times a slot meanwhile
         samples = analysis.sample_finals(m, load_seconds, every=0.25, record=True)
         cpu1, wall = _cpu(m), time.monotonic() - t_cpu
+        own = (time.process_time() - own0) / wall
         result = load.join(load.spec.setup_timeout + load_seconds + 90)
         chain = analysis.blocks(m)
         per_node = analysis.finality_latency(m, samples, chain)
@@ -76,6 +78,10 @@ def finality(nodes: int, load_seconds: float, tps: float, use_netns: bool) -> bo
         print(f"load: {result['accepted']} accepted ({result['achieved_tps']:.1f} tx/s), "
               f"{result['final']} final, tx latency to final p50 "
               f"{_f(result['latency_s']['p50'])} s p99 {_f(result['latency_s']['p99'])} s")
+        print(f"load generator: {result['achieved_tps']:.1f} tx/s of {tps:g} offered "
+              f"(target: all of it), {result['cpu_cores']:.3f} cores of CPU while submitting "
+              f"(target <= 0.15); this bench process with its finality sampler "
+              f"{own:.3f} cores")
         print(f"{'region':10} {'nodes':>5} {'samples':>8} {'p50 slots':>10} {'p99 slots':>10}")
         ok = True
         everything: list[float] = []

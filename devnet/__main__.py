@@ -323,6 +323,8 @@ def load(tps: float, duration: float, mix: str, node_spec: str, drain: float, na
         f"skipped {result['skipped']}")
     console.print(f"latency submission -> final: p50 {f(lat['p50'])}, p90 {f(lat['p90'])}, "
                   f"p99 {f(lat['p99'])}, max {f(lat['max'])}")
+    console.print(f"load generator CPU while submitting: {result['cpu_cores']:.3f} cores "
+                  f"({result['cpu_s']:.1f} s over the whole run, its own threads)")
     if result["rejected"]:
         console.print(f"rejections (op:reason): {result['rejected']}")
     console.print(f"results: {ld.result_path}")

@@ -40,7 +40,7 @@ import os
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,15 +119,40 @@ class _Sent:
     t: float  # time.monotonic() when sent
     node: str
     final_t: float | None = None
-    height: int | None = None  # where the node last said it is included
-    asked_at_head: int = -1  # the node's head height when it was last asked
 
 
-def _may_have_changed(s: _Sent, head: int, final: int) -> bool:
-    """Whether a sent tx's status can differ from what its node last said."""
-    if s.height is None:
-        return s.asked_at_head < head  # pending (or never asked): only a new block includes it
-    return s.height <= final  # included: final once its block is
+class _FinalBlocks:
+    """One node's final blocks as the poller reads them: the highest final height whose
+    tx ids were read (``scanned``), and when the ids of the last ``keep`` blocks were first
+    seen final. Reading each final block once per node replaces asking ``get_tx`` per tx
+    (~3 each, every one reading its block on the node). The last blocks are kept so that a
+    tx whose answer was recorded only after its block was read is still found."""
+
+    def __init__(self, scanned: int, keep: int = 8) -> None:
+        self.scanned = scanned
+        self.keep = keep
+        self._blocks: deque[list[str]] = deque()
+        self._seen: dict[str, float] = {}
+
+    def to_read(self, final: int, limit: int) -> list[int]:
+        """The final heights not read yet, oldest first, at most ``limit``."""
+        return list(range(self.scanned + 1, min(final, self.scanned + limit) + 1))
+
+    def add(self, height: int, tx_ids: list[str], seen: float) -> None:
+        """Block ``height`` (the next one: ``scanned + 1``) was seen final at ``seen``."""
+        if height != self.scanned + 1:
+            raise ValueError(f"final block {height} read out of order (next is "
+                             f"{self.scanned + 1})")
+        self.scanned = height
+        self._blocks.append(tx_ids)
+        for t in tx_ids:
+            self._seen.setdefault(t, seen)
+        while len(self._blocks) > self.keep:
+            for t in self._blocks.popleft():
+                self._seen.pop(t, None)
+
+    def seen_final(self, tx_id: str) -> float | None:
+        return self._seen.get(tx_id)
 
 
 class Load:
@@ -188,6 +213,10 @@ class Load:
         self._own_claim: dict[str, tuple[str, str]] = {}
         self._proxy_set: dict[str, bool] = {}
         self._sender_rr = 0
+        self._final_blocks: dict[str, _FinalBlocks] = {}
+        self._start_final = 0  # the lowest final height when submission began
+        self.cpu_s = 0.0  # CPU time of the load's own threads (thread_time), all of them
+        self._window_cpu_s = 0.0  # of that, while submitting (the rate's own cost)
 
     # --- public ------------------------------------------------------------------------------
 
@@ -241,7 +270,12 @@ class Load:
             self.running.set()
             self.done.set()
 
+    def _add_cpu(self, seconds: float) -> None:
+        with self.lock:
+            self.cpu_s += seconds
+
     def _run(self) -> None:
+        cpu0 = time.thread_time()
         # one client per node and per thread that uses it, made once: a new NodeRpc each
         # second per node (health, TaPoS) was most of the load process's CPU (an httpx
         # client builds an SSL context), with 21 nodes more than its sending
@@ -255,9 +289,18 @@ class Load:
             self._refresh_health(health)
             self._setup()
             self.state = "running"
+            self._start_final = self._lowest_final()
+            self._add_cpu(time.thread_time() - cpu0)
+            cpu0 = time.thread_time()
+            with self.lock:
+                cpu_at_start = self.cpu_s
             self.running.set()
             poller.start()
             self._submit_phase()
+            self._add_cpu(time.thread_time() - cpu0)
+            cpu0 = time.thread_time()
+            with self.lock:
+                self._window_cpu_s = self.cpu_s - cpu_at_start
             self.state = "draining"
             self._drain()
             self.state = "done"
@@ -271,10 +314,22 @@ class Load:
                 r.close()
             if self.state != "done":
                 self.state = "failed"
+            self._add_cpu(time.thread_time() - cpu0)
             self.result = self._summary()
             self._save()
             self.running.set()
             self.done.set()
+
+    def _lowest_final(self) -> int:
+        """The lowest final height among the nodes that answer (before any load tx is sent:
+        none of them can be final below it)."""
+        finals = []
+        for e in self._healthy_entries() or self.entries:
+            try:
+                finals.append(int(self._tapos_rpcs[e.name].call("chain_info")["final_height"]))
+            except (NodeUnreachable, RpcError, KeyError, TypeError, ValueError):
+                continue
+        return min(finals, default=0)
 
     def _healthy_entries(self) -> list[NodeEntry]:
         return [e for e in self.entries if self.healthy.get(e.name)]
@@ -565,16 +620,17 @@ class Load:
                         self.skipped += due
                         self.planned += due
                 else:
-                    batches: dict[str, list[tuple[str, SignedTx]]] = {}
+                    # a tick's txs go to one node, the nodes in turn tick by tick: one
+                    # submit_txs of ~20 txs at 200 tx/s instead of one of ~1 tx per node
+                    # (with 21 nodes the HTTP calls were most of the sending's CPU)
+                    e = healthy[self._rr % len(healthy)]
+                    self._rr += 1
+                    items = []
                     for _ in range(due):
-                        kind, tx = self._make_tx(tapos, now)
+                        items.append(self._make_tx(tapos, now))
                         with self.lock:
                             self.planned += 1
-                        e = healthy[self._rr % len(healthy)]
-                        self._rr += 1
-                        batches.setdefault(e.name, []).append((kind, tx))
-                    for name, items in batches.items():
-                        self._enqueue(name, items)
+                    self._enqueue(e.name, items)
             if self._progress is not None:
                 self._progress(self)
             if last:
@@ -597,6 +653,13 @@ class Load:
         self._pools[name].submit(self._deliver, name)
 
     def _deliver(self, name: str) -> None:
+        cpu0 = time.thread_time()
+        try:
+            self._deliver_all(name)
+        finally:
+            self._add_cpu(time.thread_time() - cpu0)
+
+    def _deliver_all(self, name: str) -> None:
         """The node's sender (its one pool thread): everything in its outbox as one
         submit_txs, again until the outbox is empty. A node that does not answer is
         marked unhealthy and what it held goes to the next healthy node."""
@@ -657,6 +720,7 @@ class Load:
         last_health = 0.0
         try:
             while not self._stop.is_set():
+                cpu0 = time.thread_time()
                 now = time.monotonic()
                 if now - last_health >= 1.0:
                     last_health = now
@@ -667,61 +731,56 @@ class Load:
                         except OSError:
                             pass
                 self._poll_once(rpcs)
+                self._add_cpu(time.thread_time() - cpu0)
                 self._stop.wait(POLL)
         finally:
             for r in [*rpcs.values(), *health.values()]:
                 r.close()
 
     def _poll_once(self, rpcs: dict[str, NodeRpc]) -> int:
-        """One poll: each node's head and final height (chain_info), then ``get_tx`` only for
-        the txs whose status can have changed: not yet included and a block came since they
-        were last asked, or included at or below the final height. A tx costs the nodes
-        about three ``get_tx`` (each reads its block) instead of one every poll until it is
-        final; the seen-final time keeps the poll's resolution. Returns how many are left."""
+        """One poll: each node's final height (chain_info) and, when it rose, the tx ids of
+        its new final blocks (``get_block``, one batch): the node's pending txs found there
+        are final, seen now. Each final block is read once per node, whatever the load's
+        rate (asking ``get_tx`` per tx cost the nodes ~3 block reads a tx); the seen-final
+        time keeps the poll's resolution. Returns how many are left."""
         with self.lock:
             pending: dict[str, list[str]] = {}
             for tx_id, s in self.sent.items():
                 if s.final_t is None:
                     pending.setdefault(s.node, []).append(tx_id)
         healthy = [e.name for e in self._healthy_entries()]
+        by_ask: dict[str, list[str]] = {}
         left = 0
         for node, ids in pending.items():
             ask = node if self.healthy.get(node) else (healthy[0] if healthy else None)
             if ask is None:
                 left += len(ids)
-                continue
+            else:
+                by_ask.setdefault(ask, []).extend(ids)
+        for ask, ids in by_ask.items():
+            blocks = self._final_blocks.setdefault(ask, _FinalBlocks(self._start_final))
             try:
-                info = rpcs[ask].call("chain_info")
-                head, final = int(info["head_height"]), int(info["final_height"])
+                final = int(rpcs[ask].call("chain_info")["final_height"])
+                heights = blocks.to_read(final, 200)  # bounded work per poll
+                answers = rpcs[ask].batch([("get_block", [h]) for h in heights]) \
+                    if heights else []
             except (NodeUnreachable, RpcError, KeyError, TypeError, ValueError):
                 self.healthy[ask] = False
                 left += len(ids)
                 continue
-            with self.lock:
-                due = [t for t in ids if _may_have_changed(self.sent[t], head, final)]
-            left += len(ids) - len(due)
-            due = due[:4000]  # bounded work per poll
-            if not due:
-                continue
-            try:
-                answers = rpcs[ask].batch([("get_tx", [t]) for t in due])
-            except (NodeUnreachable, RpcError):
-                self.healthy[ask] = False
-                left += len(due)
-                continue
             seen = time.monotonic()
+            for h, a in zip(heights, answers, strict=True):
+                tx_ids = a.get("tx_ids") if isinstance(a, dict) else None
+                if not isinstance(tx_ids, list):
+                    break  # not readable now (an error in its slot): again next poll
+                blocks.add(h, [t for t in tx_ids if isinstance(t, str)], seen)
             with self.lock:
-                for t, a in zip(due, answers, strict=True):
-                    s = self.sent[t]
-                    s.asked_at_head = head
-                    status = a.get("status") if isinstance(a, dict) else None
-                    if status == "final":
-                        s.final_t = seen
-                        continue
-                    left += 1
-                    h = a.get("height") if status == "included" else None
-                    s.height = h if isinstance(h, int) else None
-
+                for t in ids:
+                    at = blocks.seen_final(t)
+                    if at is None:
+                        left += 1
+                    else:
+                        self.sent[t].final_t = at
         return left
 
     def _drain(self) -> None:
@@ -772,6 +831,8 @@ class Load:
             "not_final": len(sent) - final,
             "ops": ops_,
             "achieved_tps": round(len(sent) / window, 3) if window else 0.0,
+            "cpu_s": round(self.cpu_s, 3),
+            "cpu_cores": round(self._window_cpu_s / window, 4) if window else 0.0,
             "final_tps": round(final / (last_final - self.t0), 3)
             if last_final is not None and last_final > self.t0 else 0.0,
             "latency_s": {"p50": percentile(lat, 0.50), "p90": percentile(lat, 0.90),

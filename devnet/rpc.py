@@ -11,6 +11,8 @@ and batches), ``GET /health`` and ``GET /metrics``. Failures are of two kinds:
 from __future__ import annotations
 
 import itertools
+import ssl
+import threading
 from types import TracebackType
 from typing import Any
 
@@ -19,6 +21,21 @@ import httpx
 __all__ = ["NodeRpc", "NodeUnreachable", "RpcError", "parse_metrics"]
 
 MAX_BATCH = 500  # well under the node's default max_batch (1000)
+
+_ssl_lock = threading.Lock()
+_ssl_context: ssl.SSLContext | None = None
+
+
+def _shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context for every client: httpx builds one per client otherwise (loading the
+    CA bundle, ~25 ms of CPU), and status polling makes a client per node per second, which
+    was most of a 21-node bench's own CPU. Devnet URLs are plain HTTP; it is never used
+    there, but an https URL still gets normal verification."""
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = ssl.create_default_context()
+        return _ssl_context
 
 
 class RpcError(Exception):
@@ -73,7 +90,8 @@ class NodeRpc:
         self.base = url[: -len("/rpc")] if url.endswith("/rpc") else url.rstrip("/")
         self.timeout = timeout
         # trust_env=False: never route devnet traffic through a proxy from the environment
-        self._http = httpx.Client(timeout=timeout, trust_env=False)
+        self._http = httpx.Client(timeout=timeout, trust_env=False,
+                                  verify=_shared_ssl_context())
         self._ids = itertools.count(1)
 
     def close(self) -> None:
