@@ -233,7 +233,8 @@ def decode_acc(raw: bytes | None) -> Num:
 
 
 class State:
-    __slots__ = ("_acc", "_cache", "_kv", "_pack", "_prefix", "_undo")
+    __slots__ = ("_acc", "_cache", "_iterated", "_kv", "_pack", "_prefix", "_reads", "_undo",
+                 "_writes")
 
     def __init__(self, kv: KVReader, prefix: bytes = STATE_PREFIX) -> None:
         self._kv = kv
@@ -250,6 +251,11 @@ class State:
         # kept per State, which one thread uses: packb builds a Packer per call, 0.6 us of
         # its 1.0 us for an account, paid for every record a block changes
         self._pack = msgpack.Packer(use_bin_type=True).pack
+        # the keys one tx reads and writes, while ``record`` is on (the mempool's view: a
+        # pending tx whose reads a new block did not change is kept without re-applying)
+        self._reads: set[bytes] | None = None
+        self._writes: set[bytes] | None = None
+        self._iterated = False
 
     # --- reads --------------------------------------------------------------------------
 
@@ -263,6 +269,8 @@ class State:
 
     def get(self, key: bytes) -> Any:
         """The decoded record (a list or int), or None. Mutate only after ``touch``."""
+        if self._reads is not None:
+            self._reads.add(key)
         entry = self._cache.get(key)
         if entry is None:
             entry = self._entry(key)
@@ -270,6 +278,7 @@ class State:
 
     def iterate_committed(self, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
         """Committed records under prefix (for read-only views; ignores the overlay)."""
+        self._iterated = True
         n = len(self._prefix)
         for k, v in self._kv.iterate(self._prefix + prefix):
             yield k[n:], decode_trusted(v)
@@ -277,12 +286,16 @@ class State:
     def iterate_store(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Raw committed store entries under a full store prefix, outside the state (the
         node's indexes that views read beside it, such as the comment index)."""
+        self._iterated = True
         return self._kv.iterate(prefix)
 
     # --- writes -------------------------------------------------------------------------
 
     def touch(self, key: bytes) -> Any:
         """Mark key as changing in this block and return its current (mutable) record."""
+        if self._reads is not None:
+            self._reads.add(key)
+            self._writes.add(key)  # type: ignore[union-attr]
         entry = self._cache.get(key)
         if entry is None:
             entry = self._entry(key)
@@ -291,6 +304,8 @@ class State:
         return entry[0]
 
     def put(self, key: bytes, value: Any) -> None:
+        if self._writes is not None:
+            self._writes.add(key)
         entry = self._cache.get(key)
         if entry is None:
             entry = self._entry(key)
@@ -300,6 +315,32 @@ class State:
 
     def delete(self, key: bytes) -> None:
         self.put(key, None)
+
+    # --- recording one tx's accesses (the mempool's view) -------------------------------
+
+    def record(self) -> None:
+        """Start recording the keys read and written (until ``recorded``)."""
+        self._reads, self._writes, self._iterated = set(), set(), False
+
+    def recorded(self) -> tuple[set[bytes], set[bytes], bool] | None:
+        """Stop recording: (keys read, keys written, whether a committed range was
+        iterated: its keys are not in the reads), or None if nothing was recorded."""
+        reads, writes = self._reads, self._writes
+        self._reads = self._writes = None
+        if reads is None or writes is None:
+            return None
+        return reads, writes, self._iterated
+
+    def touched(self) -> set[bytes]:
+        """The keys touched since the block began (a begun block: what begin_block wrote)."""
+        return set(self._undo)
+
+    def peek(self, key: bytes) -> Any:
+        """``get`` without recording the read (the recorder's own look)."""
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._entry(key)
+        return entry[0]
 
     # --- block boundaries ---------------------------------------------------------------
 
@@ -370,19 +411,23 @@ class State:
                 cache.pop(k[n:], None)
         self._acc = _load_acc(self._kv, self._prefix)
 
-    def absorb(self, changes: Mapping[bytes, bytes | None]) -> None:
+    def absorb(self, changes: Mapping[bytes, bytes | None]) -> set[bytes]:
         """Like ``forget``, but take the committed values from ``changes`` (store keys and
-        their new encodings) for the records already cached, instead of re-reading them."""
+        their new encodings) for the records already cached, instead of re-reading them.
+        Returns the state keys (prefix stripped) the changes touched."""
         self.rollback()
         n = len(self._prefix)
         cache = self._cache
         prefix = self._prefix
+        keys: set[bytes] = set()
         for k, raw in changes.items():
             if k.startswith(prefix):
                 key = k[n:]
+                keys.add(key)
                 if key in cache:
                     cache[key] = [None if raw is None else decode_trusted(raw), raw, None]
         self._acc = _load_acc(self._kv, self._prefix)
+        return keys
 
     def digest(self) -> bytes:
         return digest_bytes(self._acc)
