@@ -717,6 +717,8 @@ class Load:
     def _poll_loop(self) -> None:
         rpcs = {e.name: NodeRpc(e.rpc_url, timeout=3.0) for e in self.entries}
         health = {e.name: NodeRpc(e.rpc_url, timeout=1.0) for e in self.entries}
+        pool = ThreadPoolExecutor(max_workers=max(1, len(self.entries)),
+                                  thread_name_prefix="load-poll")
         last_health = 0.0
         try:
             while not self._stop.is_set():
@@ -730,14 +732,15 @@ class Load:
                             cluster.append_sample(self.m, cluster.collect_status(self.m), "load")
                         except OSError:
                             pass
-                self._poll_once(rpcs)
+                self._poll_once(rpcs, pool)
                 self._add_cpu(time.thread_time() - cpu0)
                 self._stop.wait(POLL)
         finally:
+            pool.shutdown(wait=True)
             for r in [*rpcs.values(), *health.values()]:
                 r.close()
 
-    def _poll_once(self, rpcs: dict[str, NodeRpc]) -> int:
+    def _poll_once(self, rpcs: dict[str, NodeRpc], pool: ThreadPoolExecutor) -> int:
         """One poll: each node's final height (chain_info) and, when it rose, the tx ids of
         its new final blocks (``get_block``, one batch): the node's pending txs found there
         are final, seen now. Each final block is read once per node, whatever the load's
@@ -757,30 +760,43 @@ class Load:
                 left += len(ids)
             else:
                 by_ask.setdefault(ask, []).extend(ids)
-        for ask, ids in by_ask.items():
-            blocks = self._final_blocks.setdefault(ask, _FinalBlocks(self._start_final))
-            try:
-                final = int(rpcs[ask].call("chain_info")["final_height"])
-                heights = blocks.to_read(final, 200)  # bounded work per poll
-                answers = rpcs[ask].batch([("get_block", [h]) for h in heights]) \
-                    if heights else []
-            except (NodeUnreachable, RpcError, KeyError, TypeError, ValueError):
-                self.healthy[ask] = False
-                left += len(ids)
-                continue
-            seen = time.monotonic()
-            for h, a in zip(heights, answers, strict=True):
-                tx_ids = a.get("tx_ids") if isinstance(a, dict) else None
-                if not isinstance(tx_ids, list):
-                    break  # not readable now (an error in its slot): again next poll
-                blocks.add(h, [t for t in tx_ids if isinstance(t, str)], seen)
-            with self.lock:
-                for t in ids:
-                    at = blocks.seen_final(t)
-                    if at is None:
-                        left += 1
-                    else:
-                        self.sent[t].final_t = at
+        for ask in by_ask:
+            self._final_blocks.setdefault(ask, _FinalBlocks(self._start_final))
+        # the nodes at once: one after another, a poll of 21 busy nodes took seconds and
+        # the seen-final times lagged by as much
+        return left + sum(pool.map(lambda a: self._poll_node(a, by_ask[a], rpcs[a]), by_ask))
+
+    def _poll_node(self, ask: str, ids: list[str], rpc: NodeRpc) -> int:
+        """Poll one node about the pending txs ``ids``; returns how many are left."""
+        cpu0 = time.thread_time()
+        try:
+            return self._poll_node_once(ask, ids, rpc)
+        finally:
+            self._add_cpu(time.thread_time() - cpu0)
+
+    def _poll_node_once(self, ask: str, ids: list[str], rpc: NodeRpc) -> int:
+        blocks = self._final_blocks[ask]
+        try:
+            final = int(rpc.call("chain_info")["final_height"])
+            heights = blocks.to_read(final, 200)  # bounded work per poll
+            answers = rpc.batch([("get_block", [h]) for h in heights]) if heights else []
+        except (NodeUnreachable, RpcError, KeyError, TypeError, ValueError):
+            self.healthy[ask] = False
+            return len(ids)
+        seen = time.monotonic()
+        for h, a in zip(heights, answers, strict=True):
+            tx_ids = a.get("tx_ids") if isinstance(a, dict) else None
+            if not isinstance(tx_ids, list):
+                break  # not readable now (an error in its slot): again next poll
+            blocks.add(h, [t for t in tx_ids if isinstance(t, str)], seen)
+        left = 0
+        with self.lock:
+            for t in ids:
+                at = blocks.seen_final(t)
+                if at is None:
+                    left += 1
+                else:
+                    self.sent[t].final_t = at
         return left
 
     def _drain(self) -> None:
