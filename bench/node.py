@@ -299,6 +299,15 @@ def part_tps(args: argparse.Namespace, root: Path, vrate: float) -> None:
         print(verify_note(vrate))
         print(f"ratio included/verify   {inc / vrate:.2f}  (target >= 0.70)")
         print(f"node RSS                {d.rss_mb():.0f} MB")
+        # whether a tx's signature is checked more than once on submit -> block (it must
+        # not be: tests/test_verify_once.py); over the whole run, setup txs included
+        m = metrics(d.url)
+        checks = {p: m.get(f'muxer_tx_signature_checks_total{{path="{p}"}}', 0.0)
+                  for p in ("tx", "block")}
+        in_blocks = max(1, included_between(d.url, 0, time.time() + 1))
+        print(f"signature checks        {checks['tx']:,.0f} tx path + {checks['block']:,.0f} "
+              f"block path for {in_blocks:,} txs in blocks "
+              f"({(checks['tx'] + checks['block']) / in_blocks:.2f} per tx)")
     finally:
         d.stop()
 

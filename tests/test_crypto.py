@@ -249,3 +249,52 @@ def test_verify_refuses_small_order_public_keys() -> None:
     forged = identity + bytes(32)
     assert not verify(identity, forged, b"anything")
     assert _openssl_verify(identity, forged, b"anything")  # where the rule sets differ
+
+
+def _open_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """The former path: PyNaCl's crypto_sign_open on signature + message."""
+    from nacl.bindings import crypto_sign_open
+    from nacl.exceptions import BadSignatureError
+
+    try:
+        crypto_sign_open(signature + message, public_key)
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.binary(min_size=32, max_size=32), message=st.binary(max_size=300),
+       flip=st.one_of(st.none(), st.integers(0, 96 * 8 - 1)))
+def test_detached_verify_accepts_what_crypto_sign_open_accepts(
+        seed: bytes, message: bytes, flip: int | None) -> None:
+    """verify runs libsodium's crypto_sign_ed25519_verify_detached (no copies); the rule
+    must stay crypto_sign_open's, bit flips in the signature and the key included."""
+    from consensus import crypto
+
+    assert crypto._VERIFY_DETACHED is not None  # the fast path is bound here
+    key = PrivateKey(seed)
+    blob = bytearray(key.sign(message) + key.public_key)
+    if flip is not None:
+        blob[flip // 8] ^= 1 << (flip % 8)
+    sig, pub = bytes(blob[:64]), bytes(blob[64:])
+    assert verify(pub, sig, message) == _open_verify(pub, sig, message)
+    assert verify(pub, sig, message) == (flip is None)
+
+
+def test_detached_verify_edge_cases_match_crypto_sign_open() -> None:
+    key = PrivateKey(bytes([3]) * 32)
+    sig = key.sign(b"m")
+    s = int.from_bytes(sig[32:], "little") + L
+    identity = (1).to_bytes(32, "little")
+    cases = [
+        (key.public_key, sig[:32] + s.to_bytes(32, "little"), b"m"),  # S + L
+        (identity, identity + bytes(32), b"anything"),  # small-order key and R
+        (key.public_key, sig, b""),  # another message (empty)
+        (bytes(32), sig, b"m"),
+        (key.public_key, bytes(64), b"m"),
+    ]
+    for pub, signature, message in cases:
+        assert verify(pub, signature, message) is False
+        assert _open_verify(pub, signature, message) is False
+    assert verify(key.public_key, sig, b"m") is True
