@@ -156,8 +156,14 @@ async def one_round(pair: Pair, timed: Timer, r: int, n: int) -> dict[str, float
     real = b.mempool.on_new_head
 
     def spy(*xs: Any, **kw: Any) -> None:
+        # the re-check runs inside the block stage: --profile recheck profiles it here
+        prof = timed.profile if timed.stage == "recheck" else None
         t0 = time.process_time()
+        if prof is not None:
+            prof.enable()
         real(*xs, **kw)
+        if prof is not None:
+            prof.disable()
         recheck.append(time.process_time() - t0)
 
     b.mempool.on_new_head = spy  # type: ignore[method-assign]

@@ -64,9 +64,9 @@ class Recorder(Protocol):
         """Lay the effects into the open block if the tx needs no re-apply."""
         ...
 
-    def differs(self, old: Any, new: Any) -> set[bytes] | None: ...
+    def differs(self, old: Any, new: Any) -> Iterable[bytes] | None: ...
 
-    def written(self, effects: Any) -> set[bytes] | None: ...
+    def written(self, effects: Any) -> Iterable[bytes] | None: ...
 
 
 def fee_rate(tx: SignedTx) -> int:
@@ -153,13 +153,13 @@ class Mempool:
         assert self._ctx is not None
         return rec.stop(tx, self._ctx)
 
-    def _mark(self, keys: set[bytes] | None) -> None:
+    def _mark(self, keys: Iterable[bytes] | None) -> None:
         """These keys' pending values changed under the records of the txs after them."""
         if self._dirty is not None:
             if keys is None:
                 self._dirty = None
             else:
-                self._dirty |= keys
+                self._dirty.update(keys)
 
     def _floor(self) -> int:
         """The lowest fee rate pending (cached: a full pool is asked on every submission)."""
@@ -193,8 +193,10 @@ class Mempool:
             self._bytes -= len(v.raw)
             if rec is not None:
                 w = rec.written(self._effects.pop(v.tx_id, None))
-                if self._left is not None:
-                    self._left = None if w is None else self._left | w
+                if w is None:
+                    self._left = None
+                elif self._left is not None:
+                    self._left.update(w)
         if victims:
             # The view keeps the evicted txs' effects until the next head re-checks the
             # pool (a pending tx that depended on one is dropped then, and a block never
@@ -238,7 +240,7 @@ class Mempool:
         """The head changed: drop included txs, re-check the rest (and readd) on the new
         head: ``limit`` of them now (None: all), the others by ``recheck``."""
         rec = self._recorder
-        left: set[bytes] | None = self._left
+        left = self._left  # this method's own: replaced by a new set below
         for tx_id in included:
             tx = self._txs.pop(tx_id, None)
             if tx is not None:
@@ -247,7 +249,10 @@ class Mempool:
                     # its effect is in the block now, no longer a pending one: the net
                     # change the block reports can hide a key it wrote
                     w = rec.written(self._effects.pop(tx_id, None))
-                    left = None if w is None or left is None else left | w
+                    if w is None:
+                        left = None
+                    elif left is not None:
+                        left.update(w)
         if self._open:
             self._view.abort_block()
             self._open = False

@@ -30,6 +30,8 @@ overlay against a full re-check over random pools and blocks.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,12 +39,13 @@ from consensus.app import BlockContext
 from consensus.tx import SignedTx
 from muxernode import ops
 from muxernode.ledger import APPROVALS, BAL, Ledger, account_key, u64
+from muxernode.state import copy_record
 
 __all__ = ["SINK", "TIME_FREE", "Effects", "PendingRecorder"]
 
 SINK = bytes(20)  # the producer of the mempool's pending block (node._next_context)
 _SINK_KEY = account_key(SINK)
-_NEW_ACCOUNT = [0, 0, [], []]  # what Ledger._credit creates
+_NEW_ACCOUNT: tuple[int, int, list[Any], list[Any]] = (0, 0, [], [])  # Ledger._credit's new
 
 # ops whose handlers never read the block time ``t`` (checked against the ledger's source
 # by tests/test_mempool_keep.py) and whose effects are all in the state (Comment also
@@ -54,18 +57,11 @@ TIME_FREE: frozenset[type] = frozenset({
 _ALWAYS: frozenset[type] = frozenset({ops.Comment})
 
 
-def _copy(value: Any) -> Any:
-    """A copy of a decoded record deep enough that later in-place edits do not reach it
-    (records are lists of ints, bytes, str and lists)."""
-    if type(value) is list:
-        return [_copy(v) if type(v) is list else v for v in value]
-    return value
-
-
 @dataclass(slots=True)
 class Effects:
     reads: set[bytes]  # keys read (counters excepted); a touched key counts as read
-    writes: dict[bytes, Any]  # key -> the value the tx left (a private copy)
+    writes: dict[bytes, Any]  # key -> the value the tx left (shared with the state: see
+    # State.share; a later tx that touches it works on a copy)
     deltas: tuple[tuple[bytes, int], ...]  # counter key -> what the tx added
     t: int  # the pending block time it was applied at
     time_free: bool
@@ -79,11 +75,20 @@ class PendingRecorder:
         self.ledger = ledger
         self.state = ledger.state
         self.max_lifetime = ledger.params.max_tx_lifetime_s
+        self._count_key = b""
         self._before: tuple[Any, Any] = (None, None)
+
+    @staticmethod
+    def _sink_shape(acct: Any) -> tuple[Any, ...]:
+        """The sink account's balance, then what must not change for its change to be a
+        pure increment (only a tx the sink signs could change those)."""
+        a: Any = _NEW_ACCOUNT if acct is None else acct
+        return a[BAL], a[1], len(a[APPROVALS]), len(a[3])
 
     def start(self, tx: SignedTx) -> None:
         st = self.state
-        self._before = (_copy(st.peek(_SINK_KEY)), st.peek(b"X" + u64(tx.expiration)))
+        self._count_key = count_key = b"X" + u64(tx.expiration)
+        self._before = (self._sink_shape(st.peek(_SINK_KEY)), st.peek(count_key))
         st.record()
 
     def cancel(self) -> None:
@@ -97,25 +102,27 @@ class PendingRecorder:
         st = self.state
         deltas: list[tuple[bytes, int]] = []
         sink_before, count_before = self._before
-        count_key = b"X" + u64(tx.expiration)
+        count_key = self._count_key
         if count_key in written:
             now = st.peek(count_key)
             if type(now) is int and (count_before is None or type(count_before) is int):
                 deltas.append((count_key, now - (count_before or 0)))
                 written.discard(count_key)
                 reads.discard(count_key)
-        if _SINK_KEY in written:
+        if _SINK_KEY in written and tx.sender != SINK:
             now = st.peek(_SINK_KEY)
-            old = _NEW_ACCOUNT if sink_before is None else sink_before
             # only the balance moved (fees, a transfer to it): a pure increment
-            if type(now) is list and now[1:] == old[1:] and not now[APPROVALS]:
-                deltas.append((_SINK_KEY, now[BAL] - old[BAL]))
-                written.discard(_SINK_KEY)
-                reads.discard(_SINK_KEY)
+            if type(now) is list and not now[APPROVALS]:
+                shape = self._sink_shape(now)
+                if shape[1:] == sink_before[1:]:
+                    deltas.append((_SINK_KEY, shape[0] - sink_before[0]))
+                    written.discard(_SINK_KEY)
+                    reads.discard(_SINK_KEY)
         kind = type(ops.op_of(tx))
+        st.share(written)
         return Effects(
             reads=reads,
-            writes={k: _copy(st.peek(k)) for k in written},
+            writes={k: st.peek(k) for k in written},
             deltas=tuple(deltas),
             t=ctx.timestamp,
             time_free=kind in TIME_FREE,
@@ -147,12 +154,12 @@ class PendingRecorder:
                 if sink is not None and sink[APPROVALS]:
                     return False  # its stake counts in witness votes: not an increment
         for key, value in eff.writes.items():
-            st.put(key, _copy(value))
+            st.lay(key, value)
         for key, delta in eff.deltas:
             if key == _SINK_KEY:
                 acct = st.touch(key)
                 if acct is None:
-                    acct = _copy(_NEW_ACCOUNT)
+                    acct = copy_record(list(_NEW_ACCOUNT))
                     st.put(key, acct)
                 acct[BAL] += delta
             else:
@@ -160,17 +167,17 @@ class PendingRecorder:
         return True
 
     @staticmethod
-    def differs(old: Effects | None, new: Effects | None) -> set[bytes] | None:
+    def differs(old: Effects | None, new: Effects | None) -> Iterable[bytes] | None:
         """The keys whose values after the tx may differ between two applications of it
         (None: unknown, everything after it must be re-applied). Every write is recorded,
         so only a missing record is unknown; counters do not count (nothing reads them)."""
         if old is None or new is None:
             return None
         if old.writes == new.writes:
-            return set()
-        return set(old.writes) | set(new.writes)
+            return ()
+        return itertools.chain(old.writes, new.writes)
 
     @staticmethod
-    def written(eff: Effects | None) -> set[bytes] | None:
+    def written(eff: Effects | None) -> Iterable[bytes] | None:
         """The keys a tx that left wrote (None: unknown)."""
-        return None if eff is None else set(eff.writes)
+        return None if eff is None else eff.writes.keys()

@@ -46,6 +46,7 @@ __all__ = [
     "MuHash3072",
     "State",
     "StateDigestError",
+    "copy_record",
     "digest_bytes",
     "element",
     "entry_bytes",
@@ -233,8 +234,8 @@ def decode_acc(raw: bytes | None) -> Num:
 
 
 class State:
-    __slots__ = ("_acc", "_cache", "_iterated", "_kv", "_pack", "_prefix", "_reads", "_undo",
-                 "_writes")
+    __slots__ = ("_acc", "_cache", "_iterated", "_kv", "_pack", "_prefix", "_reads", "_shared",
+                 "_undo", "_writes")
 
     def __init__(self, kv: KVReader, prefix: bytes = STATE_PREFIX) -> None:
         self._kv = kv
@@ -256,6 +257,10 @@ class State:
         self._reads: set[bytes] | None = None
         self._writes: set[bytes] | None = None
         self._iterated = False
+        # keys whose cached record is also held by a tx's record (``share``): the next tx
+        # that reads or touches one while recording gets a copy first, so a record's
+        # values stay what its tx left without copying every write of every tx
+        self._shared: set[bytes] = set()
 
     # --- reads --------------------------------------------------------------------------
 
@@ -271,6 +276,8 @@ class State:
         """The decoded record (a list or int), or None. Mutate only after ``touch``."""
         if self._reads is not None:
             self._reads.add(key)
+            if key in self._shared:
+                return self._unshare(key)
         entry = self._cache.get(key)
         if entry is None:
             entry = self._entry(key)
@@ -296,6 +303,8 @@ class State:
         if self._reads is not None:
             self._reads.add(key)
             self._writes.add(key)  # type: ignore[union-attr]
+        if key in self._shared:
+            self._unshare(key)  # about to be edited in place
         entry = self._cache.get(key)
         if entry is None:
             entry = self._entry(key)
@@ -306,6 +315,7 @@ class State:
     def put(self, key: bytes, value: Any) -> None:
         if self._writes is not None:
             self._writes.add(key)
+            self._shared.discard(key)  # replaced: the record keeps the old value
         entry = self._cache.get(key)
         if entry is None:
             entry = self._entry(key)
@@ -330,6 +340,21 @@ class State:
         if reads is None or writes is None:
             return None
         return reads, writes, self._iterated
+
+    def share(self, keys: Iterable[bytes]) -> None:
+        """A tx's record now holds these keys' current records (see ``_shared``)."""
+        self._shared.update(keys)
+
+    def lay(self, key: bytes, value: Any) -> None:
+        """``put`` a value a tx's record holds: shared with it, not copied."""
+        self.put(key, value)
+        self._shared.add(key)
+
+    def _unshare(self, key: bytes) -> Any:
+        self._shared.discard(key)
+        entry = self._cache[key]
+        entry[0] = value = copy_record(entry[0])
+        return value
 
     def touched(self) -> set[bytes]:
         """The keys touched since the block began (a begun block: what begin_block wrote)."""
@@ -378,6 +403,7 @@ class State:
             changes[skey] = new
             undo[skey] = old
         self._undo = {}
+        self._shared.clear()
         acc = _normalize(numerator, denominator)
         dkey = prefix + DIGEST_KEY
         if acc != self._acc:
@@ -391,11 +417,13 @@ class State:
         for key in self._undo:
             self._cache.pop(key, None)
         self._undo = {}
+        self._shared.clear()  # only written keys are shared: none is cached now
 
     def reset(self) -> None:
         """Drop the whole cache: the store changed under us (block popped, write failed)."""
         self._cache.clear()
         self._undo = {}
+        self._shared.clear()
         self._acc = _load_acc(self._kv, self._prefix)
 
     def forget(self, store_keys: Iterable[bytes]) -> None:
@@ -450,6 +478,14 @@ class State:
         drop = len(cache) - max_entries * 4 // 5
         for key in list(itertools.islice(cache, drop)):
             del cache[key]
+
+
+def copy_record(value: Any) -> Any:
+    """A copy of a decoded record deep enough that in-place edits of either leave the
+    other as it was (records are ints, bytes, str, None and lists of them)."""
+    if type(value) is list:
+        return [copy_record(v) if type(v) is list else v for v in value]
+    return value
 
 
 def _load_acc(kv: KVReader, prefix: bytes) -> Num:
