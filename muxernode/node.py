@@ -53,7 +53,6 @@ from muxernode.intake import (  # re-exported: tests and benches import them fro
 )
 from muxernode.ledger import Ledger
 from muxernode.metrics import NodeMetrics
-from muxernode.pending import PendingRecorder
 from muxernode.producer import Producer
 from muxernode.pruner import Pruner
 from muxernode.queries import QueryService
@@ -199,7 +198,6 @@ class Node:
             self._refresh_pending,
             max_count=config.mempool_txs,
             max_bytes=config.mempool_bytes,
-            recorder=PendingRecorder(self.pending),
         )
         self.witness_key = witness_key
         self.node_key = load_or_create_node_key(self.data_dir)
@@ -256,21 +254,17 @@ class Node:
     def current_slot(self) -> int:
         return int(self.now() - self.genesis.genesis_time) // self.params.block_interval_s
 
-    def _refresh_pending(self) -> set[bytes] | None:
-        """The mempool's view follows the chain: forget only what the last block changed.
-        Returns the state keys the chain changed since the last call (None: unknown)."""
+    def _refresh_pending(self) -> None:
+        """The mempool's view follows the chain: forget only what the last block changed."""
         chain = self.chain
-        changed: set[bytes] | None = None
         if self._pending_version == chain.version:
             self.pending.state.rollback()  # same head (an eviction): keep the whole cache
-            changed = set()
         elif self._pending_version == chain.version - 1 and chain.last_changes is not None:
-            changed = self.pending.state.absorb(chain.last_changes)
+            self.pending.state.absorb(chain.last_changes)
         else:
             self.pending.state.reset()
         self._pending_version = chain.version
         self.pending.state.trim_cache(CACHE_ENTRIES)
-        return changed
 
     def _next_context(self) -> Any:
         ts = max(self.slot_time(self.current_slot() + 1), self.chain.head.timestamp + 1)

@@ -46,7 +46,6 @@ __all__ = [
     "MuHash3072",
     "State",
     "StateDigestError",
-    "copy_record",
     "digest_bytes",
     "element",
     "entry_bytes",
@@ -234,8 +233,7 @@ def decode_acc(raw: bytes | None) -> Num:
 
 
 class State:
-    __slots__ = ("_acc", "_cache", "_iterated", "_kv", "_pack", "_prefix", "_reads", "_shared",
-                 "_undo", "_writes")
+    __slots__ = ("_acc", "_cache", "_kv", "_pack", "_prefix", "_undo")
 
     def __init__(self, kv: KVReader, prefix: bytes = STATE_PREFIX) -> None:
         self._kv = kv
@@ -252,15 +250,6 @@ class State:
         # kept per State, which one thread uses: packb builds a Packer per call, 0.6 us of
         # its 1.0 us for an account, paid for every record a block changes
         self._pack = msgpack.Packer(use_bin_type=True).pack
-        # the keys one tx reads and writes, while ``record`` is on (the mempool's view: a
-        # pending tx whose reads a new block did not change is kept without re-applying)
-        self._reads: set[bytes] | None = None
-        self._writes: set[bytes] | None = None
-        self._iterated = False
-        # keys whose cached record is also held by a tx's record (``share``): the next tx
-        # that reads or touches one while recording gets a copy first, so a record's
-        # values stay what its tx left without copying every write of every tx
-        self._shared: set[bytes] = set()
 
     # --- reads --------------------------------------------------------------------------
 
@@ -274,10 +263,6 @@ class State:
 
     def get(self, key: bytes) -> Any:
         """The decoded record (a list or int), or None. Mutate only after ``touch``."""
-        if self._reads is not None:
-            self._reads.add(key)
-            if key in self._shared:
-                return self._unshare(key)
         entry = self._cache.get(key)
         if entry is None:
             entry = self._entry(key)
@@ -285,7 +270,6 @@ class State:
 
     def iterate_committed(self, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
         """Committed records under prefix (for read-only views; ignores the overlay)."""
-        self._iterated = True
         n = len(self._prefix)
         for k, v in self._kv.iterate(self._prefix + prefix):
             yield k[n:], decode_trusted(v)
@@ -293,18 +277,12 @@ class State:
     def iterate_store(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Raw committed store entries under a full store prefix, outside the state (the
         node's indexes that views read beside it, such as the comment index)."""
-        self._iterated = True
         return self._kv.iterate(prefix)
 
     # --- writes -------------------------------------------------------------------------
 
     def touch(self, key: bytes) -> Any:
         """Mark key as changing in this block and return its current (mutable) record."""
-        if self._reads is not None:
-            self._reads.add(key)
-            self._writes.add(key)  # type: ignore[union-attr]
-        if key in self._shared:
-            self._unshare(key)  # about to be edited in place
         entry = self._cache.get(key)
         if entry is None:
             entry = self._entry(key)
@@ -313,9 +291,6 @@ class State:
         return entry[0]
 
     def put(self, key: bytes, value: Any) -> None:
-        if self._writes is not None:
-            self._writes.add(key)
-            self._shared.discard(key)  # replaced: the record keeps the old value
         entry = self._cache.get(key)
         if entry is None:
             entry = self._entry(key)
@@ -325,47 +300,6 @@ class State:
 
     def delete(self, key: bytes) -> None:
         self.put(key, None)
-
-    # --- recording one tx's accesses (the mempool's view) -------------------------------
-
-    def record(self) -> None:
-        """Start recording the keys read and written (until ``recorded``)."""
-        self._reads, self._writes, self._iterated = set(), set(), False
-
-    def recorded(self) -> tuple[set[bytes], set[bytes], bool] | None:
-        """Stop recording: (keys read, keys written, whether a committed range was
-        iterated: its keys are not in the reads), or None if nothing was recorded."""
-        reads, writes = self._reads, self._writes
-        self._reads = self._writes = None
-        if reads is None or writes is None:
-            return None
-        return reads, writes, self._iterated
-
-    def share(self, keys: Iterable[bytes]) -> None:
-        """A tx's record now holds these keys' current records (see ``_shared``)."""
-        self._shared.update(keys)
-
-    def lay(self, key: bytes, value: Any) -> None:
-        """``put`` a value a tx's record holds: shared with it, not copied."""
-        self.put(key, value)
-        self._shared.add(key)
-
-    def _unshare(self, key: bytes) -> Any:
-        self._shared.discard(key)
-        entry = self._cache[key]
-        entry[0] = value = copy_record(entry[0])
-        return value
-
-    def touched(self) -> set[bytes]:
-        """The keys touched since the block began (a begun block: what begin_block wrote)."""
-        return set(self._undo)
-
-    def peek(self, key: bytes) -> Any:
-        """``get`` without recording the read (the recorder's own look)."""
-        entry = self._cache.get(key)
-        if entry is None:
-            entry = self._entry(key)
-        return entry[0]
 
     # --- block boundaries ---------------------------------------------------------------
 
@@ -403,7 +337,6 @@ class State:
             changes[skey] = new
             undo[skey] = old
         self._undo = {}
-        self._shared.clear()
         acc = _normalize(numerator, denominator)
         dkey = prefix + DIGEST_KEY
         if acc != self._acc:
@@ -417,13 +350,11 @@ class State:
         for key in self._undo:
             self._cache.pop(key, None)
         self._undo = {}
-        self._shared.clear()  # only written keys are shared: none is cached now
 
     def reset(self) -> None:
         """Drop the whole cache: the store changed under us (block popped, write failed)."""
         self._cache.clear()
         self._undo = {}
-        self._shared.clear()
         self._acc = _load_acc(self._kv, self._prefix)
 
     def forget(self, store_keys: Iterable[bytes]) -> None:
@@ -439,23 +370,19 @@ class State:
                 cache.pop(k[n:], None)
         self._acc = _load_acc(self._kv, self._prefix)
 
-    def absorb(self, changes: Mapping[bytes, bytes | None]) -> set[bytes]:
+    def absorb(self, changes: Mapping[bytes, bytes | None]) -> None:
         """Like ``forget``, but take the committed values from ``changes`` (store keys and
-        their new encodings) for the records already cached, instead of re-reading them.
-        Returns the state keys (prefix stripped) the changes touched."""
+        their new encodings) for the records already cached, instead of re-reading them."""
         self.rollback()
         n = len(self._prefix)
         cache = self._cache
         prefix = self._prefix
-        keys: set[bytes] = set()
         for k, raw in changes.items():
             if k.startswith(prefix):
                 key = k[n:]
-                keys.add(key)
                 if key in cache:
                     cache[key] = [None if raw is None else decode_trusted(raw), raw, None]
         self._acc = _load_acc(self._kv, self._prefix)
-        return keys
 
     def digest(self) -> bytes:
         return digest_bytes(self._acc)
@@ -478,14 +405,6 @@ class State:
         drop = len(cache) - max_entries * 4 // 5
         for key in list(itertools.islice(cache, drop)):
             del cache[key]
-
-
-def copy_record(value: Any) -> Any:
-    """A copy of a decoded record deep enough that in-place edits of either leave the
-    other as it was (records are ints, bytes, str, None and lists of them)."""
-    if type(value) is list:
-        return [copy_record(v) if type(v) is list else v for v in value]
-    return value
 
 
 def _load_acc(kv: KVReader, prefix: bytes) -> Num:
