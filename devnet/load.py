@@ -119,40 +119,43 @@ class _Sent:
     t: float  # time.monotonic() when sent
     node: str
     final_t: float | None = None
+    height: int | None = None  # its final block's, once read
 
 
 class _FinalBlocks:
-    """One node's final blocks as the poller reads them: the highest final height whose
-    tx ids were read (``scanned``), and when the ids of the last ``keep`` blocks were first
-    seen final. Reading each final block once per node replaces asking ``get_tx`` per tx
-    (~3 each, every one reading its block on the node). The last blocks are kept so that a
-    tx whose answer was recorded only after its block was read is still found."""
+    """The final blocks as the poller reads them, once, from one node: the highest final
+    height whose tx ids were read (``scanned``) and the height of each tx of the last
+    ``keep`` blocks. A tx sent to node X is final at X once X's final height reaches its
+    block (final blocks are the same on every node). Reading each final block once
+    replaces asking ``get_tx`` per tx (~3 each, every one reading its block) and reading
+    it on every node (a block of 500 txs decoded 21 times). The last blocks are kept so
+    that a tx whose answer was recorded only after its block had been read is found."""
 
     def __init__(self, scanned: int, keep: int = 8) -> None:
         self.scanned = scanned
         self.keep = keep
         self._blocks: deque[list[str]] = deque()
-        self._seen: dict[str, float] = {}
+        self._height: dict[str, int] = {}
 
     def to_read(self, final: int, limit: int) -> list[int]:
         """The final heights not read yet, oldest first, at most ``limit``."""
         return list(range(self.scanned + 1, min(final, self.scanned + limit) + 1))
 
-    def add(self, height: int, tx_ids: list[str], seen: float) -> None:
-        """Block ``height`` (the next one: ``scanned + 1``) was seen final at ``seen``."""
+    def add(self, height: int, tx_ids: list[str]) -> None:
+        """The tx ids of final block ``height`` (the next one: ``scanned + 1``)."""
         if height != self.scanned + 1:
             raise ValueError(f"final block {height} read out of order (next is "
                              f"{self.scanned + 1})")
         self.scanned = height
         self._blocks.append(tx_ids)
         for t in tx_ids:
-            self._seen.setdefault(t, seen)
+            self._height.setdefault(t, height)
         while len(self._blocks) > self.keep:
             for t in self._blocks.popleft():
-                self._seen.pop(t, None)
+                self._height.pop(t, None)
 
-    def seen_final(self, tx_id: str) -> float | None:
-        return self._seen.get(tx_id)
+    def height_of(self, tx_id: str) -> int | None:
+        return self._height.get(tx_id)
 
 
 class Load:
@@ -213,8 +216,7 @@ class Load:
         self._own_claim: dict[str, tuple[str, str]] = {}
         self._proxy_set: dict[str, bool] = {}
         self._sender_rr = 0
-        self._final_blocks: dict[str, _FinalBlocks] = {}
-        self._start_final = 0  # the lowest final height when submission began
+        self._final_blocks = _FinalBlocks(0)  # replaced when submission begins
         self.cpu_s = 0.0  # CPU time of the load's own threads (thread_time), all of them
         self._window_cpu_s = 0.0  # of that, while submitting (the rate's own cost)
 
@@ -289,7 +291,7 @@ class Load:
             self._refresh_health(health)
             self._setup()
             self.state = "running"
-            self._start_final = self._lowest_final()
+            self._final_blocks = _FinalBlocks(self._lowest_final())
             self._add_cpu(time.thread_time() - cpu0)
             cpu0 = time.thread_time()
             with self.lock:
@@ -741,11 +743,11 @@ class Load:
                 r.close()
 
     def _poll_once(self, rpcs: dict[str, NodeRpc], pool: ThreadPoolExecutor) -> int:
-        """One poll: each node's final height (chain_info) and, when it rose, the tx ids of
-        its new final blocks (``get_block``, one batch): the node's pending txs found there
-        are final, seen now. Each final block is read once per node, whatever the load's
-        rate (asking ``get_tx`` per tx cost the nodes ~3 block reads a tx); the seen-final
-        time keeps the poll's resolution. Returns how many are left."""
+        """One poll: each node's final height (chain_info, the nodes at once: one after
+        another, a poll of 21 busy nodes took seconds and the seen-final times lagged by as
+        much), then the tx ids of the new final blocks (``get_block``, one batch, from the
+        node furthest ahead). A pending tx is final, seen at its node's answer, once that
+        node's final height reaches its block. Returns how many are left."""
         with self.lock:
             pending: dict[str, list[str]] = {}
             for tx_id, s in self.sent.items():
@@ -760,44 +762,53 @@ class Load:
                 left += len(ids)
             else:
                 by_ask.setdefault(ask, []).extend(ids)
-        for ask in by_ask:
-            self._final_blocks.setdefault(ask, _FinalBlocks(self._start_final))
-        # the nodes at once: one after another, a poll of 21 busy nodes took seconds and
-        # the seen-final times lagged by as much
-        return left + sum(pool.map(lambda a: self._poll_node(a, by_ask[a], rpcs[a]), by_ask))
+        finals = dict(zip(by_ask, pool.map(lambda a: self._final_of(a, rpcs[a]), by_ask),
+                          strict=True))
+        known = {a: f for a, f in finals.items() if f is not None}
+        if known:
+            ahead = max(known, key=lambda a: known[a][0])
+            self._read_final_blocks(rpcs[ahead], known[ahead][0])
+        with self.lock:
+            for ask, ids in by_ask.items():
+                if ask not in known:
+                    left += len(ids)
+                    continue
+                final, seen = known[ask]
+                for t in ids:
+                    s = self.sent[t]
+                    if s.height is None:
+                        s.height = self._final_blocks.height_of(t)
+                    if s.height is not None and s.height <= final:
+                        s.final_t = seen
+                    else:
+                        left += 1
+        return left
 
-    def _poll_node(self, ask: str, ids: list[str], rpc: NodeRpc) -> int:
-        """Poll one node about the pending txs ``ids``; returns how many are left."""
+    def _final_of(self, ask: str, rpc: NodeRpc) -> tuple[int, float] | None:
+        """A node's final height and when it answered, or None (then marked unhealthy)."""
         cpu0 = time.thread_time()
         try:
-            return self._poll_node_once(ask, ids, rpc)
+            final = int(rpc.call("chain_info")["final_height"])
+            return final, time.monotonic()
+        except (NodeUnreachable, RpcError, KeyError, TypeError, ValueError):
+            self.healthy[ask] = False
+            return None
         finally:
             self._add_cpu(time.thread_time() - cpu0)
 
-    def _poll_node_once(self, ask: str, ids: list[str], rpc: NodeRpc) -> int:
-        blocks = self._final_blocks[ask]
+    def _read_final_blocks(self, rpc: NodeRpc, final: int) -> None:
+        heights = self._final_blocks.to_read(final, 200)  # bounded work per poll
+        if not heights:
+            return
         try:
-            final = int(rpc.call("chain_info")["final_height"])
-            heights = blocks.to_read(final, 200)  # bounded work per poll
-            answers = rpc.batch([("get_block", [h]) for h in heights]) if heights else []
-        except (NodeUnreachable, RpcError, KeyError, TypeError, ValueError):
-            self.healthy[ask] = False
-            return len(ids)
-        seen = time.monotonic()
+            answers = rpc.batch([("get_block", [h]) for h in heights])
+        except (NodeUnreachable, RpcError):
+            return  # again next poll
         for h, a in zip(heights, answers, strict=True):
             tx_ids = a.get("tx_ids") if isinstance(a, dict) else None
             if not isinstance(tx_ids, list):
                 break  # not readable now (an error in its slot): again next poll
-            blocks.add(h, [t for t in tx_ids if isinstance(t, str)], seen)
-        left = 0
-        with self.lock:
-            for t in ids:
-                at = blocks.seen_final(t)
-                if at is None:
-                    left += 1
-                else:
-                    self.sent[t].final_t = at
-        return left
+            self._final_blocks.add(h, [t for t in tx_ids if isinstance(t, str)])
 
     def _drain(self) -> None:
         deadline = time.monotonic() + self.spec.drain
