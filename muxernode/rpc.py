@@ -253,16 +253,28 @@ def _not_found(what: str, key: Any) -> RpcError:
 
 # --- params -----------------------------------------------------------------------------
 
-_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
+def _from_hex(v: Any) -> bytes | None:
+    """The bytes of hex text (digit pairs, either case, nothing else), or None.
+
+    bytes.fromhex is C (0.3 us for a tx's hex against a regex's 4 us, paid per submitted
+    tx) but skips whitespace between pairs: a result shorter than half the text had some."""
+    if type(v) is not str:
+        return None
+    try:
+        raw = bytes.fromhex(v)
+    except ValueError:
+        return None
+    return raw if 2 * len(raw) == len(v) else None
 
 
 def _hex(v: Any, what: str, size: int | None = None) -> bytes:
     """Hex text (either case, no 0x) of exactly ``size`` bytes if given."""
-    if type(v) is not str or _HEX.fullmatch(v) is None:
+    raw = _from_hex(v)
+    if raw is None:
         raise _invalid_params(f"{what} must be a string of hex digit pairs")
-    if size is not None and len(v) != 2 * size:
+    if size is not None and len(raw) != size:
         raise _invalid_params(f"{what} must be {2 * size} hex digits")
-    return bytes.fromhex(v)
+    return raw
 
 
 def _address(v: Any, what: str = "address") -> bytes:
@@ -493,9 +505,10 @@ def _page(p: list[Any], first: tuple[str, ...], cursor: str,
     raw = opts.get(cursor)
     if raw is None:
         return None, limit
-    if type(raw) is not str or len(raw) != 2 * size or _HEX.fullmatch(raw) is None:
+    cur = _from_hex(raw)
+    if cur is None or len(cur) != size:
         raise _invalid_params(f"{cursor} is not a cursor this node handed out")
-    return bytes.fromhex(raw), limit
+    return cur, limit
 
 
 @describe("A user-issued asset; null for an unknown symbol (and for MUX).",
