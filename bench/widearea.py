@@ -79,9 +79,14 @@ def finality(nodes: int, load_seconds: float, tps: float, use_netns: bool) -> bo
         print(f"load: {result['accepted']} accepted ({result['achieved_tps']:.1f} tx/s), "
               f"{result['final']} final, tx latency to final p50 "
               f"{_f(result['latency_s']['p50'])} s p99 {_f(result['latency_s']['p99'])} s")
-        print(f"load generator: {result['achieved_tps']:.1f} tx/s of {tps:g} offered "
-              f"(target: all of it), {result['cpu_cores']:.3f} cores of CPU while submitting "
-              f"(target <= 0.15); this bench process with its finality sampler "
+        refused = sum(result["rejected"].values())
+        sent = (result["accepted"] + refused + result["unreachable"]) / max(
+            result["window_s"], 1e-9)
+        print(f"load generator: sent {sent:.1f} tx/s of {tps:g} offered "
+              f"(skipped {result['skipped']}), the nodes accepted "
+              f"{result['achieved_tps']:.1f} tx/s and refused {refused} "
+              f"{result['rejected'] or ''}; {result['cpu_cores']:.3f} cores of CPU while "
+              f"submitting (target <= 0.15); this bench process with its finality sampler "
               f"{own:.3f} cores")
         print(f"{'region':10} {'nodes':>5} {'samples':>8} {'p50 slots':>10} {'p99 slots':>10}")
         ok = True
