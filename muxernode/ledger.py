@@ -20,18 +20,20 @@ docs/protocol.md for the table):
                                            open_claims, created_at, charity_escrow_total]
     m + society + 00 + address  member    [identity, joined_at, escrow, karma, karma_at,
                                            pledged_total, given_total, open_claim,
-                                           charity_escrow, proxy, delegators]
+                                           charity_escrow, proxy, delegators, former]
+                                former: [[proxy, dropped_at], ...] the proxies the member
+                                dropped within the society's claim TTL
     d + society + 00 + proxy    the proxy's delegators, sorted [address, ...]
     c + claim_id                claim     [society, claimant, amount, karma, subject, details,
                                            evidence, opened_at, gives_from, closes_at, limit,
                                            received, approve, reject, status, kind, voters,
                                            proxied]
     l + society + 00 + opened_at(8) + claim_id   claim list index (value 0)
-    v + claim_id + address      vote      [stance, weight, via, counted]: an own vote has
-                                via b"" and lists the delegators counted through it; a
-                                delegator counted through proxy P has via P; [0, 0, b"", []]
-                                is an opt-out (a member with a proxy voted 0: its proxy
-                                cannot count it on this claim)
+    v + claim_id + address      vote      [stance, weight, counted]: weight is the voter's
+                                own karma; counted lists the delegators counted through
+                                it, [[address, weight], ...] sorted (one entry per proxy
+                                vote); [0, 0, []] is an opt-out (a member with a proxy
+                                voted 0: its proxy cannot count it on this claim)
     r + society + 00 + address  the sender's open charity request in the society (claim id)
     R + society                 the society's open charity requests [claim_id, ...]
     p + society + 00 + address  standing pledge [amount, interval_s, next_at, executed,
@@ -75,11 +77,11 @@ BAL, ESC, APPROVALS, SOCIETIES = 0, 1, 2, 3
 S_NAME, S_PURPOSE, S_RULES, S_CREATOR, S_MEMBERS, S_KARMA, S_KARMA_AT, S_ESCROW = range(8)
 S_OPEN, S_CREATED, S_CHARITY = 8, 9, 10
 M_IDENTITY, M_JOINED, M_ESCROW, M_KARMA, M_KARMA_AT, M_PLEDGED, M_GIVEN, M_OPEN = range(8)
-M_CHARITY, M_PROXY, M_DELEGATORS = 8, 9, 10
+M_CHARITY, M_PROXY, M_DELEGATORS, M_FORMER = 8, 9, 10, 11
 (C_SOCIETY, C_CLAIMANT, C_AMOUNT, C_KARMA, C_SUBJECT, C_DETAILS, C_EVIDENCE, C_OPENED,
  C_GIVES_FROM, C_CLOSES, C_LIMIT, C_RECEIVED, C_APPROVE, C_REJECT, C_STATUS) = range(15)
 C_KIND, C_VOTERS, C_PROXIED = 15, 16, 17
-V_STANCE, V_WEIGHT, V_VIA, V_COUNTED = range(4)
+V_STANCE, V_WEIGHT, V_COUNTED = range(3)
 A_ISSUER, A_PRECISION, A_MAX, A_SUPPLY, A_DESCRIPTION, A_BURNED = range(6)
 P_AMOUNT, P_INTERVAL, P_NEXT, P_EXECUTED, P_MISSED, P_MISSED_IN_ROW = range(6)
 W_KEY, W_URL, W_ORDER, W_VOTES = range(4)
@@ -130,6 +132,12 @@ def member_key(society: str, address: bytes) -> bytes:
 
 def delegators_key(society: str, proxy: bytes) -> bytes:
     return b"d" + society.encode() + b"\x00" + proxy
+
+
+def _counted_index(counted: list[Any], address: bytes) -> int:
+    """Index of address in a vote's counted [[delegator, weight], ...] (sorted), or -1."""
+    i = bisect.bisect_left(counted, address, key=lambda e: e[0])
+    return i if i < len(counted) and counted[i][0] == address else -1
 
 
 def claim_key(claim_id: bytes) -> bytes:
@@ -565,7 +573,7 @@ class Ledger:
         self._need(acct, tx.fee)
         self._pay_fee(tx)
         st = self.state
-        st.put(mkey, [op.identity, t, 0, 0, t, 0, 0, b"", 0, b"", 0])
+        st.put(mkey, [op.identity, t, 0, 0, t, 0, 0, b"", 0, b"", 0, []])
         st.touch(society_key(op.society))[S_MEMBERS] += 1
         st.touch(account_key(tx.sender))[SOCIETIES].append(op.society)
 
@@ -666,80 +674,93 @@ class Ledger:
         st = self.state
         rules = society[S_RULES]
         own = self._karma_at(member, rules, t)
-        # 11.4: the delegators a vote of this member counts, with their weights
-        counted: list[tuple[bytes, int]] = []
+        # 11.4: the delegators a vote of this member counts, with their weights. A delegator
+        # counted here leaves no record of its own: the proxy's vote record lists it with
+        # its weight, so a proxy vote is one state entry whatever its delegator count.
+        counted: list[list[Any]] = []
         if member[M_DELEGATORS]:
             claimant = claim[C_CLAIMANT]
+            opened = claim[C_OPENED]
             period, ppm = rules[R_DECAY_PERIOD], rules[R_DECAY_PPM]
             get = st.get
             prefix = b"v" + op.claim_id
             mprefix = b"m" + society_id.encode() + b"\x00"
             for d in get(delegators_key(society_id, tx.sender)) or []:
-                if d == claimant:
-                    continue
-                drec = get(prefix + d)
-                # an own vote or opt-out of d, or d counted through another proxy: skip
-                # (d counted through this same member is counted again below)
-                if drec is not None and drec[V_VIA] != tx.sender:
-                    continue
+                if d == claimant or get(prefix + d) is not None:
+                    continue  # d's own vote or opt-out on the claim
                 m = get(mprefix + d)
+                # d counted through a former proxy of its own (this member excluded: its
+                # previous vote is replaced below)
+                if m[M_FORMER] and self._counted_via(op.claim_id, m, d, opened, tx.sender):
+                    continue
                 w = decay(m[M_KARMA], m[M_KARMA_AT], t, period, ppm)
                 if w > 0:
-                    counted.append((d, w))
-        weight = own + sum(w for _, w in counted)
+                    counted.append([d, w])
+        proxied = sum(w for _, w in counted)
+        weight = own + proxied
         if weight <= 0:
             raise Rejected("no_karma", "the voter has no karma (own or through delegators)")
         self._need(acct, tx.fee)
         self._pay_fee(tx)
         claim = st.touch(claim_key(op.claim_id))
-        recount = {d for d, _ in counted} if op.stance != 0 else set()
-        self._remove_vote(op.claim_id, claim, tx.sender, recount)
+        self._remove_vote(op.claim_id, claim, tx.sender, member)
         vkey = vote_key(op.claim_id, tx.sender)
         if op.stance == 0:
             # A member with a proxy records an opt-out: its proxy cannot count it on this
             # claim any more. Without a proxy nothing is kept (as in version 1).
             if member[M_PROXY]:
-                st.put(vkey, [0, 0, b"", []])
+                st.put(vkey, [0, 0, []])
             return
         side = C_APPROVE if op.stance == 1 else C_REJECT
         claim[side] += weight
         claim[C_VOTERS] += 1 + len(counted)
-        claim[C_PROXIED] += weight - own
-        st.put(vkey, [op.stance, own, b"", [d for d, _ in counted]])
-        put = st.put
-        for d, w in counted:
-            put(vote_key(op.claim_id, d), [op.stance, w, tx.sender, []])
+        claim[C_PROXIED] += proxied
+        st.put(vkey, [op.stance, own, counted])
+
+    def _counted_via(self, claim_id: bytes, member: list[Any], address: bytes, opened: int,
+                     exclude: bytes) -> bytes:
+        """The proxy (not ``exclude``) whose vote on the claim counts ``address``, or b"".
+
+        Only the member's current proxy and its former proxies dropped at or after the
+        claim opened can have counted it there: a proxy counts a delegator only while it is
+        one, and a vote on the claim is at or after its opening. ``member[M_FORMER]`` keeps
+        those former proxies with the time they were dropped; this replaces a record per
+        counted delegator, and a member that never changed proxy has none to look at."""
+        candidates = [bytes(member[M_PROXY])] if member[M_PROXY] else []
+        candidates += [bytes(p) for p, until in member[M_FORMER] if until >= opened]
+        get = self.state.get
+        for p in candidates:
+            if p == exclude:
+                continue
+            rec = get(vote_key(claim_id, p))
+            if rec is not None and _counted_index(rec[V_COUNTED], address) >= 0:
+                return p
+        return b""
 
     def _remove_vote(self, claim_id: bytes, claim: list[Any], voter: bytes,
-                     recount: set[bytes] | frozenset[bytes] = frozenset()) -> None:
+                     member: list[Any]) -> None:
         """Take voter's weight out of the tallies: its own vote with every delegator counted
-        through it, or its weight counted through a proxy. Leaves no record of voter, nor
-        of its delegators except those in ``recount`` (the caller writes them again)."""
+        through it, or (no record of its own) its weight counted through a proxy."""
         st = self.state
         vkey = vote_key(claim_id, voter)
         prev = st.get(vkey)
-        if prev is None:
+        if prev is not None:
+            st.delete(vkey)
+            if prev[V_STANCE] == 0:  # an opt-out carries no weight
+                return
+            side = C_APPROVE if prev[V_STANCE] == 1 else C_REJECT
+            removed = sum(w for _, w in prev[V_COUNTED])
+            claim[side] -= prev[V_WEIGHT] + removed
+            claim[C_PROXIED] -= removed
+            claim[C_VOTERS] -= 1 + len(prev[V_COUNTED])
             return
-        st.delete(vkey)
-        if prev[V_STANCE] == 0:  # an opt-out carries no weight
-            return
-        side = C_APPROVE if prev[V_STANCE] == 1 else C_REJECT
-        claim[side] -= prev[V_WEIGHT]
-        claim[C_VOTERS] -= 1
-        if prev[V_VIA]:
-            # counted through a proxy: out of the proxy's side and its list
-            claim[C_PROXIED] -= prev[V_WEIGHT]
-            st.touch(vote_key(claim_id, prev[V_VIA]))[V_COUNTED].remove(voter)
-            return
-        removed = 0
-        for d in prev[V_COUNTED]:
-            dkey = vote_key(claim_id, d)
-            removed += st.get(dkey)[V_WEIGHT]
-            if d not in recount:
-                st.delete(dkey)
-        claim[side] -= removed
-        claim[C_PROXIED] -= removed
-        claim[C_VOTERS] -= len(prev[V_COUNTED])
+        via = self._counted_via(claim_id, member, voter, claim[C_OPENED], b"")
+        if via:
+            rec = st.touch(vote_key(claim_id, via))
+            _, w = rec[V_COUNTED].pop(_counted_index(rec[V_COUNTED], voter))
+            claim[C_APPROVE if rec[V_STANCE] == 1 else C_REJECT] -= w
+            claim[C_PROXIED] -= w
+            claim[C_VOTERS] -= 1
 
     def _give(self, op: ops.Give, tx: SignedTx, acct: list[Any], t: int) -> None:
         claim = self._open_claim(op.claim_id)
@@ -977,7 +998,14 @@ class Ledger:
             else:
                 bisect.insort(lst, tx.sender)
             st.touch(member_key(op.society, op.proxy))[M_DELEGATORS] += 1
-        st.touch(member_key(op.society, tx.sender))[M_PROXY] = op.proxy
+        member = st.touch(member_key(op.society, tx.sender))
+        member[M_PROXY] = op.proxy
+        if current:
+            # Remember the dropped proxy while a claim it may have counted the sender on can
+            # still be open (opened at or before now, so closing by now + TTL): see
+            # _counted_via. Older entries can match no open claim any more.
+            ttl = self._society(op.society)[S_RULES][R_TTL]
+            member[M_FORMER] = [e for e in member[M_FORMER] if e[1] + ttl >= t] + [[current, t]]
 
     # --- version 2: charity requests (11.5) ------------------------------------------------
 

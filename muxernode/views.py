@@ -336,17 +336,24 @@ def list_votes(source: StateSource, claim_id: bytes) -> list[dict[str, Any]] | N
     if st.get(L.claim_key(claim_id)) is None:
         return None
     prefix = b"v" + claim_id
-    out = []
+    out: list[tuple[bytes, int, int, bytes | None]] = []
     for key, rec in st.iterate_committed(prefix):
         if rec[L.V_STANCE] == 0:
             continue
-        out.append({
-            "voter": address_to_text(key[len(prefix):]),
-            "stance": rec[L.V_STANCE],
-            "weight": rec[L.V_WEIGHT],
-            "via": address_to_text(rec[L.V_VIA]) if rec[L.V_VIA] else None,
-        })
-    return out
+        voter = bytes(key[len(prefix):])
+        out.append((voter, rec[L.V_STANCE], rec[L.V_WEIGHT], None))
+        # the delegators counted through this vote live in its record (6.3)
+        out.extend((bytes(d), rec[L.V_STANCE], w, voter) for d, w in rec[L.V_COUNTED])
+    out.sort(key=lambda item: item[0])
+    return [
+        {
+            "voter": address_to_text(voter),
+            "stance": stance,
+            "weight": weight,
+            "via": address_to_text(via) if via else None,
+        }
+        for voter, stance, weight, via in out
+    ]
 
 
 def comment_count(source: StateSource, claim_id: bytes) -> int:

@@ -528,7 +528,7 @@ def test_join() -> None:
     c.ok(ALICE, op_create("two"))
     c.ok(ALICE, op_join("two"))
     c.commit()
-    assert c.member(BOB) == ["bob's salted hash", t, 0, 0, t, 0, 0, b"", 0, b"", 0]
+    assert c.member(BOB) == ["bob's salted hash", t, 0, 0, t, 0, 0, b"", 0, b"", 0, []]
     assert c.society()[L.S_MEMBERS] == 2
     assert c.society("two")[L.S_MEMBERS] == 1
     assert c.account(ALICE) == [FUNDS - 4 * FEE, 0, [], [SOC, "two"]]
@@ -704,8 +704,8 @@ def test_vote_weights_revote_and_withdraw() -> None:
     c.ok(CAROL, op_vote(cid, -1))
     c.commit()
     assert c.claim(cid)[L.C_APPROVE:L.C_REJECT + 1] == [3000, 7000]
-    assert c.get(L.vote_key(cid, BOB.address)) == [1, 3000, b"", []]
-    assert c.get(L.vote_key(cid, CAROL.address)) == [-1, 7000, b"", []]
+    assert c.get(L.vote_key(cid, BOB.address)) == [1, 3000, []]
+    assert c.get(L.vote_key(cid, CAROL.address)) == [-1, 7000, []]
     # re-vote replaces
     c.ok(CAROL, op_vote(cid, 1))
     assert c.claim(cid)[L.C_APPROVE:L.C_REJECT + 1] == [10_000, 0]
@@ -726,7 +726,7 @@ def test_vote_weights_revote_and_withdraw() -> None:
     c.ok(CAROL, op_vote(cid, 1))
     assert c.claim(cid)[L.C_APPROVE] == 7500
     c.commit()
-    assert c.get(L.vote_key(cid, CAROL.address)) == [1, 7500, b"", []]
+    assert c.get(L.vote_key(cid, CAROL.address)) == [1, 7500, []]
 
 
 def test_vote_weight_is_decayed_karma_and_writes_nothing() -> None:

@@ -334,7 +334,7 @@ def test_vote_weight_is_decayed_karma(period: int, ppm: int, pledge: int, dt: in
     else:
         c.ok(BOB, op_vote(cid, 1))
         assert c.claim(cid)[L.C_APPROVE] == want
-        assert c.get(L.vote_key(cid, BOB.address)) == [1, want, b"", []]
+        assert c.get(L.vote_key(cid, BOB.address)) == [1, want, []]
     assert c.total_karma(t) == decay_reference(
         society[L.S_KARMA], society[L.S_KARMA_AT], t, period, ppm)
     c.commit()

@@ -392,6 +392,79 @@ def test_proxy_without_karma_votes_for_delegators() -> None:
 # --- 11.5 charity -----------------------------------------------------------------------
 
 
+def test_a_delegator_that_changes_proxy_counts_once() -> None:
+    """CAROL, counted through BOB, moves to DAVE (and on to ERIN's side and back): DAVE's
+    vote does not count her again while BOB's vote counts her; her own vote takes her out
+    of BOB's; a re-vote by BOB drops her, and then her current proxy counts her."""
+    c, cid = proxy_chain()
+    t = c.next_time
+    k = {p: c.karma(p, t) for p in (BOB, CAROL, DAVE, ERIN)}
+    c.ok(CAROL, op_set_proxy(BOB.address))
+    c.commit()
+    c.ok(BOB, op_vote(cid, 1))
+    c.commit()
+    c.ok(CAROL, op_set_proxy(b""))
+    c.ok(CAROL, op_set_proxy(DAVE.address), fee=FEE + 1)
+    c.commit()
+    assert [p for p, _ in c.member(CAROL)[L.M_FORMER]] == [BOB.address]
+    c.ok(DAVE, op_vote(cid, -1))
+    c.commit()
+    claim = c.claim(cid)
+    assert (claim[L.C_APPROVE], claim[L.C_REJECT]) == (k[BOB] + k[CAROL], k[DAVE])
+    assert (claim[L.C_VOTERS], claim[L.C_PROXIED]) == (3, k[CAROL])
+    # a re-vote by BOB: CAROL is not his delegator any more, so her count through him goes
+    c.ok(BOB, op_vote(cid, 1), fee=FEE + 2)
+    c.commit()
+    claim = c.claim(cid)
+    assert (claim[L.C_APPROVE], claim[L.C_VOTERS], claim[L.C_PROXIED]) == (k[BOB], 2, 0)
+    # ... and a re-vote by DAVE, her proxy now, counts her
+    c.ok(DAVE, op_vote(cid, -1), fee=FEE + 3)
+    c.commit()
+    claim = c.claim(cid)
+    assert (claim[L.C_REJECT], claim[L.C_VOTERS], claim[L.C_PROXIED]) == (
+        k[DAVE] + k[CAROL], 3, k[CAROL])
+    # she overrides: out of DAVE's side, onto hers
+    c.ok(CAROL, op_vote(cid, 1))
+    c.commit()
+    claim = c.claim(cid)
+    assert (claim[L.C_APPROVE], claim[L.C_REJECT]) == (k[BOB] + k[CAROL], k[DAVE])
+    assert (claim[L.C_VOTERS], claim[L.C_PROXIED]) == (3, 0)
+    assert c.get(L.vote_key(cid, DAVE.address))[L.V_COUNTED] == []
+
+
+def test_an_override_finds_the_former_proxy_that_counted_it() -> None:
+    c, cid = proxy_chain()
+    t = c.next_time
+    k = {p: c.karma(p, t) for p in (BOB, CAROL)}
+    c.ok(CAROL, op_set_proxy(BOB.address))
+    c.commit()
+    c.ok(BOB, op_vote(cid, 1))
+    c.commit()
+    c.ok(CAROL, op_set_proxy(b""))  # no proxy now; still counted through BOB
+    c.commit()
+    assert c.claim(cid)[L.C_APPROVE] == k[BOB] + k[CAROL]
+    c.ok(CAROL, op_vote(cid, -1))
+    c.commit()
+    claim = c.claim(cid)
+    assert (claim[L.C_APPROVE], claim[L.C_REJECT], claim[L.C_VOTERS]) == (k[BOB], k[CAROL], 2)
+    assert c.get(L.vote_key(cid, BOB.address))[L.V_COUNTED] == []
+
+
+def test_former_proxies_are_kept_for_one_claim_ttl() -> None:
+    c = Chain()
+    c.society_with_members([(BOB, 200), (CAROL, 200), (DAVE, 200)])
+    c.ok(BOB, op_set_proxy(CAROL.address))
+    c.commit()
+    c.ok(BOB, op_set_proxy(DAVE.address))
+    c.commit()
+    assert [p for p, _ in c.member(BOB)[L.M_FORMER]] == [CAROL.address]
+    c.block(at=c.time + RULES.claim_ttl_s + 1)
+    c.ok(BOB, op_set_proxy(b""))
+    c.commit()
+    # CAROL was dropped more than a TTL ago: no claim open now can have counted BOB
+    assert [p for p, _ in c.member(BOB)[L.M_FORMER]] == [DAVE.address]
+
+
 def test_charity_request_from_outsider_funded_from_charity_escrow_in_slots() -> None:
     c = btc_chain((BOB, CAROL, DAVE))
     for k in (BOB, CAROL, DAVE):

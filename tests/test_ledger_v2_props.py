@@ -169,22 +169,28 @@ def check_votes(c: Chain) -> None:
         records.setdefault(key[1:33], {})[key[33:]] = rec
     for key, claim in c.ledger.state.iterate_committed(b"c"):
         votes = records.get(key[1:], {})
-        approve = sum(r[L.V_WEIGHT] for r in votes.values() if r[L.V_STANCE] == 1)
-        reject = sum(r[L.V_WEIGHT] for r in votes.values() if r[L.V_STANCE] == -1)
+        approve, reject = (
+            sum(r[L.V_WEIGHT] + sum(w for _, w in r[L.V_COUNTED])
+                for r in votes.values() if r[L.V_STANCE] == stance)
+            for stance in (1, -1)
+        )
         assert (claim[L.C_APPROVE], claim[L.C_REJECT]) == (approve, reject)
-        assert claim[L.C_VOTERS] == sum(1 for r in votes.values() if r[L.V_STANCE] != 0)
-        assert claim[L.C_PROXIED] == sum(r[L.V_WEIGHT] for r in votes.values() if r[L.V_VIA])
+        counted = [(d, w, voter) for voter, r in votes.items() for d, w in r[L.V_COUNTED]]
+        assert claim[L.C_VOTERS] == sum(1 for r in votes.values() if r[L.V_STANCE] != 0) + len(
+            counted
+        )
+        assert claim[L.C_PROXIED] == sum(w for _, w, _ in counted)
         assert claim[L.C_CLAIMANT] not in votes  # no self vote, by proxy or not
-        for voter, r in votes.items():
-            if r[L.V_VIA]:
-                proxy = votes[r[L.V_VIA]]
-                assert not proxy[L.V_VIA] and proxy[L.V_STANCE] == r[L.V_STANCE]
-                assert voter in proxy[L.V_COUNTED]
-            else:
-                for d in r[L.V_COUNTED]:
-                    assert votes[d][L.V_VIA] == voter
-                counted = [d for d, rec in votes.items() if rec[L.V_VIA] == voter]
-                assert sorted(counted) == sorted(r[L.V_COUNTED])
+        # every member counts at most once: never both on its own and through a proxy,
+        # never through two proxies, and an opt-out is never counted
+        delegators = [d for d, _, _ in counted]
+        assert len(delegators) == len(set(delegators))
+        assert not set(delegators) & set(votes)
+        assert claim[L.C_CLAIMANT] not in delegators
+        for r in votes.values():
+            if r[L.V_COUNTED]:
+                assert r[L.V_STANCE] != 0
+                assert [d for d, _ in r[L.V_COUNTED]] == sorted(d for d, _ in r[L.V_COUNTED])
 
 
 def check_money(c: Chain) -> None:
