@@ -88,6 +88,7 @@ class Bench:
         self.kv.write(self.ledger.init_genesis(self.genesis).changes)
         self.now = T0
         self.recorded: list[Changes] = []
+        self.changed = 0  # state entries changed by the counted blocks (digest excluded)
 
     def tapos(self, num: int) -> int | None:
         return self.prefix if num == 0 else None
@@ -97,7 +98,7 @@ class Bench:
                         ref_block_prefix=self.prefix, expiration=expiration, fee=10)
 
     def run_block(self, txs: list[SignedTx], record: bool = False,
-                  at: int | None = None) -> int:
+                  at: int | None = None, count: bool = False) -> int:
         self.now = at if at is not None else self.now + 1
         self.ledger.begin_block(BlockContext(0, self.now, self.witness.address, self.tapos))
         ok = 0
@@ -114,6 +115,10 @@ class Bench:
         self.ledger.state.trim_cache(CACHE_ENTRIES)
         if record:
             self.recorded.append((result.changes, result.undo))
+        if count:  # what the digest pays for: one update per changed state entry
+            digest = STATE_PREFIX + DIGEST_KEY
+            self.changed += sum(1 for k in result.changes
+                                if k.startswith(STATE_PREFIX) and k != digest)
         return ok
 
     def restart(self, base: dict[bytes, bytes], base_now: int) -> None:
@@ -187,22 +192,32 @@ def v2_op(rng: random.Random, i: int, members: list[PrivateKey], btc_ids: list[b
 
 
 def measure(b: Bench, mixes: list[list[SignedTx]], seconds: float, block_txs: int,
-            base: dict[bytes, bytes], base_now: int) -> list[tuple[float, float, int, int]]:
+            base: dict[bytes, bytes], base_now: int
+            ) -> list[tuple[float, float, int, int, float]]:
     """Per mix (applied tx/s, applied tx per CPU second, applied, rejected), rerunning each
     from the base state until ``seconds`` of application time are measured for it. The
     mixes take turns, one round each, so that the load of other jobs on the machine falls
     on all of them alike (their ratio is a target); this thread's CPU time, which that load
     leaves out, gives the second rate. The first mix's first round is recorded for
-    ``digest_cost``."""
+    ``digest_cost``. The last item: changed state entries per applied tx, in the first
+    round (counted outside the timed part)."""
     applied = [0] * len(mixes)
     rejected = [0] * len(mixes)
     elapsed = [0.0] * len(mixes)
     cpu = [0.0] * len(mixes)
+    changed = [0.0] * len(mixes)
     rounds = 0
     while min(elapsed) < seconds and rounds < 1000:
         rounds += 1
         for m, mix in enumerate(mixes):
             b.restart(base, base_now)
+            if rounds == 1:
+                b.changed = 0
+                first = 0
+                for i in range(0, len(mix), block_txs):
+                    first += b.run_block(mix[i: i + block_txs], count=True)
+                changed[m] = b.changed / max(1, first)
+                b.restart(base, base_now)
             for i in range(0, len(mix), block_txs):
                 block = mix[i: i + block_txs]
                 cpu_start = time.thread_time()
@@ -212,7 +227,7 @@ def measure(b: Bench, mixes: list[list[SignedTx]], seconds: float, block_txs: in
                 cpu[m] += time.thread_time() - cpu_start
                 applied[m] += ok
                 rejected[m] += len(block) - ok
-    return [(applied[m] / elapsed[m], applied[m] / cpu[m], applied[m], rejected[m])
+    return [(applied[m] / elapsed[m], applied[m] / cpu[m], applied[m], rejected[m], changed[m])
             for m in range(len(mixes))]
 
 
@@ -261,7 +276,7 @@ def main() -> None:
     print("measuring verify rate ...", flush=True)
     vrate = verify_rate(2.0)
     print(f"applying each mix for {args.seconds:.0f} s ...", flush=True)
-    (rate1, cpu1, applied1, rejected1), (rate2, cpu2, applied2, rejected2) = measure(
+    (rate1, cpu1, applied1, rejected1, keys1), (rate2, cpu2, applied2, rejected2, keys2) = measure(
         b, [v1_mix, v2_mix], args.seconds, args.block_txs, base, base_now)
     print()
     print(f"members                 {args.members} (gc thresholds {GC_THRESHOLDS}, the daemon's)")
@@ -276,6 +291,8 @@ def main() -> None:
           f"{1e6 / cpu2:.1f} us of CPU per tx)")
     print(f"ratio applied/verify    {rate2 / vrate:.2f}   v2/v1 {rate2 / rate1:.2f} "
           f"(target >= 0.90; in CPU time {cpu2 / cpu1:.2f})")
+    print(f"changed state entries   {keys1:.2f} per tx in the v1 mix, {keys2:.2f} in the v2 mix "
+          "(each costs the digest ~7 us)")
     digest_cost(b.recorded, len(v1_mix), 1e6 / cpu1)
     proxy_vote_time(b, base, base_now, proxies[0], claim_ids, exp)
     standing_pledges_time(rng)

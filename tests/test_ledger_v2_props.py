@@ -8,8 +8,9 @@ After every block:
 (a) conservation per asset: balances + escrows + charity escrows + held bonds + burned =
     issued supply, and for MUX the genesis supply;
 (b) every member's karma counts at most once on every claim: the tallies are exactly the
-    sum of the vote records, each record is one member, a delegator counted through a
-    proxy is listed by that proxy's own vote and by nothing else;
+    sum of the vote records (own weights and the weights each lists as counted through
+    it), a member is either an own vote, an opt-out or listed by one proxy's vote, never
+    two of these;
 (c) an invalid tx changes nothing: replaying only the accepted txs at the same times
     gives byte-identical stores;
 (d) the same blocks give the same state digest (the replay's digests match, block by
